@@ -1,0 +1,1 @@
+"""Alatau Exchange matching engine (placeholder while the core is being written)."""

@@ -1,0 +1,37 @@
+"""Build the Cython core of the matching engine.
+
+`pip install -e .` compiles ``engine/_core/*.pyx`` into C++ extensions.  Set
+``ENGINE_DEBUG=1`` to build with bounds checks and assertions on, for chasing
+a crash in the core (slower; never for benchmarks).
+"""
+
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("ENGINE_DEBUG") == "1"
+
+extensions = [
+    Extension(
+        "engine._core.book",
+        ["engine/_core/book.pyx"],
+        language="c++",
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    ),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": DEBUG,
+            "wraparound": False,
+            "initializedcheck": DEBUG,
+            # cdivision stays off: C division truncates negatives, Python floors.
+            "cdivision": False,
+            "embedsignature": True,
+        },
+    ),
+)
