@@ -300,13 +300,16 @@ class ReferenceBook:
         return best is not None and _price_ok(side, price, best[0])
 
     def _makers(self, side: int, price: int) -> Iterator[_Order]:
-        """Resting orders an incoming order would meet, in price-time priority."""
+        """Resting orders an incoming order would meet, in price-time priority (read-only:
+        the book must not change while this is iterated)."""
         opposite = self._sides[1 - side]
-        prices = list(opposite.keys()) if side == BUY else list(reversed(opposite.keys()))
+        limit = price or None
+        if side == BUY:
+            prices = opposite.irange(maximum=limit)
+        else:
+            prices = opposite.irange(minimum=limit, reverse=True)
         for level_price in prices:
-            if not _price_ok(side, price, level_price):
-                return
-            yield from list(opposite[level_price].orders.values())
+            yield from opposite[level_price].orders.values()
 
     def _fillable(self, owner: int, side: int, price: int, qty: int, stp: int) -> int:
         """How much a FOK order could fill right now, self-trade prevention included."""
@@ -323,10 +326,14 @@ class ReferenceBook:
 
     def _execute(self, taker: _Order, rests: bool, events: list[Event]) -> None:
         """Match ``taker`` (already indexed, not on a level) and rest, expire or cancel the rest."""
+        opposite = self._sides[1 - taker.side]
+        best_index = 0 if taker.side == BUY else -1
         canceled_by_stp = False
-        for maker in self._makers(taker.side, taker.price):
-            if taker.qty == 0:
+        while taker.qty > 0 and opposite:
+            level_price, level = opposite.peekitem(best_index)
+            if not _price_ok(taker.side, taker.price, level_price):
                 break
+            maker = next(iter(level.orders.values()))
             if maker.owner == taker.owner and taker.stp != SelfTradePrevention.NONE:
                 if taker.stp in (SelfTradePrevention.CANCEL_OLDEST, SelfTradePrevention.CANCEL_BOTH):
                     events.append(OrderCanceled(maker.order_id, maker.qty, "self_trade"))
@@ -350,7 +357,7 @@ class ReferenceBook:
             self._touch(maker.side, maker.price)
             maker.qty -= fill
             taker.qty -= fill
-            self._sides[maker.side][maker.price].total -= fill
+            level.total -= fill
             events.append(
                 OrderFilled(maker.order_id, taker.order_id, maker.price, fill, maker.qty, "maker")
             )

@@ -1,0 +1,967 @@
+# cython: language_level=3
+"""The Cython order book: price-time priority, one instance per market.
+
+Same interface and same events as ``engine.reference.ReferenceBook`` (the oracle of the
+differential tests); read that module first for the rules, this one for how they are made
+fast:
+
+* Orders live in a pool of C structs and are found by id through a C++ hash map, so cancel
+  is O(1).  Each price level is an intrusive doubly linked FIFO of order slots: adding at
+  the tail, removing any order and taking the head are O(1) whatever the queue's length.
+* Each side keeps its level slots in an array sorted so that the best price is the last
+  element: best bid/ask is O(1); finding a level is a binary search; adding or removing a
+  level moves only the levels behind it, which near the touch (where nearly all activity
+  is) are few.
+* Every command writes compact int64 event records into one reusable buffer.  The per-call
+  API turns them into ``engine.events`` objects; ``execute_batch`` hands the raw records to
+  the caller, crossing the Python boundary once for many commands.
+
+Numbers must fit in int64: the exchange bounds prices and quantities per market before a
+command reaches the book.
+"""
+
+from cpython cimport array
+from libc.stdint cimport int8_t, int32_t, int64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memmove
+from libcpp.unordered_map cimport unordered_map
+from cython.operator cimport dereference as deref
+
+import array as py_array
+
+from engine import reject as _reject
+from engine.errors import BookIntegrityError
+from engine.events import (
+    AmendRejected,
+    BookLevel,
+    CancelRejected,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    Trade,
+)
+
+cdef struct Order:
+    int64_t order_id
+    int64_t owner
+    int64_t price        # quote minor units (tiyn)
+    int64_t qty          # open quantity, base minor units
+    int32_t prev         # neighbours in the level's FIFO queue (-1: none)
+    int32_t next         # also the free-list link while the slot is unused
+    int32_t owner_prev   # neighbours in the owner's list of open orders
+    int32_t owner_next
+    int32_t owner_slot   # the owner's list in OrderBook._owner_lists
+    int32_t level        # the level slot, -1 while the order is not on a level
+    int8_t side
+    int8_t post_only
+    int8_t stp
+
+
+cdef struct Level:
+    int64_t price
+    int64_t total        # aggregate open quantity of the level's orders
+    int64_t epoch        # the command that last touched it (for L2 change tracking)
+    int32_t head         # oldest order (first to trade)
+    int32_t tail         # newest order
+    int32_t count        # orders on the level; also the free-list link when unused
+    int8_t side
+
+
+cdef struct OwnerList:
+    int32_t head
+    int32_t tail
+    int64_t owner
+
+
+# Enumerations (engine.types) and record kinds (engine.batch): the numbers are a format.
+cdef enum:
+    BUY = 0
+    SELL = 1
+    LIMIT = 0
+    MARKET = 1
+    GTC = 0
+    IOC = 1
+    FOK = 2
+    STP_NONE = 0
+    STP_CANCEL_NEWEST = 1
+    STP_CANCEL_OLDEST = 2
+    STP_CANCEL_BOTH = 3
+
+    OP_PLACE = 1
+    OP_CANCEL = 2
+    OP_AMEND = 3
+    OP_CANCEL_ALL = 4
+    COMMAND_WIDTH = 10
+
+    EV_ACCEPTED = 1
+    EV_REJECTED = 2
+    EV_FILLED = 3
+    EV_CANCELED = 4
+    EV_EXPIRED = 5
+    EV_AMENDED = 6
+    EV_AMEND_REJECTED = 7
+    EV_CANCEL_REJECTED = 8
+    EV_TRADE = 9
+    EV_LEVEL = 10
+    EVENT_WIDTH = 8
+
+    MAKER = 0
+    TAKER = 1
+    REASON_USER = 0
+    REASON_SELF_TRADE = 1
+    REASON_CANCEL_ALL = 2
+
+    TOUCHED_WIDTH = 4  # side, price, aggregate before, aggregate after
+
+    R_DUPLICATE_ORDER_ID = 1
+    R_INVALID_PRICE = 2
+    R_INVALID_QTY = 3
+    R_POST_ONLY_WOULD_TRADE = 4
+    R_UNKNOWN_ORDER = 5
+    R_INVALID_TIF = 6
+
+cdef object _BUY_NAME = "buy"
+cdef object _SELL_NAME = "sell"
+cdef object _MAKER_NAME = "maker"
+cdef object _TAKER_NAME = "taker"
+cdef tuple _REASON_NAMES = ("user", "self_trade", "cancel_all")
+
+cdef array.array _INT64_TEMPLATE = py_array.array("q")
+
+
+cdef inline object _side_name(int64_t side):
+    return _BUY_NAME if side == BUY else _SELL_NAME
+
+
+cdef inline int64_t _key(int side, int64_t price) noexcept nogil:
+    """Sort key of a level on its side: ascending key = worse to better price."""
+    return price if side == BUY else -price
+
+
+cdef inline bint _price_ok(int side, int64_t limit, int64_t level_price) noexcept nogil:
+    """Does a resting price satisfy an incoming order's limit (0 = no limit)?"""
+    if limit == 0:
+        return True
+    if side == BUY:
+        return level_price <= limit
+    return level_price >= limit
+
+
+cdef inline void* _grow(void* ptr, Py_ssize_t count, size_t item_size) except NULL:
+    cdef void* out = realloc(ptr, <size_t>count * item_size)
+    if out == NULL:
+        raise MemoryError()
+    return out
+
+
+cdef int _check_enums(int side, int order_type, int tif, int stp) except -1:
+    """Out-of-range enumerations are a caller's bug, not a client's: raise."""
+    if side != BUY and side != SELL:
+        raise ValueError(f"{side} is not a valid Side")
+    if order_type != LIMIT and order_type != MARKET:
+        raise ValueError(f"{order_type} is not a valid OrderType")
+    if tif < GTC or tif > FOK:
+        raise ValueError(f"{tif} is not a valid TimeInForce")
+    if stp < STP_NONE or stp > STP_CANCEL_BOTH:
+        raise ValueError(f"{stp} is not a valid SelfTradePrevention")
+    return 0
+
+
+cdef class OrderBook:
+    """One market's limit order book with price-time priority (the compiled core)."""
+
+    # Pools of orders, levels and owner lists; slots are reused through free lists.
+    cdef Order* _orders
+    cdef int32_t _orders_cap
+    cdef int32_t _orders_free
+    cdef int32_t _orders_used
+    cdef Level* _levels
+    cdef int32_t _levels_cap
+    cdef int32_t _levels_free
+    cdef OwnerList* _owner_lists
+    cdef int32_t _owner_lists_cap
+    cdef int32_t _owner_lists_free
+
+    # Each side: level slots sorted so that the best price is the last element.
+    cdef int32_t* _sides[2]
+    cdef int32_t _side_len[2]
+    cdef int32_t _side_cap[2]
+
+    cdef unordered_map[int64_t, int32_t] _index         # order_id -> order slot
+    cdef unordered_map[int64_t, int32_t] _owner_index   # owner -> owner list slot
+
+    # Event records of the current call (EVENT_WIDTH int64 each).
+    cdef int64_t* _events
+    cdef Py_ssize_t _events_len
+    cdef Py_ssize_t _events_cap
+
+    # Levels touched by the current command: side, price, aggregate before, after.
+    cdef int64_t* _touched
+    cdef Py_ssize_t _touched_len
+    cdef Py_ssize_t _touched_cap
+
+    cdef int64_t _epoch
+    cdef int64_t _seq
+    cdef int64_t _last_trade_id
+
+    def __cinit__(self):
+        self._orders_cap = 1024
+        self._orders = <Order*>_grow(NULL, self._orders_cap, sizeof(Order))
+        self._orders_free = -1
+        self._orders_used = 0
+        # The level and owner-list pools start empty and grow on first use (_alloc_*).
+        self._levels_cap = 0
+        self._levels = NULL
+        self._levels_free = -1
+        self._owner_lists_cap = 0
+        self._owner_lists = NULL
+        self._owner_lists_free = -1
+        cdef int side
+        for side in range(2):
+            self._side_cap[side] = 256
+            self._side_len[side] = 0
+            self._sides[side] = <int32_t*>_grow(NULL, self._side_cap[side], sizeof(int32_t))
+        self._events_cap = 64
+        self._events = <int64_t*>_grow(NULL, self._events_cap * EVENT_WIDTH, sizeof(int64_t))
+        self._events_len = 0
+        self._touched_cap = 16
+        self._touched = <int64_t*>_grow(NULL, self._touched_cap * TOUCHED_WIDTH, sizeof(int64_t))
+        self._touched_len = 0
+        self._epoch = 0
+        self._seq = 0
+        self._last_trade_id = 0
+        self._index.reserve(4096)
+
+    def __dealloc__(self):
+        free(self._orders)
+        free(self._levels)
+        free(self._owner_lists)
+        free(self._sides[0])
+        free(self._sides[1])
+        free(self._events)
+        free(self._touched)
+
+    # -- commands: the per-call API ---------------------------------------------------------
+
+    def place(
+        self,
+        int64_t order_id,
+        int64_t owner,
+        int side,
+        int64_t price,
+        int64_t qty,
+        int order_type=LIMIT,
+        int tif=GTC,
+        bint post_only=False,
+        int stp=STP_NONE,
+    ):
+        """Enter a new order and return its events.  ``price`` in tiyn (0 on a market order
+        means no limit), ``qty`` in base minor units.  O(log L + fills) for L levels."""
+        _check_enums(side, order_type, tif, stp)
+        self._events_len = 0
+        self._place(order_id, owner, side, price, qty, order_type, tif, post_only, stp)
+        return self._event_list(0, self._events_len)
+
+    def cancel(self, int64_t order_id):
+        """Cancel an open order and return its events.  O(1), or O(L) if its level empties."""
+        self._events_len = 0
+        self._cancel(order_id)
+        return self._event_list(0, self._events_len)
+
+    def amend(self, int64_t order_id, int64_t price, int64_t qty):
+        """Change an open order's price (tiyn) and/or open qty; see ReferenceBook.amend."""
+        self._events_len = 0
+        self._amend(order_id, price, qty)
+        return self._event_list(0, self._events_len)
+
+    def cancel_all(self, int64_t owner, side=None):
+        """Cancel the owner's open orders (one side if given) in the order they were
+        accepted.  O(orders canceled)."""
+        cdef int c_side = -1
+        if side is not None:
+            c_side = side
+            if c_side != BUY and c_side != SELL:
+                raise ValueError(f"{side} is not a valid Side")
+        self._events_len = 0
+        self._cancel_all(owner, c_side)
+        return self._event_list(0, self._events_len)
+
+    def execute_batch(self, const int64_t[::1] commands not None):
+        """Run many commands (``engine.batch`` records) and return ``(events, offsets)``:
+        the flat int64 event records and, per command, the index of its first record.
+
+        Every command is checked for out-of-range enumerations before any runs, so a bad
+        batch raises ValueError and changes nothing.
+        """
+        if commands.shape[0] % COMMAND_WIDTH:
+            raise ValueError(f"command array length {commands.shape[0]} is not a multiple of {COMMAND_WIDTH}")
+        cdef Py_ssize_t n = commands.shape[0] // COMMAND_WIDTH
+        cdef Py_ssize_t i
+        cdef const int64_t* c
+        for i in range(n):
+            c = &commands[i * COMMAND_WIDTH]
+            if c[0] == OP_PLACE:
+                _check_enums(c[3], c[6], c[7], c[9])
+            elif c[0] == OP_CANCEL_ALL:
+                if c[3] < -1 or c[3] > SELL:
+                    raise ValueError(f"{c[3]} is not a valid Side")
+            elif c[0] != OP_CANCEL and c[0] != OP_AMEND:
+                raise ValueError(f"command {i}: unknown op {c[0]}")
+        cdef array.array offsets = array.clone(_INT64_TEMPLATE, n, zero=False)
+        cdef int64_t* offsets_data = <int64_t*>offsets.data.as_voidptr
+        self._events_len = 0
+        for i in range(n):
+            c = &commands[i * COMMAND_WIDTH]
+            offsets_data[i] = self._events_len
+            if c[0] == OP_PLACE:
+                self._place(c[1], c[2], <int>c[3], c[4], c[5], <int>c[6], <int>c[7], c[8] != 0, <int>c[9])
+            elif c[0] == OP_CANCEL:
+                self._cancel(c[1])
+            elif c[0] == OP_AMEND:
+                self._amend(c[1], c[4], c[5])
+            else:
+                self._cancel_all(c[2], <int>c[3])
+        cdef array.array events = array.clone(_INT64_TEMPLATE, self._events_len * EVENT_WIDTH, zero=False)
+        if self._events_len:
+            memcpy(events.data.as_voidptr, self._events, self._events_len * EVENT_WIDTH * sizeof(int64_t))
+        self._events_len = 0
+        return events, offsets
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def seq(self):
+        """The sequence number of the last L2 change (0 before any)."""
+        return self._seq
+
+    def __len__(self):
+        """The number of open orders."""
+        return self._index.size()
+
+    def __contains__(self, order_id):
+        return self._index.find(order_id) != self._index.end()
+
+    def best_bid(self):
+        """(price, aggregate qty) of the best bid, or None.  O(1)."""
+        return self._best(BUY)
+
+    def best_ask(self):
+        """(price, aggregate qty) of the best ask, or None.  O(1)."""
+        return self._best(SELL)
+
+    def depth(self, int side, levels=None):
+        """(price, aggregate qty) per level of one side, best first."""
+        if side != BUY and side != SELL:
+            raise ValueError(f"{side} is not a valid Side")
+        cdef Py_ssize_t i
+        cdef Level* level
+        out = []
+        for i in range(self._side_len[side] - 1, -1, -1):
+            if levels is not None and len(out) >= levels:
+                break
+            level = &self._levels[self._sides[side][i]]
+            out.append((level.price, level.total))
+        return out
+
+    def order(self, int64_t order_id):
+        """(order_id, owner, side, price, open qty) of an open order, or None."""
+        it = self._index.find(order_id)
+        if it == self._index.end():
+            return None
+        return self._order_tuple(deref(it).second)
+
+    def orders(self):
+        """Every open order as (order_id, owner, side, price, open qty): bids then asks,
+        each side best price first, each level in time priority."""
+        out = []
+        cdef int side
+        cdef Py_ssize_t i
+        cdef int32_t slot
+        for side in range(2):
+            for i in range(self._side_len[side] - 1, -1, -1):
+                slot = self._levels[self._sides[side][i]].head
+                while slot != -1:
+                    out.append(self._order_tuple(slot))
+                    slot = self._orders[slot].next
+        return out
+
+    def owner_orders(self, int64_t owner):
+        """The owner's open order ids, in the order they were accepted."""
+        out = []
+        it = self._owner_index.find(owner)
+        if it == self._owner_index.end():
+            return out
+        cdef int32_t slot = self._owner_lists[deref(it).second].head
+        while slot != -1:
+            out.append(self._orders[slot].order_id)
+            slot = self._orders[slot].owner_next
+        return out
+
+    def check_integrity(self):
+        """Raise BookIntegrityError if any invariant of the book is broken.  O(n)."""
+        cdef int side
+        cdef Py_ssize_t i
+        cdef int32_t slot, prev
+        cdef Level* level
+        cdef Order* order
+        cdef int64_t total, count, seen = 0, owned = 0
+        bid, ask = self.best_bid(), self.best_ask()
+        if bid is not None and ask is not None and bid[0] >= ask[0]:
+            raise BookIntegrityError(f"book is crossed: bid {bid[0]} >= ask {ask[0]}")
+        for side in range(2):
+            for i in range(self._side_len[side]):
+                level = &self._levels[self._sides[side][i]]
+                if i and _key(side, level.price) <= _key(side, self._levels[self._sides[side][i - 1]].price):
+                    raise BookIntegrityError(f"side {side} levels out of order at {level.price}")
+                if level.side != side or level.count <= 0:
+                    raise BookIntegrityError(f"level {level.price} misplaced or empty")
+                total = 0
+                count = 0
+                prev = -1
+                slot = level.head
+                while slot != -1:
+                    order = &self._orders[slot]
+                    if order.prev != prev or order.qty <= 0 or order.price != level.price \
+                            or order.side != side or order.level != self._sides[side][i]:
+                        raise BookIntegrityError(f"order {order.order_id} misplaced or empty")
+                    if self._index.find(order.order_id) == self._index.end():
+                        raise BookIntegrityError(f"order {order.order_id} is not indexed")
+                    total += order.qty
+                    count += 1
+                    prev = slot
+                    slot = order.next
+                if prev != level.tail or count != level.count:
+                    raise BookIntegrityError(f"level {level.price}: queue links broken")
+                if total != level.total:
+                    raise BookIntegrityError(
+                        f"level {level.price}: aggregate {level.total} != sum of orders {total}")
+                seen += count
+        if seen != <int64_t>self._index.size():
+            raise BookIntegrityError(f"{self._index.size()} orders indexed, {seen} on levels")
+        for entry in self._owner_index:
+            slot = self._owner_lists[entry.second].head
+            prev = -1
+            while slot != -1:
+                if self._orders[slot].owner != entry.first or self._orders[slot].owner_prev != prev:
+                    raise BookIntegrityError(f"owner {entry.first}: list links broken")
+                owned += 1
+                prev = slot
+                slot = self._orders[slot].owner_next
+            if prev != self._owner_lists[entry.second].tail or prev == -1:
+                raise BookIntegrityError(f"owner {entry.first}: list tail broken")
+        if owned != seen:
+            raise BookIntegrityError(f"{owned} orders by owner, {seen} open")
+
+    # -- the commands, in C -----------------------------------------------------------------
+
+    cdef int _place(self, int64_t order_id, int64_t owner, int side, int64_t price,
+                    int64_t qty, int order_type, int tif, bint post_only, int stp) except -1:
+        cdef int code = 0
+        if self._index.find(order_id) != self._index.end():
+            code = R_DUPLICATE_ORDER_ID
+        elif qty <= 0:
+            code = R_INVALID_QTY
+        elif price < 0 or (price == 0 and order_type == LIMIT):
+            code = R_INVALID_PRICE
+        elif order_type == MARKET and tif == GTC:
+            code = R_INVALID_TIF
+        elif post_only and (order_type == MARKET or tif != GTC):
+            code = R_INVALID_TIF
+        elif post_only and self._crosses(side, price):
+            code = R_POST_ONLY_WOULD_TRADE
+        if code:
+            self._emit(EV_REJECTED, order_id, code, 0, 0, 0, 0, 0)
+            return 0
+        self._emit(EV_ACCEPTED, order_id, side, price, qty, 0, 0, 0)
+        self._begin_command()
+        if tif == FOK and self._fillable(owner, side, price, qty, stp) < qty:
+            self._emit(EV_EXPIRED, order_id, qty, 0, 0, 0, 0, 0)
+            return 0
+        cdef int32_t slot = self._alloc_order()
+        cdef Order* order = &self._orders[slot]
+        order.order_id = order_id
+        order.owner = owner
+        order.side = side
+        order.price = price
+        order.qty = qty
+        order.post_only = post_only
+        order.stp = stp
+        order.prev = -1
+        order.next = -1
+        order.level = -1
+        self._index[order_id] = slot
+        self._owner_append(slot)
+        self._execute(slot, order_type == LIMIT and tif == GTC)
+        self._emit_levels()
+        return 0
+
+    cdef int _cancel(self, int64_t order_id) except -1:
+        it = self._index.find(order_id)
+        if it == self._index.end():
+            self._emit(EV_CANCEL_REJECTED, order_id, R_UNKNOWN_ORDER, 0, 0, 0, 0, 0)
+            return 0
+        cdef int32_t slot = deref(it).second
+        self._begin_command()
+        self._emit(EV_CANCELED, order_id, self._orders[slot].qty, REASON_USER, 0, 0, 0, 0)
+        self._remove(slot)
+        self._emit_levels()
+        return 0
+
+    cdef int _amend(self, int64_t order_id, int64_t price, int64_t qty) except -1:
+        it = self._index.find(order_id)
+        cdef int code = 0
+        cdef int32_t slot = -1
+        cdef Order* order = NULL
+        if it == self._index.end():
+            code = R_UNKNOWN_ORDER
+        else:
+            slot = deref(it).second
+            order = &self._orders[slot]
+            if qty <= 0:
+                code = R_INVALID_QTY
+            elif price <= 0:
+                code = R_INVALID_PRICE
+            elif order.post_only and price != order.price and self._crosses(order.side, price):
+                code = R_POST_ONLY_WOULD_TRADE
+        if code:
+            self._emit(EV_AMEND_REJECTED, order_id, code, 0, 0, 0, 0, 0)
+            return 0
+        self._begin_command()
+        cdef Level* level
+        if price == order.price and qty <= order.qty:
+            self._emit(EV_AMENDED, order_id, price, qty, 1, 0, 0, 0)
+            if qty < order.qty:
+                self._touch(order.level)
+                level = &self._levels[order.level]
+                level.total -= order.qty - qty
+                order.qty = qty
+            self._emit_levels()
+            return 0
+        self._emit(EV_AMENDED, order_id, price, qty, 0, 0, 0, 0)
+        self._unlink(slot)
+        order.price = price
+        order.qty = qty
+        self._execute(slot, True)
+        self._emit_levels()
+        return 0
+
+    cdef int _cancel_all(self, int64_t owner, int side) except -1:
+        self._begin_command()
+        it = self._owner_index.find(owner)
+        if it == self._owner_index.end():
+            return 0
+        cdef int32_t slot = self._owner_lists[deref(it).second].head
+        cdef int32_t next_slot
+        cdef Order* order
+        while slot != -1:
+            order = &self._orders[slot]
+            next_slot = order.owner_next
+            if side < 0 or order.side == side:
+                self._emit(EV_CANCELED, order.order_id, order.qty, REASON_CANCEL_ALL, 0, 0, 0, 0)
+                self._remove(slot)
+            slot = next_slot
+        self._emit_levels()
+        return 0
+
+    # -- matching ---------------------------------------------------------------------------
+
+    cdef bint _crosses(self, int side, int64_t price) noexcept:
+        """Would an order on ``side`` with limit ``price`` meet the opposite best?"""
+        cdef int opposite = 1 - side
+        if self._side_len[opposite] == 0:
+            return False
+        cdef int32_t best = self._sides[opposite][self._side_len[opposite] - 1]
+        return _price_ok(side, price, self._levels[best].price)
+
+    cdef int64_t _fillable(self, int64_t owner, int side, int64_t price, int64_t qty,
+                           int stp) noexcept:
+        """How much a FOK order could fill right now, self-trade prevention included."""
+        cdef int opposite = 1 - side
+        cdef Py_ssize_t i
+        cdef int32_t slot
+        cdef Level* level
+        cdef Order* maker
+        cdef int64_t total = 0
+        for i in range(self._side_len[opposite] - 1, -1, -1):
+            level = &self._levels[self._sides[opposite][i]]
+            if not _price_ok(side, price, level.price):
+                return total
+            slot = level.head
+            while slot != -1:
+                maker = &self._orders[slot]
+                if maker.owner == owner and stp != STP_NONE:
+                    if stp != STP_CANCEL_OLDEST:
+                        return total  # matching would stop here
+                else:
+                    total += maker.qty
+                    if total >= qty:
+                        return total
+                slot = maker.next
+        return total
+
+    cdef int _execute(self, int32_t taker_slot, bint rests) except -1:
+        """Match the taker (indexed, not on a level); then rest, expire or cancel its rest."""
+        cdef Order* taker = &self._orders[taker_slot]
+        cdef int opposite = 1 - taker.side
+        cdef int32_t level_slot, maker_slot
+        cdef Level* level
+        cdef Order* maker
+        cdef int64_t fill
+        cdef bint canceled_by_stp = False
+        while taker.qty > 0 and self._side_len[opposite] > 0:
+            level_slot = self._sides[opposite][self._side_len[opposite] - 1]
+            level = &self._levels[level_slot]
+            if not _price_ok(taker.side, taker.price, level.price):
+                break
+            maker_slot = level.head
+            maker = &self._orders[maker_slot]
+            if maker.owner == taker.owner and taker.stp != STP_NONE:
+                if taker.stp == STP_CANCEL_OLDEST or taker.stp == STP_CANCEL_BOTH:
+                    self._emit(EV_CANCELED, maker.order_id, maker.qty, REASON_SELF_TRADE, 0, 0, 0, 0)
+                    self._remove(maker_slot)
+                if taker.stp == STP_CANCEL_NEWEST or taker.stp == STP_CANCEL_BOTH:
+                    canceled_by_stp = True
+                    break
+                continue
+            fill = taker.qty if taker.qty < maker.qty else maker.qty
+            self._last_trade_id += 1
+            self._emit(EV_TRADE, self._last_trade_id, maker.price, fill, maker.order_id,
+                       taker.order_id, taker.side, 0)
+            self._touch(level_slot)
+            maker.qty -= fill
+            taker.qty -= fill
+            level.total -= fill
+            self._emit(EV_FILLED, maker.order_id, taker.order_id, maker.price, fill, maker.qty, MAKER, 0)
+            self._emit(EV_FILLED, taker.order_id, maker.order_id, maker.price, fill, taker.qty, TAKER, 0)
+            if maker.qty == 0:
+                self._remove(maker_slot)
+        if taker.qty == 0:
+            self._forget(taker_slot)
+        elif canceled_by_stp:
+            self._emit(EV_CANCELED, taker.order_id, taker.qty, REASON_SELF_TRADE, 0, 0, 0, 0)
+            self._forget(taker_slot)
+        elif rests:
+            self._link(taker_slot)
+        else:
+            self._emit(EV_EXPIRED, taker.order_id, taker.qty, 0, 0, 0, 0, 0)
+            self._forget(taker_slot)
+        return 0
+
+    # -- levels -----------------------------------------------------------------------------
+
+    cdef Py_ssize_t _level_position(self, int side, int64_t price) noexcept:
+        """Index in the side's array of the level at ``price`` or where it would go."""
+        cdef int64_t target = _key(side, price)
+        cdef Py_ssize_t lo = 0, hi = self._side_len[side], mid
+        cdef int32_t* levels = self._sides[side]
+        # Most activity is at or next to the touch, at the end of the array: look there first.
+        if hi and _key(side, self._levels[levels[hi - 1]].price) <= target:
+            return hi - 1 if _key(side, self._levels[levels[hi - 1]].price) == target else hi
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if _key(side, self._levels[levels[mid]].price) < target:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef int32_t _find_level(self, int side, int64_t price) noexcept:
+        cdef Py_ssize_t pos = self._level_position(side, price)
+        if pos < self._side_len[side]:
+            if self._levels[self._sides[side][pos]].price == price:
+                return self._sides[side][pos]
+        return -1
+
+    cdef int32_t _open_level(self, int side, int64_t price) except -2:
+        """The level at ``price``, created (and marked touched at 0) if missing."""
+        cdef Py_ssize_t pos = self._level_position(side, price)
+        cdef int32_t* levels = self._sides[side]
+        if pos < self._side_len[side] and self._levels[levels[pos]].price == price:
+            return levels[pos]
+        cdef int32_t slot = self._alloc_level()
+        cdef Level* level = &self._levels[slot]
+        level.price = price
+        level.total = 0
+        level.head = -1
+        level.tail = -1
+        level.count = 0
+        level.side = side
+        level.epoch = self._epoch
+        self._touch_new(side, price)
+        if self._side_len[side] == self._side_cap[side]:
+            self._side_cap[side] *= 2
+            self._sides[side] = <int32_t*>_grow(self._sides[side], self._side_cap[side], sizeof(int32_t))
+        levels = self._sides[side]
+        memmove(&levels[pos + 1], &levels[pos], (self._side_len[side] - pos) * sizeof(int32_t))
+        levels[pos] = slot
+        self._side_len[side] += 1
+        return slot
+
+    cdef void _close_level(self, int32_t slot) noexcept:
+        """Take an empty level off its side and free its slot."""
+        cdef Level* level = &self._levels[slot]
+        cdef int side = level.side
+        cdef Py_ssize_t pos = self._level_position(side, level.price)
+        cdef int32_t* levels = self._sides[side]
+        memmove(&levels[pos], &levels[pos + 1], (self._side_len[side] - pos - 1) * sizeof(int32_t))
+        self._side_len[side] -= 1
+        level.count = self._levels_free
+        self._levels_free = slot
+
+    cdef object _best(self, int side):
+        if self._side_len[side] == 0:
+            return None
+        cdef Level* level = &self._levels[self._sides[side][self._side_len[side] - 1]]
+        return (level.price, level.total)
+
+    # -- orders on levels and in owner lists -------------------------------------------------
+
+    cdef int _link(self, int32_t slot) except -1:
+        """Append a resting order at the back of its price level's queue."""
+        cdef int32_t level_slot = self._open_level(self._orders[slot].side, self._orders[slot].price)
+        self._touch(level_slot)
+        cdef Level* level = &self._levels[level_slot]
+        cdef Order* order = &self._orders[slot]
+        order.level = level_slot
+        order.next = -1
+        order.prev = level.tail
+        if level.tail != -1:
+            self._orders[level.tail].next = slot
+        else:
+            level.head = slot
+        level.tail = slot
+        level.count += 1
+        level.total += order.qty
+        return 0
+
+    cdef int _unlink(self, int32_t slot) except -1:
+        """Take an order out of its level's queue (closing the level if it empties)."""
+        cdef Order* order = &self._orders[slot]
+        cdef int32_t level_slot = order.level
+        self._touch(level_slot)
+        cdef Level* level = &self._levels[level_slot]
+        if order.prev != -1:
+            self._orders[order.prev].next = order.next
+        else:
+            level.head = order.next
+        if order.next != -1:
+            self._orders[order.next].prev = order.prev
+        else:
+            level.tail = order.prev
+        level.count -= 1
+        level.total -= order.qty
+        order.level = -1
+        if level.count == 0:
+            self._close_level(level_slot)
+        return 0
+
+    cdef int _owner_append(self, int32_t slot) except -1:
+        cdef Order* order = &self._orders[slot]
+        cdef int32_t list_slot
+        it = self._owner_index.find(order.owner)
+        if it == self._owner_index.end():
+            list_slot = self._alloc_owner_list()
+            self._owner_lists[list_slot].head = -1
+            self._owner_lists[list_slot].tail = -1
+            self._owner_lists[list_slot].owner = order.owner
+            self._owner_index[order.owner] = list_slot
+        else:
+            list_slot = deref(it).second
+        cdef OwnerList* owned = &self._owner_lists[list_slot]
+        order.owner_slot = list_slot
+        order.owner_next = -1
+        order.owner_prev = owned.tail
+        if owned.tail != -1:
+            self._orders[owned.tail].owner_next = slot
+        else:
+            owned.head = slot
+        owned.tail = slot
+        return 0
+
+    cdef void _forget(self, int32_t slot) noexcept:
+        """Drop an order (already off its level) from the index and its owner's list."""
+        cdef Order* order = &self._orders[slot]
+        cdef OwnerList* owned = &self._owner_lists[order.owner_slot]
+        if order.owner_prev != -1:
+            self._orders[order.owner_prev].owner_next = order.owner_next
+        else:
+            owned.head = order.owner_next
+        if order.owner_next != -1:
+            self._orders[order.owner_next].owner_prev = order.owner_prev
+        else:
+            owned.tail = order.owner_prev
+        if owned.head == -1:
+            self._owner_index.erase(order.owner)
+            owned.head = self._owner_lists_free  # free-list link
+            self._owner_lists_free = order.owner_slot
+        self._index.erase(order.order_id)
+        order.next = self._orders_free
+        self._orders_free = slot
+        self._orders_used -= 1
+
+    cdef int _remove(self, int32_t slot) except -1:
+        self._unlink(slot)
+        self._forget(slot)
+        return 0
+
+    # -- pools ------------------------------------------------------------------------------
+
+    cdef int32_t _alloc_order(self) except -1:
+        cdef int32_t slot
+        if self._orders_free != -1:
+            slot = self._orders_free
+            self._orders_free = self._orders[slot].next
+        else:
+            if self._orders_used == self._orders_cap:
+                self._orders_cap *= 2
+                self._orders = <Order*>_grow(self._orders, self._orders_cap, sizeof(Order))
+            slot = self._orders_used
+        self._orders_used += 1
+        return slot
+
+    cdef int32_t _alloc_level(self) except -1:
+        cdef int32_t slot
+        if self._levels_free != -1:
+            slot = self._levels_free
+            self._levels_free = self._levels[slot].count
+            return slot
+        # The pool is full: double it, return the first new slot, chain the rest as free.
+        slot = self._levels_cap
+        self._levels_cap = self._levels_cap * 2 if self._levels_cap else 256
+        self._levels = <Level*>_grow(self._levels, self._levels_cap, sizeof(Level))
+        cdef int32_t i
+        for i in range(self._levels_cap - 1, slot, -1):
+            self._levels[i].count = self._levels_free
+            self._levels_free = i
+        return slot
+
+    cdef int32_t _alloc_owner_list(self) except -1:
+        cdef int32_t slot
+        if self._owner_lists_free != -1:
+            slot = self._owner_lists_free
+            self._owner_lists_free = self._owner_lists[slot].head
+            return slot
+        slot = self._owner_lists_cap
+        self._owner_lists_cap = self._owner_lists_cap * 2 if self._owner_lists_cap else 64
+        self._owner_lists = <OwnerList*>_grow(self._owner_lists, self._owner_lists_cap, sizeof(OwnerList))
+        cdef int32_t i
+        for i in range(self._owner_lists_cap - 1, slot, -1):
+            self._owner_lists[i].head = self._owner_lists_free
+            self._owner_lists_free = i
+        return slot
+
+    # -- L2 change tracking -----------------------------------------------------------------
+
+    cdef inline void _begin_command(self) noexcept:
+        self._epoch += 1
+        self._touched_len = 0
+
+    cdef int _touched_append(self, int64_t side, int64_t price, int64_t before) except -1:
+        if self._touched_len == self._touched_cap:
+            self._touched_cap *= 2
+            self._touched = <int64_t*>_grow(self._touched, self._touched_cap * TOUCHED_WIDTH, sizeof(int64_t))
+        cdef int64_t* entry = &self._touched[self._touched_len * TOUCHED_WIDTH]
+        entry[0] = side
+        entry[1] = price
+        entry[2] = before
+        self._touched_len += 1
+        return 0
+
+    cdef inline int _touch(self, int32_t level_slot) except -1:
+        """Remember a level's aggregate before this command first changes it."""
+        cdef Level* level = &self._levels[level_slot]
+        if level.epoch != self._epoch:
+            level.epoch = self._epoch
+            self._touched_append(level.side, level.price, level.total)
+        return 0
+
+    cdef int _touch_new(self, int side, int64_t price) except -1:
+        """A level was created: its 'before' is 0, unless this command already saw a level
+        at that price (emptied and closed earlier in the same command)."""
+        cdef Py_ssize_t i
+        for i in range(self._touched_len):
+            if self._touched[i * TOUCHED_WIDTH] == side and self._touched[i * TOUCHED_WIDTH + 1] == price:
+                return 0
+        self._touched_append(side, price, 0)
+        return 0
+
+    cdef int _emit_levels(self) except -1:
+        """Emit a LEVEL record per touched level whose aggregate changed, with a new seq."""
+        cdef Py_ssize_t i
+        cdef int64_t* entry
+        cdef int32_t slot
+        cdef bint changed = False
+        for i in range(self._touched_len):
+            entry = &self._touched[i * TOUCHED_WIDTH]
+            slot = self._find_level(<int>entry[0], entry[1])
+            entry[3] = self._levels[slot].total if slot != -1 else 0
+            if entry[3] != entry[2]:
+                changed = True
+        if not changed:
+            return 0
+        self._seq += 1
+        for i in range(self._touched_len):
+            entry = &self._touched[i * TOUCHED_WIDTH]
+            if entry[3] != entry[2]:
+                self._emit(EV_LEVEL, entry[0], entry[1], entry[3], self._seq, 0, 0, 0)
+        return 0
+
+    # -- events -----------------------------------------------------------------------------
+
+    cdef inline int _emit(self, int64_t kind, int64_t a, int64_t b, int64_t c, int64_t d,
+                          int64_t e, int64_t f, int64_t g) except -1:
+        if self._events_len == self._events_cap:
+            self._events_cap *= 2
+            self._events = <int64_t*>_grow(self._events, self._events_cap * EVENT_WIDTH, sizeof(int64_t))
+        cdef int64_t* r = &self._events[self._events_len * EVENT_WIDTH]
+        r[0] = kind
+        r[1] = a
+        r[2] = b
+        r[3] = c
+        r[4] = d
+        r[5] = e
+        r[6] = f
+        r[7] = g
+        self._events_len += 1
+        return 0
+
+    cdef list _event_list(self, Py_ssize_t start, Py_ssize_t end):
+        """The records start..end as ``engine.events`` objects."""
+        cdef list out = []
+        cdef Py_ssize_t i
+        cdef int64_t* r
+        cdef int64_t kind
+        for i in range(start, end):
+            r = &self._events[i * EVENT_WIDTH]
+            kind = r[0]
+            if kind == EV_LEVEL:
+                out.append(BookLevel(_side_name(r[1]), r[2], r[3], r[4]))
+            elif kind == EV_FILLED:
+                out.append(OrderFilled(r[1], r[2], r[3], r[4], r[5],
+                                       _MAKER_NAME if r[6] == MAKER else _TAKER_NAME))
+            elif kind == EV_TRADE:
+                out.append(Trade(r[1], r[2], r[3], r[4], r[5], _side_name(r[6])))
+            elif kind == EV_ACCEPTED:
+                out.append(OrderAccepted(r[1], _side_name(r[2]), r[3], r[4]))
+            elif kind == EV_CANCELED:
+                out.append(OrderCanceled(r[1], r[2], _REASON_NAMES[r[3]]))
+            elif kind == EV_EXPIRED:
+                out.append(OrderExpired(r[1], r[2]))
+            elif kind == EV_AMENDED:
+                out.append(OrderAmended(r[1], r[2], r[3], r[4] != 0))
+            elif kind == EV_REJECTED:
+                out.append(OrderRejected(r[1], _reject.code_name(r[2])))
+            elif kind == EV_AMEND_REJECTED:
+                out.append(AmendRejected(r[1], _reject.code_name(r[2])))
+            elif kind == EV_CANCEL_REJECTED:
+                out.append(CancelRejected(r[1], _reject.code_name(r[2])))
+            else:
+                raise BookIntegrityError(f"unknown event record kind {kind}")
+        return out
+
+    cdef tuple _order_tuple(self, int32_t slot):
+        cdef Order* order = &self._orders[slot]
+        return (order.order_id, order.owner, order.side, order.price, order.qty)
