@@ -146,9 +146,7 @@ def decode_events(records: Sequence[int]) -> list[Event]:
     """A flat array of event records back into event objects."""
     if len(records) % EVENT_WIDTH:
         raise ValueError(f"event array length {len(records)} is not a multiple of {EVENT_WIDTH}")
-    return [
-        decode_event(records[i : i + EVENT_WIDTH]) for i in range(0, len(records), EVENT_WIDTH)
-    ]
+    return [decode_event(records[i : i + EVENT_WIDTH]) for i in range(0, len(records), EVENT_WIDTH)]
 
 
 def split_by_command(events: Sequence[int], offsets: Sequence[int]) -> list[list[Event]]:

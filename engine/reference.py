@@ -335,10 +335,16 @@ class ReferenceBook:
                 break
             maker = next(iter(level.orders.values()))
             if maker.owner == taker.owner and taker.stp != SelfTradePrevention.NONE:
-                if taker.stp in (SelfTradePrevention.CANCEL_OLDEST, SelfTradePrevention.CANCEL_BOTH):
+                if taker.stp in (
+                    SelfTradePrevention.CANCEL_OLDEST,
+                    SelfTradePrevention.CANCEL_BOTH,
+                ):
                     events.append(OrderCanceled(maker.order_id, maker.qty, "self_trade"))
                     self._remove(maker)
-                if taker.stp in (SelfTradePrevention.CANCEL_NEWEST, SelfTradePrevention.CANCEL_BOTH):
+                if taker.stp in (
+                    SelfTradePrevention.CANCEL_NEWEST,
+                    SelfTradePrevention.CANCEL_BOTH,
+                ):
                     canceled_by_stp = True
                     break
                 continue

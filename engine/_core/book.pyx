@@ -24,8 +24,8 @@ from cpython cimport array
 from libc.stdint cimport int8_t, int32_t, int64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
-from libcpp.unordered_map cimport unordered_map
-from cython.operator cimport dereference as deref
+
+from engine._core.idmap cimport IdMap, idmap_del, idmap_free, idmap_get, idmap_init, idmap_put
 
 import array as py_array
 
@@ -123,6 +123,18 @@ cdef enum:
     R_UNKNOWN_ORDER = 5
     R_INVALID_TIF = 6
 
+# C-level references: no module-dict lookup per event on the hot path.
+cdef object _OrderAccepted = OrderAccepted
+cdef object _OrderRejected = OrderRejected
+cdef object _OrderFilled = OrderFilled
+cdef object _OrderCanceled = OrderCanceled
+cdef object _OrderExpired = OrderExpired
+cdef object _OrderAmended = OrderAmended
+cdef object _AmendRejected = AmendRejected
+cdef object _CancelRejected = CancelRejected
+cdef object _Trade = Trade
+cdef object _BookLevel = BookLevel
+
 cdef object _BUY_NAME = "buy"
 cdef object _SELL_NAME = "sell"
 cdef object _MAKER_NAME = "maker"
@@ -190,8 +202,8 @@ cdef class OrderBook:
     cdef int32_t _side_len[2]
     cdef int32_t _side_cap[2]
 
-    cdef unordered_map[int64_t, int32_t] _index         # order_id -> order slot
-    cdef unordered_map[int64_t, int32_t] _owner_index   # owner -> owner list slot
+    cdef IdMap _index         # order_id -> order slot
+    cdef IdMap _owner_index   # owner -> owner list slot
 
     # Event records of the current call (EVENT_WIDTH int64 each).
     cdef int64_t* _events
@@ -233,7 +245,8 @@ cdef class OrderBook:
         self._epoch = 0
         self._seq = 0
         self._last_trade_id = 0
-        self._index.reserve(4096)
+        if idmap_init(&self._index, 4096) or idmap_init(&self._owner_index, 64):
+            raise MemoryError()
 
     def __dealloc__(self):
         free(self._orders)
@@ -243,6 +256,8 @@ cdef class OrderBook:
         free(self._sides[1])
         free(self._events)
         free(self._touched)
+        idmap_free(&self._index)
+        idmap_free(&self._owner_index)
 
     # -- commands: the per-call API ---------------------------------------------------------
 
@@ -339,10 +354,10 @@ cdef class OrderBook:
 
     def __len__(self):
         """The number of open orders."""
-        return self._index.size()
+        return self._index.size
 
     def __contains__(self, order_id):
-        return self._index.find(order_id) != self._index.end()
+        return idmap_get(&self._index, order_id) != -1
 
     def best_bid(self):
         """(price, aggregate qty) of the best bid, or None.  O(1)."""
@@ -368,10 +383,8 @@ cdef class OrderBook:
 
     def order(self, int64_t order_id):
         """(order_id, owner, side, price, open qty) of an open order, or None."""
-        it = self._index.find(order_id)
-        if it == self._index.end():
-            return None
-        return self._order_tuple(deref(it).second)
+        cdef int32_t slot = idmap_get(&self._index, order_id)
+        return None if slot == -1 else self._order_tuple(slot)
 
     def orders(self):
         """Every open order as (order_id, owner, side, price, open qty): bids then asks,
@@ -391,10 +404,10 @@ cdef class OrderBook:
     def owner_orders(self, int64_t owner):
         """The owner's open order ids, in the order they were accepted."""
         out = []
-        it = self._owner_index.find(owner)
-        if it == self._owner_index.end():
+        cdef int32_t list_slot = idmap_get(&self._owner_index, owner)
+        if list_slot == -1:
             return out
-        cdef int32_t slot = self._owner_lists[deref(it).second].head
+        cdef int32_t slot = self._owner_lists[list_slot].head
         while slot != -1:
             out.append(self._orders[slot].order_id)
             slot = self._orders[slot].owner_next
@@ -427,7 +440,7 @@ cdef class OrderBook:
                     if order.prev != prev or order.qty <= 0 or order.price != level.price \
                             or order.side != side or order.level != self._sides[side][i]:
                         raise BookIntegrityError(f"order {order.order_id} misplaced or empty")
-                    if self._index.find(order.order_id) == self._index.end():
+                    if idmap_get(&self._index, order.order_id) != slot:
                         raise BookIntegrityError(f"order {order.order_id} is not indexed")
                     total += order.qty
                     count += 1
@@ -439,19 +452,26 @@ cdef class OrderBook:
                     raise BookIntegrityError(
                         f"level {level.price}: aggregate {level.total} != sum of orders {total}")
                 seen += count
-        if seen != <int64_t>self._index.size():
-            raise BookIntegrityError(f"{self._index.size()} orders indexed, {seen} on levels")
-        for entry in self._owner_index:
-            slot = self._owner_lists[entry.second].head
+        if seen != <int64_t>self._index.size:
+            raise BookIntegrityError(f"{self._index.size} orders indexed, {seen} on levels")
+        cdef size_t cell
+        cdef int64_t owner
+        cdef int32_t list_slot
+        for cell in range(self._owner_index.mask + 1):
+            list_slot = self._owner_index.values[cell]
+            if list_slot == -1:
+                continue
+            owner = self._owner_index.keys[cell]
+            slot = self._owner_lists[list_slot].head
             prev = -1
             while slot != -1:
-                if self._orders[slot].owner != entry.first or self._orders[slot].owner_prev != prev:
-                    raise BookIntegrityError(f"owner {entry.first}: list links broken")
+                if self._orders[slot].owner != owner or self._orders[slot].owner_prev != prev:
+                    raise BookIntegrityError(f"owner {owner}: list links broken")
                 owned += 1
                 prev = slot
                 slot = self._orders[slot].owner_next
-            if prev != self._owner_lists[entry.second].tail or prev == -1:
-                raise BookIntegrityError(f"owner {entry.first}: list tail broken")
+            if prev != self._owner_lists[list_slot].tail or prev == -1:
+                raise BookIntegrityError(f"owner {owner}: list tail broken")
         if owned != seen:
             raise BookIntegrityError(f"{owned} orders by owner, {seen} open")
 
@@ -460,7 +480,7 @@ cdef class OrderBook:
     cdef int _place(self, int64_t order_id, int64_t owner, int side, int64_t price,
                     int64_t qty, int order_type, int tif, bint post_only, int stp) except -1:
         cdef int code = 0
-        if self._index.find(order_id) != self._index.end():
+        if idmap_get(&self._index, order_id) != -1:
             code = R_DUPLICATE_ORDER_ID
         elif qty <= 0:
             code = R_INVALID_QTY
@@ -492,18 +512,18 @@ cdef class OrderBook:
         order.prev = -1
         order.next = -1
         order.level = -1
-        self._index[order_id] = slot
+        if idmap_put(&self._index, order_id, slot):
+            raise MemoryError()
         self._owner_append(slot)
         self._execute(slot, order_type == LIMIT and tif == GTC)
         self._emit_levels()
         return 0
 
     cdef int _cancel(self, int64_t order_id) except -1:
-        it = self._index.find(order_id)
-        if it == self._index.end():
+        cdef int32_t slot = idmap_get(&self._index, order_id)
+        if slot == -1:
             self._emit(EV_CANCEL_REJECTED, order_id, R_UNKNOWN_ORDER, 0, 0, 0, 0, 0)
             return 0
-        cdef int32_t slot = deref(it).second
         self._begin_command()
         self._emit(EV_CANCELED, order_id, self._orders[slot].qty, REASON_USER, 0, 0, 0, 0)
         self._remove(slot)
@@ -511,14 +531,12 @@ cdef class OrderBook:
         return 0
 
     cdef int _amend(self, int64_t order_id, int64_t price, int64_t qty) except -1:
-        it = self._index.find(order_id)
         cdef int code = 0
-        cdef int32_t slot = -1
+        cdef int32_t slot = idmap_get(&self._index, order_id)
         cdef Order* order = NULL
-        if it == self._index.end():
+        if slot == -1:
             code = R_UNKNOWN_ORDER
         else:
-            slot = deref(it).second
             order = &self._orders[slot]
             if qty <= 0:
                 code = R_INVALID_QTY
@@ -550,10 +568,10 @@ cdef class OrderBook:
 
     cdef int _cancel_all(self, int64_t owner, int side) except -1:
         self._begin_command()
-        it = self._owner_index.find(owner)
-        if it == self._owner_index.end():
+        cdef int32_t list_slot = idmap_get(&self._owner_index, owner)
+        if list_slot == -1:
             return 0
-        cdef int32_t slot = self._owner_lists[deref(it).second].head
+        cdef int32_t slot = self._owner_lists[list_slot].head
         cdef int32_t next_slot
         cdef Order* order
         while slot != -1:
@@ -760,16 +778,15 @@ cdef class OrderBook:
 
     cdef int _owner_append(self, int32_t slot) except -1:
         cdef Order* order = &self._orders[slot]
-        cdef int32_t list_slot
-        it = self._owner_index.find(order.owner)
-        if it == self._owner_index.end():
+        cdef int32_t list_slot = idmap_get(&self._owner_index, order.owner)
+        if list_slot == -1:
             list_slot = self._alloc_owner_list()
+            order = &self._orders[slot]
             self._owner_lists[list_slot].head = -1
             self._owner_lists[list_slot].tail = -1
             self._owner_lists[list_slot].owner = order.owner
-            self._owner_index[order.owner] = list_slot
-        else:
-            list_slot = deref(it).second
+            if idmap_put(&self._owner_index, order.owner, list_slot):
+                raise MemoryError()
         cdef OwnerList* owned = &self._owner_lists[list_slot]
         order.owner_slot = list_slot
         order.owner_next = -1
@@ -794,10 +811,10 @@ cdef class OrderBook:
         else:
             owned.tail = order.owner_prev
         if owned.head == -1:
-            self._owner_index.erase(order.owner)
+            idmap_del(&self._owner_index, order.owner)
             owned.head = self._owner_lists_free  # free-list link
             self._owner_lists_free = order.owner_slot
-        self._index.erase(order.order_id)
+        idmap_del(&self._index, order.order_id)
         order.next = self._orders_free
         self._orders_free = slot
         self._orders_used -= 1
@@ -938,26 +955,26 @@ cdef class OrderBook:
             r = &self._events[i * EVENT_WIDTH]
             kind = r[0]
             if kind == EV_LEVEL:
-                out.append(BookLevel(_side_name(r[1]), r[2], r[3], r[4]))
+                out.append(_BookLevel(_side_name(r[1]), r[2], r[3], r[4]))
             elif kind == EV_FILLED:
-                out.append(OrderFilled(r[1], r[2], r[3], r[4], r[5],
+                out.append(_OrderFilled(r[1], r[2], r[3], r[4], r[5],
                                        _MAKER_NAME if r[6] == MAKER else _TAKER_NAME))
             elif kind == EV_TRADE:
-                out.append(Trade(r[1], r[2], r[3], r[4], r[5], _side_name(r[6])))
+                out.append(_Trade(r[1], r[2], r[3], r[4], r[5], _side_name(r[6])))
             elif kind == EV_ACCEPTED:
-                out.append(OrderAccepted(r[1], _side_name(r[2]), r[3], r[4]))
+                out.append(_OrderAccepted(r[1], _side_name(r[2]), r[3], r[4]))
             elif kind == EV_CANCELED:
-                out.append(OrderCanceled(r[1], r[2], _REASON_NAMES[r[3]]))
+                out.append(_OrderCanceled(r[1], r[2], _REASON_NAMES[r[3]]))
             elif kind == EV_EXPIRED:
-                out.append(OrderExpired(r[1], r[2]))
+                out.append(_OrderExpired(r[1], r[2]))
             elif kind == EV_AMENDED:
-                out.append(OrderAmended(r[1], r[2], r[3], r[4] != 0))
+                out.append(_OrderAmended(r[1], r[2], r[3], r[4] != 0))
             elif kind == EV_REJECTED:
-                out.append(OrderRejected(r[1], _reject.code_name(r[2])))
+                out.append(_OrderRejected(r[1], _reject.code_name(r[2])))
             elif kind == EV_AMEND_REJECTED:
-                out.append(AmendRejected(r[1], _reject.code_name(r[2])))
+                out.append(_AmendRejected(r[1], _reject.code_name(r[2])))
             elif kind == EV_CANCEL_REJECTED:
-                out.append(CancelRejected(r[1], _reject.code_name(r[2])))
+                out.append(_CancelRejected(r[1], _reject.code_name(r[2])))
             else:
                 raise BookIntegrityError(f"unknown event record kind {kind}")
         return out

@@ -1,0 +1,17 @@
+# Declarations of idmap.h: int64 id -> int32 slot, open addressing (see the header's notes).
+
+from libc.stdint cimport int32_t, int64_t
+
+
+cdef extern from "idmap.h" nogil:
+    ctypedef struct IdMap:
+        int64_t* keys
+        int32_t* values
+        size_t mask
+        size_t size
+
+    int idmap_init(IdMap* m, size_t capacity)
+    void idmap_free(IdMap* m)
+    int32_t idmap_get(const IdMap* m, int64_t key)
+    int idmap_put(IdMap* m, int64_t key, int32_t value)
+    int idmap_del(IdMap* m, int64_t key)
