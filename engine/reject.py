@@ -51,6 +51,17 @@ _TABLE: tuple[RejectCode, ...] = (
     RejectCode(52, "DAILY_LIMIT_EXCEEDED", "the daily notional limit would be exceeded"),
     RejectCode(53, "OPEN_ORDER_LIMIT", "the open-order count limit would be exceeded"),
     RejectCode(54, "INSUFFICIENT_FUNDS", "not enough available balance"),
+    # -- the exchange's own request checks --------------------------------------------------
+    RejectCode(60, "DUPLICATE_CLIENT_ORDER_ID", "an open order of yours has this client_order_id"),
+    RejectCode(61, "NO_REFERENCE_PRICE", "market orders need a reference price for protection"),
+    RejectCode(62, "UNKNOWN_ASSET", "no market trades this asset"),
+    RejectCode(63, "INVALID_AMOUNT", "the amount must be a positive number"),
+    # -- the wire protocol (gateway) ----------------------------------------------------------
+    RejectCode(80, "INVALID_REQUEST", "the frame is not a JSON object request"),
+    RejectCode(81, "UNKNOWN_METHOD", "no such method"),
+    RejectCode(82, "INVALID_PARAMS", "a parameter is missing or has the wrong type or value"),
+    RejectCode(83, "UNAUTHENTICATED", "log in first"),
+    RejectCode(84, "RATE_LIMITED", "too many requests: wait and retry"),
 )
 
 BY_NUMBER: dict[int, RejectCode] = {entry.number: entry for entry in _TABLE}

@@ -1,0 +1,835 @@
+"""The exchange: one ordered command stream over the books, the ledger and the check chain.
+
+``Exchange.execute(command)`` takes one command (``engine.commands``) and returns the
+reports it caused (``engine.reports``).  It reads no clock and does no I/O: the timestamp
+comes in with the command, so the same commands in the same order always give the same
+reports and state.  The journal and its replay rely on exactly that.
+
+How a new order goes through:
+
+1. Protocol-level checks that need no licensing context (client order id unique among the
+   participant's open orders, time in force allowed for the order type).
+2. The pre-trade check chain (``engine.licensing``): licences, KYC, market rules, band,
+   limits, funds.  The first failure rejects the order; every decision is an ``Audit``.
+3. Accept: hold the funds the order may need, reserve its usage (open orders, daily
+   notional, retail monthly buys), then hand it to the market's book.
+4. Settle each trade the book reports, release what a closed order no longer needs, and
+   report fills, order states, balances, trades and book changes.
+
+Holds and fees (the rules are the product's, written here and in docs/exchange.md):
+
+* A sell holds its base quantity.  A buy holds ``ceil(P * Q)`` of quote plus the largest
+  fee it could pay, ``ceil(P * Q * max(maker, taker) rate)``, where P is its limit price.
+  A market buy has no limit, so it is held (and protected) at the top of the price band
+  around the reference price; a market sell is protected at the bottom.  A market order
+  in a market with no reference price is rejected (``NO_REFERENCE_PRICE``).
+* A buy order pays cumulatively: after each fill, what the order has paid in total is its
+  exact cost so far rounded up to the minor unit, and the same for its fee.  So a buy never
+  pays more than its hold, however its fills split.
+* A sell receives each fill's proceeds rounded down, less the fee rounded up (never more
+  than the proceeds of that fill).
+* Fees and the rounding remainder go to the venue account; for every asset participants'
+  totals plus the venue's equal deposits minus withdrawals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from .commands import (
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Command,
+    Deposit,
+    PlaceOrder,
+    SetMarket,
+    Withdraw,
+)
+from .errors import BookIntegrityError, EngineError
+from .events import (
+    AmendRejected,
+    BookLevel,
+    CancelRejected,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    Trade,
+)
+from .ledger import VENUE_ACCOUNT, Ledger
+from .markets import PPM, Market, Rejection
+from .reports import (
+    AdminApplied,
+    Audit,
+    BalanceReport,
+    BookChanged,
+    CommandRejected,
+    FillReport,
+    OrderReport,
+    Report,
+    TradePrinted,
+)
+from .types import SIDE_NAMES, OrderType, Side, TimeInForce
+
+DAY_MS = 86_400_000
+MAX_AMOUNT = 10**15  # units; keeps every book aggregate far inside int64
+ALMATY_OFFSET_MS = 5 * 3_600_000  # days and months roll over at Almaty midnight (UTC+5)
+
+# Chain runs the pre-trade checks: (context) -> (check id, Rejection | None).
+ChainRunner = Callable[["OrderIntent"], tuple[str, Rejection | None]]
+
+
+class OrderIntent:
+    """Everything the check chain may look at for one new order (or exposure-raising amend).
+
+    The exchange computes the numbers (notional, funds) so the checks stay pure functions.
+    """
+
+    __slots__ = (
+        "client_order_id",
+        "funds_asset",
+        "funds_available",
+        "funds_required",
+        "market",
+        "market_symbol",
+        "notional",
+        "order_type",
+        "participant_id",
+        "post_only",
+        "price",
+        "qty",
+        "side",
+        "tif",
+        "ts",
+        "usage",
+    )
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+
+class Usage:
+    """A participant's reserved capacity: open orders, today's notional, this month's
+    retail purchases (tiyn).  Reserved on accept, converted on fills, released on close."""
+
+    __slots__ = ("daily_notional", "day", "month", "monthly_retail_buys", "open_orders")
+
+    def __init__(self) -> None:
+        self.open_orders = 0
+        self.day = -1
+        self.daily_notional = 0
+        self.month = -1
+        self.monthly_retail_buys = 0
+
+    def roll(self, ts: int) -> None:
+        day, month = day_of(ts), month_of(ts)
+        if day != self.day:
+            self.day, self.daily_notional = day, 0
+        if month != self.month:
+            self.month, self.monthly_retail_buys = month, 0
+
+
+class _Order:
+    """The exchange's record of one open order (the book knows only ids and numbers)."""
+
+    __slots__ = (
+        "client_order_id",
+        "counts_retail",
+        "day",
+        "fee_num",
+        "fee_paid",
+        "filled_qty",
+        "hold",
+        "hold_asset",
+        "limit",
+        "market",
+        "month",
+        "order_id",
+        "order_type",
+        "paid",
+        "participant_id",
+        "qty",
+        "side",
+        "spent_num",
+        "usage_notional",
+    )
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name, 0))
+
+    @property
+    def remaining(self) -> int:
+        return self.qty - self.filled_qty
+
+
+def day_of(ts: int) -> int:
+    """The Almaty calendar day number of a timestamp (ms)."""
+    return (ts + ALMATY_OFFSET_MS) // DAY_MS
+
+
+def month_of(ts: int) -> int:
+    """The Almaty calendar month number (year * 12 + month - 1) of a timestamp (ms)."""
+    import datetime
+
+    date = datetime.date(1970, 1, 1) + datetime.timedelta(days=day_of(ts))
+    return date.year * 12 + date.month - 1
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+class Exchange:
+    """The venue's state machine.  Feed it commands in sequence order; read its reports."""
+
+    def __init__(
+        self,
+        markets: Mapping[str, Market],
+        chain: ChainRunner,
+        *,
+        book_factory: Callable[[], Any] | None = None,
+        is_retail: Callable[[str], bool] = lambda participant_id: False,
+    ) -> None:
+        if book_factory is None:
+            from . import OrderBook
+
+            book_factory = OrderBook
+        self.markets: dict[str, Market] = dict(markets)
+        self.books = {symbol: book_factory() for symbol in self.markets}
+        self.ledger = Ledger()
+        self.last_price: dict[str, int] = {}
+        self._chain = chain
+        self._is_retail = is_retail
+        self._orders: dict[int, _Order] = {}
+        self._by_client_id: dict[tuple[str, str], int] = {}
+        self._owner_numbers: dict[str, int] = {}
+        self._usage: dict[str, Usage] = {}
+        self._next_order_id = 1
+        self._reports: list[Report] = []
+        self._ts = 0
+
+    # -- the command stream --------------------------------------------------------------
+
+    def execute(self, command: Command) -> list[Report]:
+        """Apply one command and return its reports (never raises for a client's mistake)."""
+        self._reports = []
+        self._ts = command.ts
+        handler = self._HANDLERS.get(type(command))
+        if handler is None:
+            raise EngineError(f"not a command: {type(command).__name__}")
+        handler(self, command)
+        self._report_balances()
+        return self._reports
+
+    # -- queries -------------------------------------------------------------------------
+
+    def open_orders(self, participant_id: str, market: str | None = None) -> list[OrderReport]:
+        return [
+            self._order_report(o, self._status(o))
+            for o in self._orders.values()
+            if o.participant_id == participant_id and (market is None or o.market == market)
+        ]
+
+    def order_id_for(self, participant_id: str, client_order_id: str) -> int | None:
+        return self._by_client_id.get((participant_id, client_order_id))
+
+    def usage(self, participant_id: str) -> Usage:
+        usage = self._usage.get(participant_id)
+        if usage is None:
+            usage = self._usage[participant_id] = Usage()
+        return usage
+
+    def reference_price(self, symbol: str) -> int | None:
+        """The band's reference: the last trade, else the operator's reference price."""
+        return self.last_price.get(symbol) or self.markets[symbol].reference_price
+
+    def held_by_orders(self) -> dict[tuple[str, str], int]:
+        """(participant, asset) -> what open orders hold: must equal the ledger's held."""
+        out: dict[tuple[str, str], int] = {}
+        for o in self._orders.values():
+            key = (o.participant_id, o.hold_asset)
+            out[key] = out.get(key, 0) + o.hold
+        return out
+
+    # -- orders --------------------------------------------------------------------------
+
+    def _place(self, cmd: PlaceOrder) -> None:
+        market = self.markets.get(cmd.market)
+        code, message, check = self._precheck(cmd, market)
+        intent = None
+        if code is None:
+            intent = self._intent(cmd, market)
+            check, rejection = self._chain(intent)
+            if rejection is not None:
+                code, message = rejection.code, rejection.message
+        self._reports.append(
+            Audit(
+                ts=cmd.ts,
+                participant_id=cmd.participant_id,
+                market=cmd.market,
+                order_id=None if code else self._next_order_id,
+                client_order_id=cmd.client_order_id,
+                action="place",
+                decision="reject" if code else "accept",
+                check=check,
+                code=code,
+            )
+        )
+        if code is not None or intent is None or market is None:
+            self._reject_place(cmd, code or "INVALID_PARAMS", message)
+            return
+        self._accept(cmd, market, intent)
+
+    def _precheck(self, cmd: PlaceOrder, market: Market | None) -> tuple[str | None, str, str]:
+        """Checks of the request's own shape, before the licensing chain."""
+        key = (cmd.participant_id, cmd.client_order_id or "")
+        if cmd.client_order_id is not None and key in self._by_client_id:
+            return (
+                "DUPLICATE_CLIENT_ORDER_ID",
+                f"client_order_id {cmd.client_order_id!r} is already used by an open order",
+                "client_order_id",
+            )
+        if cmd.order_type == OrderType.MARKET and cmd.tif == TimeInForce.GTC:
+            return "INVALID_TIF", "a market order cannot rest: use IOC or FOK", "order_type"
+        if cmd.post_only and (cmd.order_type == OrderType.MARKET or cmd.tif != TimeInForce.GTC):
+            return "INVALID_TIF", "post_only needs a limit GTC order", "order_type"
+        if cmd.order_type == OrderType.LIMIT and cmd.price is None:
+            return "INVALID_PRICE", "a limit order needs a price", "order_type"
+        if cmd.qty > MAX_AMOUNT or (cmd.price or 0) > MAX_AMOUNT:
+            return "ORDER_SIZE_LIMIT", f"price and qty must be at most {MAX_AMOUNT} units", "size"
+        if cmd.order_type == OrderType.MARKET and cmd.price is not None:
+            return "INVALID_PRICE", "a market order takes no price", "order_type"
+        if (
+            market is not None
+            and cmd.order_type == OrderType.MARKET
+            and self.reference_price(cmd.market) is None
+        ):
+            return (
+                "NO_REFERENCE_PRICE",
+                f"{cmd.market} has no reference price yet: market orders are refused",
+                "price_protection",
+            )
+        return None, "", "precheck"
+
+    def _intent(self, cmd: PlaceOrder, market: Market | None) -> OrderIntent:
+        usage = self.usage(cmd.participant_id)
+        usage.roll(cmd.ts)
+        limit = None
+        notional = 0
+        funds_asset = ""
+        required = 0
+        available = 0
+        if market is not None:
+            market = self._market_for_checks(cmd.market)
+            limit = self._limit_price(cmd, market)
+            if limit is not None and limit > 0:
+                notional = market.quote_amount(limit, cmd.qty, round_up=True)
+            funds_asset, required = self._hold_for(market, cmd.side, limit or 0, cmd.qty)
+            available = self.ledger.available(cmd.participant_id, funds_asset)
+        return OrderIntent(
+            ts=cmd.ts,
+            participant_id=cmd.participant_id,
+            market_symbol=cmd.market,
+            market=market,
+            side=cmd.side,
+            order_type=cmd.order_type,
+            tif=cmd.tif,
+            post_only=cmd.post_only,
+            price=cmd.price,
+            qty=cmd.qty,
+            client_order_id=cmd.client_order_id,
+            notional=notional,
+            usage=usage,
+            funds_asset=funds_asset,
+            funds_required=required,
+            funds_available=available,
+        )
+
+    def _market_for_checks(self, symbol: str) -> Market:
+        """The market with the band's live reference (the last trade, once there is one)."""
+        market = self.markets[symbol]
+        last = self.last_price.get(symbol)
+        if last is not None and last != market.reference_price:
+            market = market.with_reference(last)
+        return market
+
+    def _limit_price(self, cmd: PlaceOrder, market: Market) -> int | None:
+        """The worst price the order may trade at: its limit, or for a market order the
+        edge of the band around the reference (its price protection)."""
+        if cmd.order_type == OrderType.LIMIT:
+            return cmd.price
+        reference = self.reference_price(cmd.market)
+        if reference is None:
+            return None
+        span = reference * market.band_bps // 10_000
+        if cmd.side == Side.BUY:
+            return reference + span
+        return max(reference - span, market.tick)
+
+    def _hold_for(self, market: Market, side: int, limit: int, qty: int) -> tuple[str, int]:
+        """(asset, amount) an order must hold: base qty for a sell; for a buy the quote
+        cost at its limit rounded up plus the largest fee it could pay."""
+        if side == Side.SELL:
+            return market.base, qty
+        scale = 10**market.base_scale
+        rate = max(market.maker_fee_ppm, market.taker_fee_ppm)
+        cost = _ceil_div(limit * qty, scale)
+        fee = _ceil_div(limit * qty * rate, scale * PPM)
+        return market.quote, cost + fee
+
+    def _accept(self, cmd: PlaceOrder, market: Market, intent: OrderIntent) -> None:
+        book = self.books[cmd.market]
+        limit = self._limit_price(cmd, market) or 0
+        if cmd.post_only and self._would_cross(book, cmd.side, limit):
+            self._reject_place(
+                cmd, "POST_ONLY_WOULD_TRADE", "the post-only order would trade on entry"
+            )
+            return
+        order_id = self._next_order_id
+        self._next_order_id += 1
+        order = _Order(
+            order_id=order_id,
+            participant_id=cmd.participant_id,
+            market=cmd.market,
+            side=cmd.side,
+            order_type=cmd.order_type,
+            limit=limit,
+            qty=cmd.qty,
+            client_order_id=cmd.client_order_id,
+            hold_asset=intent.funds_asset,
+            hold=intent.funds_required,
+            day=intent.usage.day,
+            month=intent.usage.month,
+            counts_retail=cmd.side == Side.BUY and self._is_retail(cmd.participant_id),
+        )
+        self.ledger.hold(order.participant_id, order.hold_asset, order.hold)
+        self._orders[order_id] = order
+        if cmd.client_order_id is not None:
+            self._by_client_id[(cmd.participant_id, cmd.client_order_id)] = order_id
+        usage = intent.usage
+        usage.open_orders += 1
+        self._set_usage_notional(order, intent.notional)
+        events = book.place(
+            order_id,
+            self._owner_number(cmd.participant_id),
+            int(cmd.side),
+            limit,
+            cmd.qty,
+            int(cmd.order_type),
+            int(cmd.tif),
+            cmd.post_only,
+            int(cmd.stp),
+        )
+        self._apply_book_events(market, events)
+
+    def _cancel(self, cmd: CancelOrder) -> None:
+        order = self._find_order(cmd, "cancel")
+        if order is None:
+            return
+        self._apply_book_events(
+            self.markets[order.market], self.books[order.market].cancel(order.order_id)
+        )
+
+    def _amend(self, cmd: AmendOrder) -> None:
+        order = self._find_order(cmd, "amend")
+        if order is None:
+            return
+        market = self.markets[order.market]
+        price = order.limit if cmd.price is None else cmd.price
+        qty = order.qty if cmd.qty is None else cmd.qty
+        if order.order_type != OrderType.LIMIT:
+            return self._reject_command(cmd, "amend", "UNKNOWN_ORDER", "only limit orders rest")
+        rejection = self._market_for_checks(order.market).check_order(price, qty)
+        if qty <= order.filled_qty:
+            rejection = Rejection(
+                "INVALID_QTY",
+                f"qty {market.format_qty(qty)} is not above the filled "
+                f"{market.format_qty(order.filled_qty)}: cancel the order instead",
+            )
+        if rejection is not None:
+            return self._reject_command(cmd, "amend", rejection.code, rejection.message, order)
+        # What the order must hold at its new price and quantity, given what it has paid.
+        new_hold = self._hold_needed(market, order, price, qty - order.filled_qty)
+        extra = new_hold - order.hold
+        if extra > 0 and self.ledger.available(order.participant_id, order.hold_asset) < extra:
+            return self._reject_command(
+                cmd,
+                "amend",
+                "INSUFFICIENT_FUNDS",
+                f"the amend needs {extra} more {order.hold_asset} than is available",
+                order,
+            )
+        events = self.books[order.market].amend(order.order_id, price, qty - order.filled_qty)
+        if events and isinstance(events[0], AmendRejected):
+            return self._reject_command(
+                cmd, "amend", events[0].code, "the book refused the amend", order
+            )
+        if extra > 0:
+            self.ledger.hold(order.participant_id, order.hold_asset, extra)
+        else:
+            self.ledger.release(order.participant_id, order.hold_asset, -extra)
+        order.hold = new_hold
+        order.limit = price
+        order.qty = qty
+        self._apply_book_events(market, events)
+
+    def _hold_needed(self, market: Market, order: _Order, price: int, remaining: int) -> int:
+        """What an order must still hold to pay for ``remaining`` at ``price`` (tiyn)."""
+        if order.side == Side.SELL:
+            return remaining
+        scale = 10**market.base_scale
+        rate = max(market.maker_fee_ppm, market.taker_fee_ppm)
+        cost = _ceil_div(order.spent_num + price * remaining, scale) - order.paid
+        fee = _ceil_div(order.fee_num + price * remaining * rate, scale * PPM) - order.fee_paid
+        return cost + fee
+
+    def _cancel_all(self, cmd: CancelAll) -> None:
+        owner = self._owner_numbers.get(cmd.participant_id)
+        if owner is None:
+            return
+        markets = [cmd.market] if cmd.market is not None else list(self.books)
+        for symbol in markets:
+            if symbol not in self.books:
+                self._reject_command(cmd, "cancel_all", "UNKNOWN_MARKET", f"no market {symbol!r}")
+                return
+        for symbol in markets:
+            events = self.books[symbol].cancel_all(
+                owner, None if cmd.side is None else int(cmd.side)
+            )
+            self._apply_book_events(self.markets[symbol], events, cancel_reason=cmd.reason)
+
+    def _find_order(self, cmd: CancelOrder | AmendOrder, action: str) -> _Order | None:
+        order_id = cmd.order_id
+        if order_id is None and cmd.client_order_id is not None:
+            order_id = self._by_client_id.get((cmd.participant_id, cmd.client_order_id))
+        order = self._orders.get(order_id) if order_id is not None else None
+        if (
+            order is None
+            or order.participant_id != cmd.participant_id
+            or order.market != cmd.market
+        ):
+            wanted = cmd.order_id if cmd.order_id is not None else repr(cmd.client_order_id)
+            self._reject_command(
+                cmd, action, "UNKNOWN_ORDER", f"no open order {wanted} of yours in {cmd.market}"
+            )
+            return None
+        return order
+
+    # -- settlement ----------------------------------------------------------------------
+
+    def _apply_book_events(
+        self, market: Market, events: list, cancel_reason: str = "cancel_all"
+    ) -> None:
+        bids: list[tuple[int, int]] = []
+        asks: list[tuple[int, int]] = []
+        seq = 0
+        for event in events:
+            kind = type(event)
+            if kind is Trade:
+                self._settle(market, event)
+            elif kind is OrderFilled:
+                # Settled with its Trade (which wrote the fill report); close it if done.
+                if event.remaining_qty == 0:
+                    self._close(self._orders[event.order_id], "filled", None)
+            elif kind is BookLevel:
+                (bids if event.side == "buy" else asks).append((event.price, event.qty))
+                seq = event.seq
+            elif kind is OrderAccepted:
+                order = self._orders[event.order_id]
+                self._reports.append(self._order_report(order, "new"))
+            elif kind is OrderCanceled:
+                reason = cancel_reason if event.reason == "cancel_all" else event.reason
+                self._close(self._orders[event.order_id], "canceled", reason)
+            elif kind is OrderExpired:
+                self._close(self._orders[event.order_id], "expired", None)
+            elif kind is OrderAmended:
+                order = self._orders[event.order_id]
+                self._reports.append(self._order_report(order, self._status(order)))
+            elif kind in (OrderRejected, CancelRejected, AmendRejected):
+                raise BookIntegrityError(f"the book refused a checked command: {event}")
+        if seq:
+            self._reports.append(BookChanged(market=market.symbol, seq=seq, bids=bids, asks=asks))
+
+    def _settle(self, market: Market, trade: Trade) -> None:
+        maker = self._orders[trade.maker_order_id]
+        taker = self._orders[trade.taker_order_id]
+        self.last_price[market.symbol] = trade.price
+        self._reports.append(
+            TradePrinted(
+                ts=self._ts,
+                market=market.symbol,
+                trade_id=trade.trade_id,
+                price=trade.price,
+                qty=trade.qty,
+                taker_side=trade.taker_side,
+            )
+        )
+        for order, liquidity in ((maker, "maker"), (taker, "taker")):
+            rate = market.maker_fee_ppm if liquidity == "maker" else market.taker_fee_ppm
+            if order.side == Side.BUY:
+                fee = self._settle_buy(market, order, trade.price, trade.qty, rate)
+            else:
+                fee = self._settle_sell(market, order, trade.price, trade.qty, rate)
+            order.filled_qty += trade.qty
+            self._update_usage_after_fill(market, order)
+            self._reports.append(
+                FillReport(
+                    ts=self._ts,
+                    participant_id=order.participant_id,
+                    market=market.symbol,
+                    order_id=order.order_id,
+                    client_order_id=order.client_order_id,
+                    side=SIDE_NAMES[order.side],
+                    trade_id=trade.trade_id,
+                    fill_price=trade.price,
+                    fill_qty=trade.qty,
+                    fee=fee,
+                    fee_asset=market.quote,
+                    liquidity=liquidity,
+                    filled_qty=order.filled_qty,
+                    remaining_qty=order.remaining,
+                )
+            )
+
+    def _settle_buy(self, market: Market, order: _Order, price: int, qty: int, rate: int) -> int:
+        """The buyer pays from its hold, cumulatively rounded up; gets the base."""
+        scale = 10**market.base_scale
+        order.spent_num += price * qty
+        order.fee_num += price * qty * rate
+        paid = _ceil_div(order.spent_num, scale)
+        fee_paid = _ceil_div(order.fee_num, scale * PPM)
+        cost, fee = paid - order.paid, fee_paid - order.fee_paid
+        order.paid, order.fee_paid = paid, fee_paid
+        self.ledger.spend_held(order.participant_id, market.quote, cost + fee)
+        order.hold -= cost + fee
+        self.ledger.credit(order.participant_id, market.base, qty)
+        # The seller is credited the floor of the exact proceeds; the venue keeps the rest.
+        self.ledger.credit(VENUE_ACCOUNT, market.quote, cost - (price * qty) // scale + fee)
+        return fee
+
+    def _settle_sell(self, market: Market, order: _Order, price: int, qty: int, rate: int) -> int:
+        """The seller delivers held base; gets proceeds rounded down less its fee."""
+        scale = 10**market.base_scale
+        order.spent_num += price * qty
+        proceeds = (price * qty) // scale
+        fee = min(_ceil_div(price * qty * rate, scale * PPM), proceeds)
+        self.ledger.spend_held(order.participant_id, market.base, qty)
+        order.hold -= qty
+        self.ledger.credit(order.participant_id, market.quote, proceeds - fee)
+        self.ledger.credit(VENUE_ACCOUNT, market.quote, fee)
+        return fee
+
+    def _close(self, order: _Order, status: str, reason: str | None) -> None:
+        """An order left the book: release its hold and the usage its open part reserved."""
+        self.ledger.release(order.participant_id, order.hold_asset, order.hold)
+        order.hold = 0
+        usage = self.usage(order.participant_id)
+        usage.open_orders -= 1
+        market = self.markets[order.market]
+        self._set_usage_notional(order, self._filled_notional(market, order))
+        del self._orders[order.order_id]
+        if order.client_order_id is not None:
+            self._by_client_id.pop((order.participant_id, order.client_order_id), None)
+        self._reports.append(self._order_report(order, status, reason))
+
+    # -- usage (daily notional, retail monthly purchases) --------------------------------
+
+    def _filled_notional(self, market: Market, order: _Order) -> int:
+        """Notional of what an order has traded, at its fill prices, rounded up (tiyn)."""
+        if order.side == Side.BUY:
+            return order.paid
+        return _ceil_div(order.spent_num, 10**market.base_scale)
+
+    def _update_usage_after_fill(self, market: Market, order: _Order) -> None:
+        scale = 10**market.base_scale
+        open_part = _ceil_div(order.limit * order.remaining, scale)
+        self._set_usage_notional(order, self._filled_notional(market, order) + open_part)
+
+    def _set_usage_notional(self, order: _Order, notional: int) -> None:
+        """Set what this order counts against today's notional (and the retail cap)."""
+        usage = self.usage(order.participant_id)
+        delta = notional - order.usage_notional
+        order.usage_notional = notional
+        if usage.day == order.day:
+            usage.daily_notional += delta
+        if order.counts_retail and usage.month == order.month:
+            usage.monthly_retail_buys += delta
+
+    # -- admin ---------------------------------------------------------------------------
+
+    def _deposit(self, cmd: Deposit) -> None:
+        if not self._valid_amount(cmd, "deposit"):
+            return
+        self.ledger.deposit(cmd.participant_id, cmd.asset, cmd.amount)
+        self._reports.append(
+            AdminApplied(
+                ts=cmd.ts,
+                command="deposit",
+                detail=f"{cmd.amount} {cmd.asset} to {cmd.participant_id}",
+            )
+        )
+
+    def _withdraw(self, cmd: Withdraw) -> None:
+        if not self._valid_amount(cmd, "withdraw"):
+            return
+        available = self.ledger.available(cmd.participant_id, cmd.asset)
+        if available < cmd.amount:
+            self._reject_command(
+                cmd,
+                "withdraw",
+                "INSUFFICIENT_FUNDS",
+                f"{cmd.participant_id} has {available} {cmd.asset} available, "
+                f"{cmd.amount} asked (held funds cannot be withdrawn)",
+            )
+            return
+        self.ledger.withdraw(cmd.participant_id, cmd.asset, cmd.amount)
+        self._reports.append(
+            AdminApplied(
+                ts=cmd.ts,
+                command="withdraw",
+                detail=f"{cmd.amount} {cmd.asset} from {cmd.participant_id}",
+            )
+        )
+
+    def _valid_amount(self, cmd: Deposit | Withdraw, action: str) -> bool:
+        assets = {m.base for m in self.markets.values()} | {m.quote for m in self.markets.values()}
+        if cmd.asset not in assets:
+            self._reject_command(
+                cmd, action, "UNKNOWN_ASSET", f"no asset {cmd.asset!r} is traded here"
+            )
+            return False
+        if cmd.amount <= 0:
+            self._reject_command(
+                cmd, action, "INVALID_AMOUNT", f"amount must be positive, got {cmd.amount}"
+            )
+            return False
+        return True
+
+    def _set_market(self, cmd: SetMarket) -> None:
+        market = self.markets.get(cmd.market)
+        if market is None:
+            self._reject_command(cmd, "market", "UNKNOWN_MARKET", f"no market {cmd.market!r}")
+            return
+        if cmd.status not in (None, "open", "halted"):
+            self._reject_command(
+                cmd, "market", "INVALID_PARAMS", f"status {cmd.status!r} is not open or halted"
+            )
+            return
+        if cmd.reference_price is not None and cmd.reference_price <= 0:
+            self._reject_command(cmd, "market", "INVALID_PRICE", "reference_price must be positive")
+            return
+        if cmd.status is not None:
+            market = market.with_status(cmd.status)  # type: ignore[arg-type]
+        if cmd.reference_price is not None:
+            market = market.with_reference(cmd.reference_price)
+            self.last_price.pop(cmd.market, None)
+        self.markets[cmd.market] = market
+        self._reports.append(
+            AdminApplied(
+                ts=cmd.ts,
+                command="market",
+                detail=f"{cmd.market} status {market.status} reference {market.reference_price}",
+            )
+        )
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _reject_place(self, cmd: PlaceOrder, code: str, message: str) -> None:
+        self._reports.append(
+            OrderReport(
+                ts=cmd.ts,
+                participant_id=cmd.participant_id,
+                market=cmd.market,
+                order_id=None,
+                client_order_id=cmd.client_order_id,
+                side=SIDE_NAMES[cmd.side],
+                order_type="market" if cmd.order_type == OrderType.MARKET else "limit",
+                price=cmd.price,
+                qty=cmd.qty,
+                filled_qty=0,
+                remaining_qty=0,
+                status="rejected",
+                reason=code,
+                message=message,
+            )
+        )
+
+    def _reject_command(
+        self, cmd: Any, action: str, code: str, message: str, order: _Order | None = None
+    ) -> None:
+        self._reports.append(
+            CommandRejected(
+                ts=cmd.ts,
+                participant_id=getattr(cmd, "participant_id", None),
+                command=action,
+                code=code,
+                message=message,
+                order_id=order.order_id if order else getattr(cmd, "order_id", None),
+                client_order_id=getattr(cmd, "client_order_id", None),
+            )
+        )
+
+    def _order_report(self, order: _Order, status: str, reason: str | None = None) -> OrderReport:
+        return OrderReport(
+            ts=self._ts,
+            participant_id=order.participant_id,
+            market=order.market,
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            side=SIDE_NAMES[order.side],
+            order_type="market" if order.order_type == OrderType.MARKET else "limit",
+            price=order.limit if order.order_type == OrderType.LIMIT else None,
+            qty=order.qty,
+            filled_qty=order.filled_qty,
+            remaining_qty=order.remaining if status in ("new", "partially_filled") else 0,
+            status=status,  # type: ignore[arg-type]
+            reason=reason,
+        )
+
+    @staticmethod
+    def _status(order: _Order) -> str:
+        return "partially_filled" if order.filled_qty else "new"
+
+    def _report_balances(self) -> None:
+        for account, asset in self.ledger.drain_changed():
+            if account == VENUE_ACCOUNT:
+                continue
+            total, held = self.ledger.total(account, asset), self.ledger.held(account, asset)
+            self._reports.append(
+                BalanceReport(
+                    participant_id=account,
+                    asset=asset,
+                    total=total,
+                    available=total - held,
+                    held=held,
+                )
+            )
+
+    def _owner_number(self, participant_id: str) -> int:
+        number = self._owner_numbers.get(participant_id)
+        if number is None:
+            number = self._owner_numbers[participant_id] = len(self._owner_numbers) + 1
+        return number
+
+    @staticmethod
+    def _would_cross(book: Any, side: int, price: int) -> bool:
+        best = book.best_ask() if side == Side.BUY else book.best_bid()
+        if best is None:
+            return False
+        return best[0] <= price if side == Side.BUY else best[0] >= price
+
+    _HANDLERS: ClassVar[dict[type, Callable[[Exchange, Any], None]]] = {
+        PlaceOrder: _place,
+        CancelOrder: _cancel,
+        AmendOrder: _amend,
+        CancelAll: _cancel_all,
+        Deposit: _deposit,
+        Withdraw: _withdraw,
+        SetMarket: _set_market,
+    }

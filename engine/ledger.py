@@ -1,0 +1,134 @@
+"""Balances: per participant and asset, a total and the part of it held for open orders.
+
+``available = total - held``.  Orders hold what they may need when accepted; fills spend
+from the holds; cancels and expiry release what is left.  Withdrawals take only available
+funds.  All amounts are integers in the asset's minor units.
+
+The venue's own account (``VENUE_ACCOUNT``) collects fees and the rounding remainder of
+settlement, so that for every asset the participants' totals plus the venue's total always
+equal deposits minus withdrawals.  The ledger records which balances a command changed
+(``drain_changed``) so the exchange can report new balances to their owners.
+"""
+
+from __future__ import annotations
+
+from .errors import EngineError
+
+VENUE_ACCOUNT = "@venue"
+
+
+class LedgerError(EngineError):
+    """A ledger operation would break an invariant (a bug in the caller: check first)."""
+
+
+class Ledger:
+    def __init__(self) -> None:
+        # (account, asset) -> [total, held]
+        self._balances: dict[tuple[str, str], list[int]] = {}
+        self._net_deposits: dict[str, int] = {}
+        self._changed: dict[tuple[str, str], None] = {}
+
+    # -- reading -----------------------------------------------------------------------
+
+    def total(self, account: str, asset: str) -> int:
+        return self._balances.get((account, asset), (0, 0))[0]
+
+    def held(self, account: str, asset: str) -> int:
+        return self._balances.get((account, asset), (0, 0))[1]
+
+    def available(self, account: str, asset: str) -> int:
+        total, held = self._balances.get((account, asset), (0, 0))
+        return total - held
+
+    def balances(self, account: str) -> dict[str, tuple[int, int, int]]:
+        """asset -> (total, available, held) for one account."""
+        return {
+            asset: (total, total - held, held)
+            for (owner, asset), (total, held) in sorted(self._balances.items())
+            if owner == account
+        }
+
+    def accounts(self) -> list[tuple[str, str, int, int]]:
+        """Every (account, asset, total, held), sorted: for state digests and audits."""
+        return [(a, s, t, h) for (a, s), (t, h) in sorted(self._balances.items())]
+
+    def net_deposits(self, asset: str) -> int:
+        """Deposits minus withdrawals of one asset over the ledger's life."""
+        return self._net_deposits.get(asset, 0)
+
+    def assets(self) -> list[str]:
+        return sorted({asset for _, asset in self._balances} | set(self._net_deposits))
+
+    def drain_changed(self) -> list[tuple[str, str]]:
+        """The (account, asset) pairs changed since the last call, in first-change order."""
+        changed = list(self._changed)
+        self._changed.clear()
+        return changed
+
+    # -- moving money ------------------------------------------------------------------
+
+    def deposit(self, account: str, asset: str, amount: int) -> None:
+        self._require_positive(amount)
+        self._entry(account, asset)[0] += amount
+        self._net_deposits[asset] = self._net_deposits.get(asset, 0) + amount
+
+    def withdraw(self, account: str, asset: str, amount: int) -> None:
+        """Take ``amount`` out of the available part (never from held funds)."""
+        self._require_positive(amount)
+        if self.available(account, asset) < amount:
+            raise LedgerError(f"{account} has {self.available(account, asset)} {asset} available")
+        self._entry(account, asset)[0] -= amount
+        self._net_deposits[asset] = self._net_deposits.get(asset, 0) - amount
+
+    def hold(self, account: str, asset: str, amount: int) -> None:
+        """Move ``amount`` from available to held."""
+        if amount == 0:
+            return
+        if amount < 0 or self.available(account, asset) < amount:
+            raise LedgerError(f"cannot hold {amount} {asset} for {account}")
+        self._entry(account, asset)[1] += amount
+
+    def release(self, account: str, asset: str, amount: int) -> None:
+        """Move ``amount`` from held back to available."""
+        if amount == 0:
+            return
+        if amount < 0 or self.held(account, asset) < amount:
+            raise LedgerError(f"cannot release {amount} {asset} for {account}")
+        self._entry(account, asset)[1] -= amount
+
+    def spend_held(self, account: str, asset: str, amount: int) -> None:
+        """Pay ``amount`` out of held funds (a fill settling)."""
+        if amount == 0:
+            return
+        entry = self._entry(account, asset)
+        if amount < 0 or entry[1] < amount:
+            raise LedgerError(f"cannot spend {amount} held {asset} of {account}")
+        entry[0] -= amount
+        entry[1] -= amount
+
+    def credit(self, account: str, asset: str, amount: int) -> None:
+        """Add ``amount`` (which may be negative for the venue's rounding account) to a total.
+
+        A credit may never leave a total below what is held, nor below zero.
+        """
+        if amount == 0:
+            return
+        entry = self._entry(account, asset)
+        if entry[0] + amount < entry[1]:
+            raise LedgerError(f"credit of {amount} {asset} would leave {account} negative")
+        entry[0] += amount
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _entry(self, account: str, asset: str) -> list[int]:
+        key = (account, asset)
+        self._changed[key] = None
+        entry = self._balances.get(key)
+        if entry is None:
+            entry = self._balances[key] = [0, 0]
+        return entry
+
+    @staticmethod
+    def _require_positive(amount: int) -> None:
+        if amount <= 0:
+            raise LedgerError(f"amount must be positive, got {amount}")
