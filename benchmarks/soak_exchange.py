@@ -24,8 +24,10 @@ from engine.commands import (
     PlaceOrder,
     Withdraw,
 )
+from engine.errors import BookIntegrityError
 from engine.exchange import Exchange
-from engine.markets import Rejection, load_markets
+from engine.licensing import CheckChain, License, Participant, Registry
+from engine.markets import load_markets
 from engine.reports import CommandRejected, FillReport, OrderReport, TradePrinted
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 
@@ -37,16 +39,23 @@ MARKETS = {
 }
 
 
-def market_and_funds_chain(intent):
-    """Market rules and funds only: the soak is about the ledger, not licensing."""
-    if intent.market is None:
-        return "market_status", Rejection("UNKNOWN_MARKET", "unknown market")
-    rejection = intent.market.check_order(intent.price, intent.qty)
-    if rejection is not None:
-        return "market_rules", rejection
-    if intent.funds_required > intent.funds_available:
-        return "funds", Rejection("INSUFFICIENT_FUNDS", "not enough available")
-    return "all", None
+def soak_venue() -> Exchange:
+    """The default markets and ALATAU chain, with professional clients licensed to trade."""
+    venue = License(
+        license_id="VENUE",
+        regulator="NBK",
+        number="SOAK-0001",
+        activities="*",
+        markets="*",
+        valid_from="2026-01-01",
+        valid_to="2030-12-31",
+        status="ACTIVE",
+    )
+    participants = [
+        Participant(participant_id=p, category="PROFESSIONAL", residency="KZ", kyc_level=3)
+        for p in PARTICIPANTS
+    ]
+    return Exchange(load_markets(), Registry("VENUE", [venue], participants), CheckChain())
 
 
 def random_command(rnd: random.Random, ts: int, open_orders: list) -> Command:
@@ -100,10 +109,8 @@ def random_command(rnd: random.Random, ts: int, open_orders: list) -> Command:
 
 def soak(commands: int, seed: int, out=sys.stdout) -> Counter:
     """Run the soak; return the counters.  Raises AssertionError on a broken invariant."""
-    from tests.exchange_helpers import check_ledger_invariants
-
     rnd = random.Random(seed)
-    exchange = Exchange(load_markets(), market_and_funds_chain)
+    exchange = soak_venue()
     open_orders: list[tuple[str, str, int]] = []
     stats: Counter = Counter()
     ts = 1_790_000_000_000
@@ -127,8 +134,8 @@ def soak(commands: int, seed: int, out=sys.stdout) -> Counter:
             elif isinstance(report, CommandRejected):
                 stats[f"reject {report.code}"] += 1
         try:
-            check_ledger_invariants(exchange)
-        except AssertionError as exc:
+            exchange.check_integrity()
+        except BookIntegrityError as exc:
             raise AssertionError(f"after command {index} ({command!r}): {exc}") from exc
         stats["invariant checks passed"] += 1
     return stats

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
+from .licensing.records import License, Participant
 from .types import OrderType, SelfTradePrevention, Side, TimeInForce
 
 
@@ -84,4 +85,28 @@ class SetMarket(msgspec.Struct, tag="market", frozen=True, kw_only=True):
     reference_price: int | None = None
 
 
-Command = PlaceOrder | CancelOrder | AmendOrder | CancelAll | Deposit | Withdraw | SetMarket
+class SetLicense(msgspec.Struct, tag="license", frozen=True, kw_only=True):
+    """Add or replace a licence (suspend, revoke, renew: a new record with the same id)."""
+
+    ts: int
+    license: License
+
+
+class SetParticipant(msgspec.Struct, tag="participant", frozen=True, kw_only=True):
+    """Add or replace a participant (category, KYC, status, licence, limits)."""
+
+    ts: int
+    participant: Participant
+
+
+Command = (
+    PlaceOrder
+    | CancelOrder
+    | AmendOrder
+    | CancelAll
+    | Deposit
+    | Withdraw
+    | SetMarket
+    | SetLicense
+    | SetParticipant
+)

@@ -44,7 +44,9 @@ from .commands import (
     Command,
     Deposit,
     PlaceOrder,
+    SetLicense,
     SetMarket,
+    SetParticipant,
     Withdraw,
 )
 from .errors import BookIntegrityError, EngineError
@@ -61,6 +63,7 @@ from .events import (
     Trade,
 )
 from .ledger import VENUE_ACCOUNT, Ledger
+from .licensing import CheckChain, OrderContext, ParticipantUsage, Registry
 from .markets import PPM, Market, Rejection
 from .reports import (
     AdminApplied,
@@ -78,39 +81,6 @@ from .types import SIDE_NAMES, OrderType, Side, TimeInForce
 DAY_MS = 86_400_000
 MAX_AMOUNT = 10**15  # units; keeps every book aggregate far inside int64
 ALMATY_OFFSET_MS = 5 * 3_600_000  # days and months roll over at Almaty midnight (UTC+5)
-
-# Chain runs the pre-trade checks: (context) -> (check id, Rejection | None).
-ChainRunner = Callable[["OrderIntent"], tuple[str, Rejection | None]]
-
-
-class OrderIntent:
-    """Everything the check chain may look at for one new order (or exposure-raising amend).
-
-    The exchange computes the numbers (notional, funds) so the checks stay pure functions.
-    """
-
-    __slots__ = (
-        "client_order_id",
-        "funds_asset",
-        "funds_available",
-        "funds_required",
-        "market",
-        "market_symbol",
-        "notional",
-        "order_type",
-        "participant_id",
-        "post_only",
-        "price",
-        "qty",
-        "side",
-        "tif",
-        "ts",
-        "usage",
-    )
-
-    def __init__(self, **fields: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, fields.get(name))
 
 
 class Usage:
@@ -191,10 +161,10 @@ class Exchange:
     def __init__(
         self,
         markets: Mapping[str, Market],
-        chain: ChainRunner,
+        registry: Registry,
+        chain: CheckChain,
         *,
         book_factory: Callable[[], Any] | None = None,
-        is_retail: Callable[[str], bool] = lambda participant_id: False,
     ) -> None:
         if book_factory is None:
             from . import OrderBook
@@ -203,9 +173,9 @@ class Exchange:
         self.markets: dict[str, Market] = dict(markets)
         self.books = {symbol: book_factory() for symbol in self.markets}
         self.ledger = Ledger()
+        self.registry = registry
+        self.chain = chain
         self.last_price: dict[str, int] = {}
-        self._chain = chain
-        self._is_retail = is_retail
         self._orders: dict[int, _Order] = {}
         self._by_client_id: dict[tuple[str, str], int] = {}
         self._owner_numbers: dict[str, int] = {}
@@ -213,6 +183,16 @@ class Exchange:
         self._next_order_id = 1
         self._reports: list[Report] = []
         self._ts = 0
+        # The next moment a licence runs out: commands at or after it cancel orders first.
+        self._license_deadline = self._next_license_deadline()
+
+    @classmethod
+    def default(cls) -> Exchange:
+        """The shipped venue: default KZT markets, demo registry and the ALATAU chain."""
+        from .licensing import load_chain, load_registry
+        from .markets import load_markets
+
+        return cls(load_markets(), load_registry(), load_chain())
 
     # -- the command stream --------------------------------------------------------------
 
@@ -223,6 +203,8 @@ class Exchange:
         handler = self._HANDLERS.get(type(command))
         if handler is None:
             raise EngineError(f"not a command: {type(command).__name__}")
+        if command.ts >= self._license_deadline:
+            self._cancel_unlicensed()
         handler(self, command)
         self._report_balances()
         return self._reports
@@ -249,6 +231,44 @@ class Exchange:
         """The band's reference: the last trade, else the operator's reference price."""
         return self.last_price.get(symbol) or self.markets[symbol].reference_price
 
+    def check_integrity(self) -> None:
+        """Raise ``BookIntegrityError`` if an invariant of the venue's state is broken.  O(n).
+
+        * for every asset, participants' totals plus the venue's equal deposits - withdrawals;
+        * no total or held amount is negative, nothing holds more than its total;
+        * what the ledger holds per participant and asset is exactly what open orders hold;
+        * open-order counters match the open orders; every book passes its own check.
+        """
+        ledger = self.ledger
+        sums: dict[str, int] = {}
+        for account, asset, total, held in ledger.accounts():
+            if total < 0 or held < 0 or held > total:
+                raise BookIntegrityError(f"{account} {asset}: total {total}, held {held}")
+            sums[asset] = sums.get(asset, 0) + total
+        for asset in ledger.assets():
+            if sums.get(asset, 0) != ledger.net_deposits(asset):
+                raise BookIntegrityError(
+                    f"{asset}: balances add up to {sums.get(asset, 0)}, deposits less "
+                    f"withdrawals are {ledger.net_deposits(asset)}"
+                )
+        held_by_orders = self.held_by_orders()
+        for account, asset, _total, held in ledger.accounts():
+            if held != held_by_orders.get((account, asset), 0):
+                raise BookIntegrityError(
+                    f"{account} {asset}: ledger holds {held}, open orders hold "
+                    f"{held_by_orders.get((account, asset), 0)}"
+                )
+        open_counts: dict[str, int] = {}
+        for order in self._orders.values():
+            open_counts[order.participant_id] = open_counts.get(order.participant_id, 0) + 1
+        for participant_id, usage in self._usage.items():
+            if usage.open_orders != open_counts.get(participant_id, 0):
+                raise BookIntegrityError(f"{participant_id}: open-order counter is off")
+        for symbol, book in self.books.items():
+            book.check_integrity()
+            if len(book) != sum(1 for o in self._orders.values() if o.market == symbol):
+                raise BookIntegrityError(f"{symbol}: the book and the exchange disagree")
+
     def held_by_orders(self) -> dict[tuple[str, str], int]:
         """(participant, asset) -> what open orders hold: must equal the ledger's held."""
         out: dict[tuple[str, str], int] = {}
@@ -265,9 +285,15 @@ class Exchange:
         intent = None
         if code is None:
             intent = self._intent(cmd, market)
-            check, rejection = self._chain(intent)
-            if rejection is not None:
-                code, message = rejection.code, rejection.message
+            decision = self.chain.evaluate(intent)
+            check = decision.check
+            if not decision.accepted:
+                code, message = decision.code, decision.message
+            elif cmd.post_only and market is not None:
+                limit = self._limit_price(cmd, market) or 0
+                if self._would_cross(self.books[cmd.market], cmd.side, limit):
+                    code, check = "POST_ONLY_WOULD_TRADE", "post_only"
+                    message = "the post-only order would trade on entry"
         self._reports.append(
             Audit(
                 ts=cmd.ts,
@@ -317,7 +343,8 @@ class Exchange:
             )
         return None, "", "precheck"
 
-    def _intent(self, cmd: PlaceOrder, market: Market | None) -> OrderIntent:
+    def _intent(self, cmd: PlaceOrder, market: Market | None) -> OrderContext:
+        """The check chain's view of a new order, with the numbers the exchange computes."""
         usage = self.usage(cmd.participant_id)
         usage.roll(cmd.ts)
         limit = None
@@ -332,9 +359,15 @@ class Exchange:
                 notional = market.quote_amount(limit, cmd.qty, round_up=True)
             funds_asset, required = self._hold_for(market, cmd.side, limit or 0, cmd.qty)
             available = self.ledger.available(cmd.participant_id, funds_asset)
-        return OrderIntent(
+        participant = self.registry.participant(cmd.participant_id)
+        return OrderContext(
             ts=cmd.ts,
+            profile=self.chain.profile,
+            registry=self.registry,
             participant_id=cmd.participant_id,
+            participant=participant,
+            license=self.registry.license_for(participant),
+            venue_license=self.registry.venue_license,
             market_symbol=cmd.market,
             market=market,
             side=cmd.side,
@@ -343,9 +376,12 @@ class Exchange:
             post_only=cmd.post_only,
             price=cmd.price,
             qty=cmd.qty,
-            client_order_id=cmd.client_order_id,
             notional=notional,
-            usage=usage,
+            usage=ParticipantUsage(
+                open_orders=usage.open_orders,
+                daily_notional=usage.daily_notional,
+                monthly_retail_buys=usage.monthly_retail_buys,
+            ),
             funds_asset=funds_asset,
             funds_required=required,
             funds_available=available,
@@ -383,14 +419,9 @@ class Exchange:
         fee = _ceil_div(limit * qty * rate, scale * PPM)
         return market.quote, cost + fee
 
-    def _accept(self, cmd: PlaceOrder, market: Market, intent: OrderIntent) -> None:
+    def _accept(self, cmd: PlaceOrder, market: Market, intent: OrderContext) -> None:
         book = self.books[cmd.market]
         limit = self._limit_price(cmd, market) or 0
-        if cmd.post_only and self._would_cross(book, cmd.side, limit):
-            self._reject_place(
-                cmd, "POST_ONLY_WOULD_TRADE", "the post-only order would trade on entry"
-            )
-            return
         order_id = self._next_order_id
         self._next_order_id += 1
         order = _Order(
@@ -404,15 +435,14 @@ class Exchange:
             client_order_id=cmd.client_order_id,
             hold_asset=intent.funds_asset,
             hold=intent.funds_required,
-            day=intent.usage.day,
-            month=intent.usage.month,
             counts_retail=cmd.side == Side.BUY and self._is_retail(cmd.participant_id),
         )
         self.ledger.hold(order.participant_id, order.hold_asset, order.hold)
         self._orders[order_id] = order
         if cmd.client_order_id is not None:
             self._by_client_id[(cmd.participant_id, cmd.client_order_id)] = order_id
-        usage = intent.usage
+        usage = self.usage(cmd.participant_id)
+        order.day, order.month = usage.day, usage.month
         usage.open_orders += 1
         self._set_usage_notional(order, intent.notional)
         events = book.place(
@@ -440,13 +470,13 @@ class Exchange:
         order = self._find_order(cmd, "amend")
         if order is None:
             return
-        market = self.markets[order.market]
+        market = self._market_for_checks(order.market)
         price = order.limit if cmd.price is None else cmd.price
         qty = order.qty if cmd.qty is None else cmd.qty
         if order.order_type != OrderType.LIMIT:
             return self._reject_command(cmd, "amend", "UNKNOWN_ORDER", "only limit orders rest")
-        rejection = self._market_for_checks(order.market).check_order(price, qty)
-        if qty <= order.filled_qty:
+        rejection = market.check_order(price, qty)
+        if rejection is None and qty <= order.filled_qty:
             rejection = Rejection(
                 "INVALID_QTY",
                 f"qty {market.format_qty(qty)} is not above the filled "
@@ -454,22 +484,22 @@ class Exchange:
             )
         if rejection is not None:
             return self._reject_command(cmd, "amend", rejection.code, rejection.message, order)
-        # What the order must hold at its new price and quantity, given what it has paid.
-        new_hold = self._hold_needed(market, order, price, qty - order.filled_qty)
-        extra = new_hold - order.hold
-        if extra > 0 and self.ledger.available(order.participant_id, order.hold_asset) < extra:
-            return self._reject_command(
-                cmd,
-                "amend",
-                "INSUFFICIENT_FUNDS",
-                f"the amend needs {extra} more {order.hold_asset} than is available",
-                order,
-            )
-        events = self.books[order.market].amend(order.order_id, price, qty - order.filled_qty)
+        remaining = qty - order.filled_qty
+        # What the order must hold at its new price and quantity, given what it has paid,
+        # and what it will count against the participant's notional limits.
+        new_hold = self._hold_needed(market, order, price, remaining)
+        open_notional = _ceil_div(price * remaining, 10**market.base_scale)
+        new_usage = self._filled_notional(market, order) + open_notional
+        if new_hold > order.hold or new_usage > order.usage_notional or qty > order.qty:
+            rejection = self._check_amend(cmd, market, order, price, remaining, new_hold)
+            if rejection is not None:
+                return self._reject_command(cmd, "amend", rejection.code, rejection.message, order)
+        events = self.books[order.market].amend(order.order_id, price, remaining)
         if events and isinstance(events[0], AmendRejected):
             return self._reject_command(
                 cmd, "amend", events[0].code, "the book refused the amend", order
             )
+        extra = new_hold - order.hold
         if extra > 0:
             self.ledger.hold(order.participant_id, order.hold_asset, extra)
         else:
@@ -477,7 +507,67 @@ class Exchange:
         order.hold = new_hold
         order.limit = price
         order.qty = qty
-        self._apply_book_events(market, events)
+        self._set_usage_notional(order, new_usage)
+        self._apply_book_events(self.markets[order.market], events)
+
+    def _check_amend(
+        self,
+        cmd: AmendOrder,
+        market: Market,
+        order: _Order,
+        price: int,
+        remaining: int,
+        new_hold: int,
+    ) -> Rejection | None:
+        """Run the check chain on an amend that raises exposure, as if the open part were a
+        new order: the order's own reservations are left out of usage and funds."""
+        usage = self.usage(order.participant_id)
+        usage.roll(cmd.ts)
+        own_open = order.usage_notional - self._filled_notional(market, order)
+        participant = self.registry.participant(order.participant_id)
+        context = OrderContext(
+            ts=cmd.ts,
+            profile=self.chain.profile,
+            registry=self.registry,
+            participant_id=order.participant_id,
+            participant=participant,
+            license=self.registry.license_for(participant),
+            venue_license=self.registry.venue_license,
+            market_symbol=order.market,
+            market=market,
+            side=Side(order.side),
+            order_type=OrderType.LIMIT,
+            tif=TimeInForce.GTC,
+            price=price,
+            qty=remaining,
+            notional=_ceil_div(price * remaining, 10**market.base_scale),
+            usage=ParticipantUsage(
+                open_orders=usage.open_orders,
+                daily_notional=usage.daily_notional - (own_open if usage.day == order.day else 0),
+                monthly_retail_buys=usage.monthly_retail_buys
+                - (own_open if order.counts_retail and usage.month == order.month else 0),
+            ),
+            funds_asset=order.hold_asset,
+            funds_required=new_hold,
+            funds_available=self.ledger.available(order.participant_id, order.hold_asset)
+            + order.hold,
+            amend=True,
+        )
+        decision = self.chain.evaluate(context)
+        self._reports.append(
+            Audit(
+                ts=cmd.ts,
+                participant_id=order.participant_id,
+                market=order.market,
+                order_id=order.order_id,
+                client_order_id=order.client_order_id,
+                action="amend",
+                decision="accept" if decision.accepted else "reject",
+                check=decision.check,
+                code=decision.code,
+            )
+        )
+        return decision.rejection
 
     def _hold_needed(self, market: Market, order: _Order, price: int, remaining: int) -> int:
         """What an order must still hold to pay for ``remaining`` at ``price`` (tiyn)."""
@@ -738,6 +828,73 @@ class Exchange:
             )
         )
 
+    def _set_license(self, cmd: SetLicense) -> None:
+        self.registry = self.registry.with_license(cmd.license)
+        self._reports.append(
+            AdminApplied(
+                ts=cmd.ts,
+                command="license",
+                detail=f"{cmd.license.license_id} {cmd.license.status}",
+            )
+        )
+        self._cancel_unlicensed()
+
+    def _set_participant(self, cmd: SetParticipant) -> None:
+        if (
+            cmd.participant.license_id is not None
+            and self.registry.license(cmd.participant.license_id) is None
+        ):
+            self._reject_command(
+                cmd,
+                "participant",
+                "INVALID_PARAMS",
+                f"licence {cmd.participant.license_id!r} is not registered",
+            )
+            return
+        self.registry = self.registry.with_participant(cmd.participant)
+        self._reports.append(
+            AdminApplied(
+                ts=cmd.ts,
+                command="participant",
+                detail=f"{cmd.participant.participant_id} {cmd.participant.status}",
+            )
+        )
+        self._cancel_unlicensed()
+
+    def _next_license_deadline(self) -> int:
+        """The earliest end of validity of any licence still valid at the current time."""
+        ends = [
+            lic.valid_until_ms
+            for lic in self.registry.licenses.values()
+            if lic.valid_until_ms > self._ts
+        ]
+        return min(ends, default=2**63)
+
+    def _cancel_unlicensed(self) -> None:
+        """The venue's policy: when a participant may no longer trade (account suspended or
+        frozen, or the licence it trades under no longer active, by an admin command or
+        because its valid-to date has passed), its resting orders are canceled at once, with
+        reason ``license``, rather than left to trade.  Expiry takes effect with the first
+        command whose timestamp is past the licence's end (the engine reads no clock)."""
+        self._license_deadline = self._next_license_deadline()
+        participants = {o.participant_id for o in self._orders.values()}
+        for participant_id in sorted(participants):
+            participant = self.registry.participant(participant_id)
+            lic = self.registry.license_for(participant)
+            venue = self.registry.venue_license
+            if (
+                participant is not None
+                and participant.status == "active"
+                and lic is not None
+                and lic.is_active_at(self._ts)
+                and venue is not None
+                and venue.is_active_at(self._ts)
+            ):
+                continue
+            self._cancel_all(
+                CancelAll(ts=self._ts, participant_id=participant_id, reason="license")
+            )
+
     # -- reporting -----------------------------------------------------------------------
 
     def _reject_place(self, cmd: PlaceOrder, code: str, message: str) -> None:
@@ -811,6 +968,10 @@ class Exchange:
                 )
             )
 
+    def _is_retail(self, participant_id: str) -> bool:
+        participant = self.registry.participant(participant_id)
+        return participant is not None and participant.category == "RETAIL"
+
     def _owner_number(self, participant_id: str) -> int:
         number = self._owner_numbers.get(participant_id)
         if number is None:
@@ -832,4 +993,6 @@ class Exchange:
         Deposit: _deposit,
         Withdraw: _withdraw,
         SetMarket: _set_market,
+        SetLicense: _set_license,
+        SetParticipant: _set_participant,
     }

@@ -1,37 +1,36 @@
-"""Shared helpers for exchange tests: a venue with funded participants and invariant checks."""
+"""Shared helpers for exchange tests: a licensed venue with funded professional participants."""
 
 from __future__ import annotations
 
 from engine.exchange import Exchange
-from engine.ledger import VENUE_ACCOUNT
+from engine.licensing import CheckChain, License, Participant, ParticipantLimits, Registry
+from engine.markets import load_markets
+
+VENUE_LICENSE = License(
+    license_id="VENUE",
+    regulator="NBK",
+    number="TEST-0001",
+    activities="*",
+    markets="*",
+    valid_from="2026-01-01",
+    valid_to="2030-12-31",
+    status="ACTIVE",
+)
+TS0 = 1_790_000_000_000  # 2026-09-22, inside the venue licence
 
 
-def check_ledger_invariants(exchange: Exchange) -> None:
-    """The invariants every command must keep (raise AssertionError naming the broken one).
+def professional(participant_id: str) -> Participant:
+    """A resident professional client with full KYC and no limits of its own."""
+    return Participant(
+        participant_id=participant_id,
+        category="PROFESSIONAL",
+        residency="KZ",
+        kyc_level=3,
+        limits=ParticipantLimits(),
+    )
 
-    * for every asset, participants' totals plus the venue's equal deposits - withdrawals;
-    * no total or held amount is negative and nothing holds more than its total;
-    * what the ledger holds per participant and asset is exactly what open orders hold;
-    * every book passes its integrity check.
-    """
-    ledger = exchange.ledger
-    sums: dict[str, int] = {}
-    for account, asset, total, held in ledger.accounts():
-        assert total >= 0, f"{account} {asset} total {total} < 0"
-        assert 0 <= held <= total, f"{account} {asset} held {held} of total {total}"
-        if account == VENUE_ACCOUNT:
-            assert held == 0, "the venue account never holds"
-        sums[asset] = sums.get(asset, 0) + total
-    for asset in ledger.assets():
-        assert sums.get(asset, 0) == ledger.net_deposits(asset), (
-            f"{asset}: totals {sums.get(asset, 0)} != deposits - withdrawals "
-            f"{ledger.net_deposits(asset)}"
-        )
-    held_by_orders = exchange.held_by_orders()
-    for account, asset, _total, held in ledger.accounts():
-        assert held == held_by_orders.get((account, asset), 0), (
-            f"{account} {asset}: ledger holds {held}, open orders need "
-            f"{held_by_orders.get((account, asset), 0)}"
-        )
-    for book in exchange.books.values():
-        book.check_integrity()
+
+def new_venue(participants: tuple[str, ...], profile: str = "ALATAU") -> Exchange:
+    """An exchange on the default markets whose participants pass every licensing check."""
+    registry = Registry("VENUE", [VENUE_LICENSE], [professional(p) for p in participants])
+    return Exchange(load_markets(), registry, CheckChain(profile))

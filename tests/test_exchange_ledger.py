@@ -7,31 +7,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from engine.commands import AmendOrder, CancelAll, CancelOrder, Deposit, PlaceOrder, Withdraw
-from engine.exchange import Exchange
-from engine.markets import Rejection, load_markets
 from engine.reports import FillReport, OrderReport
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
-from tests.exchange_helpers import check_ledger_invariants
+from tests.exchange_helpers import TS0, new_venue
 
 PARTICIPANTS = ("alice", "bob", "carol")
 BTC_REF = 4_500_000_000  # 45,000,000.00 KZT in tiyn
 USDT_REF = 51_500  # 515.00 KZT in tiyn
-
-
-def market_and_funds_chain(intent):
-    """The checks the ledger depends on (market rules and funds), without licensing."""
-    if intent.market is None:
-        return "market_status", Rejection("UNKNOWN_MARKET", "unknown market")
-    rejection = intent.market.check_order(intent.price, intent.qty)
-    if rejection is not None:
-        return "market_rules", rejection
-    if intent.funds_required > intent.funds_available:
-        return "funds", Rejection("INSUFFICIENT_FUNDS", "not enough available")
-    return "all", None
-
-
-def new_exchange() -> Exchange:
-    return Exchange(load_markets(), market_and_funds_chain)
 
 
 prices = {
@@ -44,8 +26,8 @@ lots = {"BTC-KZT": 1000, "USDT-KZT": 1_000_000}
 class ExchangeLedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.exchange = new_exchange()
-        self.ts = 1_790_000_000_000
+        self.exchange = new_venue(PARTICIPANTS)
+        self.ts = TS0
         self.order_ids: list[tuple[str, str, int]] = []
 
     def run(self, command):
@@ -155,7 +137,7 @@ class ExchangeLedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def ledger_is_consistent(self):
-        check_ledger_invariants(self.exchange)
+        self.exchange.check_integrity()
 
     @invariant()
     def open_order_counts_match(self):

@@ -169,7 +169,7 @@ cdef inline void* _grow(void* ptr, Py_ssize_t count, size_t item_size) except NU
     return out
 
 
-cdef int _check_enums(int side, int order_type, int tif, int stp) except -1:
+cdef int _check_enums(int64_t side, int64_t order_type, int64_t tif, int64_t stp) except -1:
     """Out-of-range enumerations are a caller's bug, not a client's: raise."""
     if side != BUY and side != SELL:
         raise ValueError(f"{side} is not a valid Side")
@@ -265,19 +265,19 @@ cdef class OrderBook:
         self,
         int64_t order_id,
         int64_t owner,
-        int side,
+        int64_t side,
         int64_t price,
         int64_t qty,
-        int order_type=LIMIT,
-        int tif=GTC,
+        int64_t order_type=LIMIT,
+        int64_t tif=GTC,
         bint post_only=False,
-        int stp=STP_NONE,
+        int64_t stp=STP_NONE,
     ):
         """Enter a new order and return its events.  ``price`` in tiyn (0 on a market order
         means no limit), ``qty`` in base minor units.  O(log L + fills) for L levels."""
         _check_enums(side, order_type, tif, stp)
         self._events_len = 0
-        self._place(order_id, owner, side, price, qty, order_type, tif, post_only, stp)
+        self._place(order_id, owner, <int>side, price, qty, <int>order_type, <int>tif, post_only, <int>stp)
         return self._event_list(0, self._events_len)
 
     def cancel(self, int64_t order_id):
@@ -297,9 +297,9 @@ cdef class OrderBook:
         accepted.  O(orders canceled)."""
         cdef int c_side = -1
         if side is not None:
-            c_side = side
-            if c_side != BUY and c_side != SELL:
+            if side != BUY and side != SELL:
                 raise ValueError(f"{side} is not a valid Side")
+            c_side = side
         self._events_len = 0
         self._cancel_all(owner, c_side)
         return self._event_list(0, self._events_len)
@@ -367,17 +367,18 @@ cdef class OrderBook:
         """(price, aggregate qty) of the best ask, or None.  O(1)."""
         return self._best(SELL)
 
-    def depth(self, int side, levels=None):
+    def depth(self, side, levels=None):
         """(price, aggregate qty) per level of one side, best first."""
         if side != BUY and side != SELL:
             raise ValueError(f"{side} is not a valid Side")
+        cdef int c_side = side
         cdef Py_ssize_t i
         cdef Level* level
         out = []
-        for i in range(self._side_len[side] - 1, -1, -1):
+        for i in range(self._side_len[c_side] - 1, -1, -1):
             if levels is not None and len(out) >= levels:
                 break
-            level = &self._levels[self._sides[side][i]]
+            level = &self._levels[self._sides[c_side][i]]
             out.append((level.price, level.total))
         return out
 
