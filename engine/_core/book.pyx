@@ -357,6 +357,9 @@ cdef class OrderBook:
         return self._index.size
 
     def __contains__(self, order_id):
+        # Anything that is not an int64 cannot be an order id here (as in a dict of ints).
+        if not isinstance(order_id, int) or not -(2**63) <= order_id < 2**63:
+            return False
         return idmap_get(&self._index, order_id) != -1
 
     def best_bid(self):
