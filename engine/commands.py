@@ -39,6 +39,7 @@ class CancelOrder(msgspec.Struct, tag="cancel", frozen=True, kw_only=True):
     market: str
     order_id: int | None = None
     client_order_id: str | None = None
+    reason: str = "user"  # or "disconnect": shown to the client
 
 
 class AmendOrder(msgspec.Struct, tag="amend", frozen=True, kw_only=True):

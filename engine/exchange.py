@@ -462,9 +462,8 @@ class Exchange:
         order = self._find_order(cmd, "cancel")
         if order is None:
             return
-        self._apply_book_events(
-            self.markets[order.market], self.books[order.market].cancel(order.order_id)
-        )
+        events = self.books[order.market].cancel(order.order_id)
+        self._apply_book_events(self.markets[order.market], events, cancel_reason=cmd.reason)
 
     def _amend(self, cmd: AmendOrder) -> None:
         order = self._find_order(cmd, "amend")
@@ -634,7 +633,7 @@ class Exchange:
                 order = self._orders[event.order_id]
                 self._reports.append(self._order_report(order, "new"))
             elif kind is OrderCanceled:
-                reason = cancel_reason if event.reason == "cancel_all" else event.reason
+                reason = event.reason if event.reason == "self_trade" else cancel_reason
                 self._close(self._orders[event.order_id], "canceled", reason)
             elif kind is OrderExpired:
                 self._close(self._orders[event.order_id], "expired", None)

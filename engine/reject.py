@@ -62,6 +62,8 @@ _TABLE: tuple[RejectCode, ...] = (
     RejectCode(82, "INVALID_PARAMS", "a parameter is missing or has the wrong type or value"),
     RejectCode(83, "UNAUTHENTICATED", "log in first"),
     RejectCode(84, "RATE_LIMITED", "too many requests: wait and retry"),
+    RejectCode(85, "AUTH_FAILED", "the login was refused (key, signature or time window)"),
+    RejectCode(86, "INTERNAL", "the server failed to answer; the request may not have run"),
 )
 
 BY_NUMBER: dict[int, RejectCode] = {entry.number: entry for entry in _TABLE}

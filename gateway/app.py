@@ -1,0 +1,177 @@
+"""Assemble a running exchange: configuration, the demo venue, the gateway and the server.
+
+``alatau serve`` with no options runs the default KZT markets and a demo venue: the
+shipped participants (``engine/licensing/venue.toml``) funded with demo balances, their API
+keys printed, and a random admin key printed, so a newcomer can connect and trade at
+once.  ``--production`` refuses to start without an admin key and funds nobody.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from engine.commands import Deposit
+from engine.exchange import Exchange
+from engine.licensing import load_chain, load_registry
+from engine.markets import load_markets
+
+from .session import Gateway, Limits
+from .venue import Venue
+
+log = logging.getLogger("alatau")
+
+ADMIN_KEY_ENV = "ALATAU_ADMIN_KEY"
+
+# Demo balances, in whole units of each asset (the venue file's participants get them all).
+DEMO_FUNDS = {"KZT": 1_000_000_000, "BTC": 100, "ETH": 1_000, "USDT": 1_000_000, "USDC": 1_000_000}
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    venue_file: str | None = None
+    markets_file: str | None = None
+    data_dir: str | None = None
+    admin_key: str | None = None
+    production: bool = False
+    quiet: bool = False
+    limits: Limits = field(default_factory=Limits)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    parser.add_argument(
+        "--config", dest="venue_file", help="venue file: licences, participants, checks"
+    )
+    parser.add_argument("--markets", dest="markets_file", help="markets file")
+    parser.add_argument("--data-dir", help="where the journal and snapshots live")
+    parser.add_argument("--admin-key", help=f"operator key for auth.admin (or set {ADMIN_KEY_ENV})")
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="no demo funds; refuse to start without an admin key",
+    )
+    parser.add_argument("--rate", type=float, default=2000.0, help="requests/s per connection")
+    parser.add_argument(
+        "--participant-rate", type=float, default=5000.0, help="requests/s per participant"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the listening line")
+
+
+def options_from_args(args: argparse.Namespace) -> ServeOptions:
+    return ServeOptions(
+        host=args.host,
+        port=args.port,
+        venue_file=args.venue_file,
+        markets_file=args.markets_file,
+        data_dir=args.data_dir,
+        admin_key=args.admin_key or os.environ.get(ADMIN_KEY_ENV),
+        production=args.production,
+        quiet=args.quiet,
+        limits=Limits(
+            connection_rate=args.rate,
+            connection_burst=args.rate * 2,
+            participant_rate=args.participant_rate,
+            participant_burst=args.participant_rate * 2,
+        ),
+    )
+
+
+def build_exchange(options: ServeOptions) -> Exchange:
+    return Exchange(
+        load_markets(options.markets_file),
+        load_registry(options.venue_file),
+        load_chain(options.venue_file),
+    )
+
+
+def fund_demo_participants(exchange: Exchange, ts: int) -> list[str]:
+    """Give every registered participant the demo balances; return printable lines."""
+    scales = {}
+    for market in exchange.markets.values():
+        scales[market.base] = market.base_scale
+        scales[market.quote] = market.quote_scale
+    lines = []
+    for participant_id, participant in sorted(exchange.registry.participants.items()):
+        for asset, units in DEMO_FUNDS.items():
+            if asset in scales:
+                exchange.execute(
+                    Deposit(
+                        ts=ts,
+                        participant_id=participant_id,
+                        asset=asset,
+                        amount=units * 10 ** scales[asset],
+                    )
+                )
+        if participant.api_key:
+            lines.append(
+                f"  {participant_id:10} {participant.category:13} api_key={participant.api_key}"
+                f"  api_secret={participant.api_secret}"
+            )
+    return lines
+
+
+async def serve(
+    options: ServeOptions,
+    *,
+    started: asyncio.Future | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    from .server import run_server
+
+    if options.production and not options.admin_key:
+        print(
+            f"alatau serve --production needs an admin key (--admin-key or {ADMIN_KEY_ENV})",
+            file=sys.stderr,
+        )
+        return 2
+    exchange = build_exchange(options)
+    venue = Venue(exchange)
+    admin_key = options.admin_key
+    banner = []
+    if not options.production:
+        banner.append("demo venue: participants funded with demo balances (not for production)")
+        banner.extend(fund_demo_participants(exchange, venue.now_ms()))
+        if admin_key is None:
+            admin_key = secrets.token_urlsafe(18)
+            banner.append(f"  admin key (auth.admin): {admin_key}")
+    gateway = Gateway(venue, admin_key=admin_key, limits=options.limits)
+    venue.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            break
+    bound: asyncio.Future = loop.create_future()
+    server = asyncio.create_task(
+        run_server(gateway, options.host, options.port, started=bound, stop=stop)
+    )
+    host, port = await asyncio.wait_for(asyncio.shield(bound), timeout=30)
+    if not options.quiet:
+        print(f"markets: {', '.join(exchange.markets)}")
+        for line in banner:
+            print(line)
+    print(f"alatau: listening on ws://{host}:{port}", flush=True)
+    if started is not None and not started.done():
+        started.set_result((host, port))
+    await server
+    await venue.stop()
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvloop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return uvloop.run(serve(options_from_args(args)))

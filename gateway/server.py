@@ -1,0 +1,134 @@
+"""The socket transport: accept websocket connections and feed their frames to sessions.
+
+This is the only module of the gateway that touches sockets, and it is thin on purpose:
+all protocol logic lives in ``gateway.session`` behind the small ``Connection`` interface
+(``send``, ``buffered``, ``close``), so the transport can be swapped by measurement.
+
+Each connection gets an outbound queue drained by one writer task; ``buffered()`` reports
+the bytes waiting there, so a session can disconnect a slow reader before it grows the
+server's memory.  The library answers pings and pings idle peers, closing dead ones
+(then the session's cancel-on-disconnect acts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from .session import Gateway
+
+log = logging.getLogger("alatau.server")
+
+MAX_FRAME_BYTES = 256 * 1024
+PING_INTERVAL_S = 20.0
+PING_TIMEOUT_S = 20.0
+
+
+class WebsocketsConnection:
+    """``Connection`` over a ``websockets`` server connection."""
+
+    def __init__(self, websocket: ServerConnection) -> None:
+        self.websocket = websocket
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._closing: tuple[int, str] | None = None
+
+    def send(self, data: bytes) -> None:
+        if self._closing is not None:
+            return
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        self._wakeup.set()
+
+    def buffered(self) -> int:
+        return self._queued_bytes
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = (code, reason)
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._wakeup.set()
+
+    async def write_loop(self) -> None:
+        """Send queued messages in order; close when asked to."""
+        websocket = self.websocket
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self._closing is not None:
+                await websocket.close(*self._closing)
+                return
+            while self._queue:
+                if len(self._queue) == 1:
+                    data = self._queue.popleft()
+                    self._queued_bytes -= len(data)
+                    await websocket.send(data, text=True)
+                else:
+                    # Several messages waiting: hand them over in one call (one drain).
+                    batch = list(self._queue)
+                    self._queue.clear()
+                    self._queued_bytes = 0
+                    for data in batch:
+                        await websocket.send(data, text=True)
+                if self._closing is not None:
+                    break
+
+
+async def handle_connection(gateway: Gateway, websocket: ServerConnection) -> None:
+    connection = WebsocketsConnection(websocket)
+    session = gateway.open_session(connection)
+    writer = asyncio.create_task(connection.write_loop())
+    try:
+        async for frame in websocket:
+            if isinstance(frame, bytes):
+                session.send(
+                    b'{"id":null,"ok":false,"error":{"code":"INVALID_REQUEST",'
+                    b'"message":"send JSON text frames, not binary"}}'
+                )
+                continue
+            session.on_frame(frame)
+    except ConnectionClosed:
+        pass
+    finally:
+        session.on_close()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+            await writer
+
+
+async def run_server(
+    gateway: Gateway,
+    host: str,
+    port: int,
+    *,
+    started: asyncio.Future | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until ``stop`` is set (or forever); ``started`` gets the bound (host, port)."""
+
+    async def handler(websocket: ServerConnection) -> None:
+        await handle_connection(gateway, websocket)
+
+    async with serve(
+        handler,
+        host,
+        port,
+        max_size=MAX_FRAME_BYTES,
+        ping_interval=PING_INTERVAL_S,
+        ping_timeout=PING_TIMEOUT_S,
+        compression=None,
+    ) as server:
+        bound = server.sockets[0].getsockname()[:2]
+        if started is not None and not started.done():
+            started.set_result(bound)
+        if stop is None:
+            await asyncio.Future()
+        else:
+            await stop.wait()

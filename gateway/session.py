@@ -1,0 +1,680 @@
+"""One client connection's protocol logic: login, requests, subscriptions, limits, safety.
+
+A ``Session`` sits between a transport (``gateway.server``) and the venue.  It is fed
+whole text frames (``on_frame``) and told when the connection is gone (``on_close``); it
+answers through a ``Connection`` it was given (``send`` never blocks; ``close`` with a
+code and reason).  No sockets here, so the whole protocol is testable without a network,
+in the way the ``websockets`` library keeps its protocol core apart from its I/O.
+
+Requests are handled in arrival order: order entry is queued to the venue's sequencer at
+once (so a client's pipelined orders reach the engine in the order it sent them) and
+answered when the engine has executed them.  A bad request gets its error code and the
+connection stays open; nothing a client sends can raise out of here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from engine.commands import (
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Deposit,
+    PlaceOrder,
+    SetLicense,
+    SetMarket,
+    SetParticipant,
+    Withdraw,
+)
+from engine.errors import ConfigError
+from engine.fixedpoint import NumberFormatError, parse_units
+from engine.licensing import license_from_mapping, participant_from_mapping
+from engine.markets import Market
+from engine.reports import AdminApplied, CommandRejected, FillReport, OrderReport, Report
+from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
+
+from . import protocol
+from .auth import admin_key_matches, verify_signature
+from .protocol import PUBLIC_METHODS, WireError
+from .ratelimit import TokenBucket
+from .venue import Venue
+from .views import balance_view, fill_view, market_view, order_view
+
+log = logging.getLogger("alatau.session")
+
+SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
+STPS = {
+    "cancel_newest": SelfTradePrevention.CANCEL_NEWEST,
+    "cancel_oldest": SelfTradePrevention.CANCEL_OLDEST,
+    "cancel_both": SelfTradePrevention.CANCEL_BOTH,
+}
+
+# WebSocket close codes used by the server.
+CLOSE_POLICY = 1008
+CLOSE_GOING_AWAY = 1001
+
+
+class Connection(Protocol):
+    """What a session needs of its transport."""
+
+    def send(self, data: bytes) -> None: ...
+
+    def buffered(self) -> int: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class Limits:
+    """Per-connection safety limits (the server's options set them)."""
+
+    def __init__(
+        self,
+        *,
+        connection_rate: float = 2_000.0,
+        connection_burst: float = 4_000.0,
+        participant_rate: float = 5_000.0,
+        participant_burst: float = 10_000.0,
+        max_buffered_bytes: int = 8 * 1024 * 1024,
+        login_window_ms: int = 30_000,
+    ) -> None:
+        self.connection_rate = connection_rate
+        self.connection_burst = connection_burst
+        self.participant_rate = participant_rate
+        self.participant_burst = participant_burst
+        self.max_buffered_bytes = max_buffered_bytes
+        self.login_window_ms = login_window_ms
+
+
+class Gateway:
+    """What all sessions share: the venue, the admin key, limits and participant buckets."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        *,
+        admin_key: str | None,
+        limits: Limits | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.venue = venue
+        self.admin_key = admin_key
+        self.limits = limits or Limits()
+        self.monotonic = monotonic
+        self.sessions: set[Session] = set()
+        self._participant_buckets: dict[str, TokenBucket] = {}
+
+    def participant_bucket(self, participant_id: str) -> TokenBucket:
+        bucket = self._participant_buckets.get(participant_id)
+        if bucket is None:
+            bucket = TokenBucket(
+                self.limits.participant_rate, self.limits.participant_burst, self.monotonic()
+            )
+            self._participant_buckets[participant_id] = bucket
+        return bucket
+
+    def open_session(self, connection: Connection) -> Session:
+        session = Session(self, connection)
+        self.sessions.add(session)
+        return session
+
+
+class Session:
+    def __init__(self, gateway: Gateway, connection: Connection) -> None:
+        self.gateway = gateway
+        self.venue = gateway.venue
+        self.connection = connection
+        self.participant_id: str | None = None
+        self.is_admin = False
+        self.channels: set[str] = set()
+        self.cancel_on_disconnect = False
+        self.placed: set[tuple[str, int]] = set()  # (market, order_id) placed by this session
+        self.closed = False
+        self._bucket = TokenBucket(
+            gateway.limits.connection_rate, gateway.limits.connection_burst, gateway.monotonic()
+        )
+        self._dead_man: Any = None  # asyncio.TimerHandle of session.cancel_all_after
+
+    # -- transport events ----------------------------------------------------------------
+
+    def on_frame(self, frame: bytes | str) -> None:
+        """Handle one text frame.  Never raises for anything the client sent."""
+        if self.closed:
+            return
+        request_id = None
+        try:
+            request = protocol.decode_request(frame)
+            request_id = request.id
+            self._check_rate(request_id)
+            handler = _HANDLERS[type(request)]
+            method = type(request).__struct_config__.tag  # type: ignore[attr-defined]
+            if method not in PUBLIC_METHODS and not self._may_call(method):
+                raise WireError(
+                    "UNAUTHENTICATED",
+                    "admin login required" if method.startswith("admin.") else "log in first",
+                    request_id,
+                )
+            handler(self, request)
+        except WireError as exc:
+            self.send(protocol.error(exc.request_id or request_id, exc.code, exc.message))
+
+    def on_close(self) -> None:
+        """The connection is gone: unsubscribe, and cancel what the session asked to."""
+        if self.closed:
+            return
+        self.closed = True
+        self.gateway.sessions.discard(self)
+        for channel in self.channels:
+            if channel == "orders":
+                if self.participant_id is not None:
+                    self.venue.unlisten_orders(self.participant_id, self)
+            else:
+                self.venue.channels.unsubscribe(channel, self)
+        self.channels.clear()
+        if self._dead_man is not None:
+            self._dead_man.cancel()
+        if self.cancel_on_disconnect and self.participant_id is not None:
+            participant_id = self.participant_id
+            for market, order_id in sorted(self.placed):
+                self.venue.submit(
+                    lambda ts, m=market, o=order_id: CancelOrder(
+                        ts=ts,
+                        participant_id=participant_id,
+                        market=m,
+                        order_id=o,
+                        reason="disconnect",
+                    )
+                )
+
+    def send(self, data: bytes) -> None:
+        """Queue a message; a client that lets too much pile up is disconnected."""
+        if self.closed:
+            return
+        self.connection.send(data)
+        buffered = self.connection.buffered()
+        if buffered > self.gateway.limits.max_buffered_bytes:
+            log.warning("closing a slow reader (%d bytes queued)", buffered)
+            self.connection.close(
+                CLOSE_POLICY,
+                f"slow reader: more than {self.gateway.limits.max_buffered_bytes} bytes queued",
+            )
+            self.on_close()
+
+    # -- checks --------------------------------------------------------------------------
+
+    def _may_call(self, method: str) -> bool:
+        if method.startswith("admin."):
+            return self.is_admin
+        return self.participant_id is not None
+
+    def _check_rate(self, request_id: Any) -> None:
+        now = self.gateway.monotonic()
+        wait = self._bucket.take(now)
+        if not wait and self.participant_id is not None:
+            wait = self.gateway.participant_bucket(self.participant_id).take(now)
+        if wait:
+            retry_ms = max(1, int(wait * 1000) + 1)
+            raise WireError(
+                "RATE_LIMITED", f"too many requests: retry after {retry_ms} ms", request_id
+            )
+
+    def _market(self, symbol: str, request_id: Any) -> Market:
+        market = self.venue.exchange.markets.get(symbol)
+        if market is None:
+            raise WireError("UNKNOWN_MARKET", f"no market {symbol[:32]!r}", request_id)
+        return market
+
+    def _reply(self, request_id: Any, result: Any) -> None:
+        self.send(protocol.ok(request_id, result))
+
+    # -- auth and session methods --------------------------------------------------------
+
+    def _login(self, request: protocol.Login) -> None:
+        params = request.params
+        registry = self.venue.exchange.registry
+        participant = registry.participant_by_api_key(params.api_key)
+        reason = "unknown api_key"
+        if participant is not None and participant.api_secret:
+            reason = verify_signature(
+                participant.api_secret,
+                params.api_key,
+                params.timestamp,
+                params.signature,
+                self.venue.now_ms(),
+                self.gateway.limits.login_window_ms,
+            )
+        if participant is None or reason is not None:
+            raise WireError("AUTH_FAILED", f"login refused: {reason}", request.id)
+        if self.participant_id not in (None, participant.participant_id):
+            raise WireError(
+                "AUTH_FAILED", "this connection is logged in as someone else", request.id
+            )
+        self.participant_id = participant.participant_id
+        self._reply(
+            request.id,
+            {
+                "participant": participant.participant_id,
+                "category": participant.category,
+                "permissions": ["trade", "read"],
+            },
+        )
+
+    def _admin_login(self, request: protocol.AdminLogin) -> None:
+        if not admin_key_matches(self.gateway.admin_key, request.params.admin_key):
+            raise WireError("AUTH_FAILED", "login refused: wrong admin key", request.id)
+        self.is_admin = True
+        self._reply(request.id, {"admin": True})
+
+    def _ping(self, request: protocol.Ping) -> None:
+        self._reply(request.id, {"pong": True, "time": self.venue.now_ms()})
+
+    def _markets(self, request: protocol.MarketsList) -> None:
+        exchange = self.venue.exchange
+        self._reply(
+            request.id,
+            [market_view(m, exchange.reference_price(s)) for s, m in exchange.markets.items()],
+        )
+
+    def _subscribe(self, request: protocol.Subscribe) -> None:
+        channels = self.venue.channels
+        for channel in request.params.channels:
+            if channel == "orders":
+                if self.participant_id is None:
+                    raise WireError("UNAUTHENTICATED", "log in to follow `orders`", request.id)
+            elif not channels.is_public(channel):
+                raise WireError(
+                    "INVALID_PARAMS",
+                    f"no channel {channel!r}: use book:SYMBOL, trades:SYMBOL or orders",
+                    request.id,
+                )
+        added = [c for c in dict.fromkeys(request.params.channels) if c not in self.channels]
+        for channel in added:
+            self.channels.add(channel)
+            if channel == "orders":
+                self.venue.listen_orders(self.participant_id, self)  # type: ignore[arg-type]
+            else:
+                channels.subscribe(channel, self)
+        self._reply(request.id, {"channels": sorted(self.channels)})
+        for channel in added:
+            if channel.startswith("book:"):
+                self.send(channels.mirrors[channel[5:]].snapshot_message())
+
+    def _unsubscribe(self, request: protocol.Unsubscribe) -> None:
+        for channel in request.params.channels:
+            if channel not in self.channels:
+                continue
+            self.channels.discard(channel)
+            if channel == "orders":
+                self.venue.unlisten_orders(self.participant_id, self)  # type: ignore[arg-type]
+            else:
+                self.venue.channels.unsubscribe(channel, self)
+        self._reply(request.id, {"channels": sorted(self.channels)})
+
+    def _cancel_on_disconnect(self, request: protocol.CancelOnDisconnect) -> None:
+        self.cancel_on_disconnect = request.params.enabled
+        self._reply(request.id, {"enabled": self.cancel_on_disconnect})
+
+    def _cancel_all_after(self, request: protocol.CancelAllAfter) -> None:
+        import asyncio
+
+        if self._dead_man is not None:
+            self._dead_man.cancel()
+            self._dead_man = None
+        timeout_ms = request.params.timeout_ms
+        if timeout_ms:
+            participant_id = self.participant_id
+
+            def fire() -> None:
+                self._dead_man = None
+                self.venue.submit(
+                    lambda ts: CancelAll(
+                        ts=ts, participant_id=participant_id, reason="dead_man_switch"
+                    )
+                )
+
+            self._dead_man = asyncio.get_running_loop().call_later(timeout_ms / 1000, fire)
+        self._reply(request.id, {"timeout_ms": timeout_ms})
+
+    # -- account -------------------------------------------------------------------------
+
+    def _balances(self, request: protocol.Balances) -> None:
+        ledger = self.venue.exchange.ledger
+        scales = self.venue.scales
+        result = []
+        for asset, (total, available, held) in ledger.balances(self.participant_id).items():
+            scale = scales.get(asset, 0)
+            view = balance_view(
+                _Balance(asset, total, available, held),  # type: ignore[arg-type]
+                scale,
+            )
+            del view["type"]
+            result.append(view)
+        self._reply(request.id, result)
+
+    def _open_orders(self, request: protocol.OpenOrders) -> None:
+        exchange = self.venue.exchange
+        market = request.params.market
+        if market is not None:
+            self._market(market, request.id)
+        orders = exchange.open_orders(self.participant_id, market)  # type: ignore[arg-type]
+        self._reply(request.id, [order_view(o, exchange.markets[o.market]) for o in orders])
+
+    # -- order entry ---------------------------------------------------------------------
+
+    def _place_command(self, params: protocol.PlaceParams, request_id: Any) -> Callable:
+        market = self._market(params.market, request_id)
+        try:
+            qty = market.parse_qty(params.qty)
+            price = None if params.price is None else market.parse_price(params.price)
+        except NumberFormatError as exc:
+            raise WireError(exc.code, str(exc), request_id) from None
+        is_market = params.type == "market"
+        if is_market and price is not None:
+            raise WireError("INVALID_PARAMS", "a market order takes no `price`", request_id)
+        if not is_market and price is None:
+            raise WireError("INVALID_PARAMS", "a limit order needs a `price`", request_id)
+        tif = (
+            TIFS[params.tif] if params.tif else (TimeInForce.IOC if is_market else TimeInForce.GTC)
+        )
+        participant_id = self.participant_id
+        fields = {
+            "participant_id": participant_id,
+            "market": market.symbol,
+            "side": SIDES[params.side],
+            "qty": qty,
+            "order_type": OrderType.MARKET if is_market else OrderType.LIMIT,
+            "price": price,
+            "tif": tif,
+            "post_only": params.post_only,
+            "stp": STPS[params.stp],
+            "client_order_id": params.client_order_id,
+        }
+        return lambda ts: PlaceOrder(ts=ts, **fields)
+
+    def _place(self, request: protocol.Place) -> None:
+        build = self._place_command(request.params, request.id)
+        self.venue.submit(build, lambda reports: self._answer_place(request.id, reports))
+
+    def _answer_place(self, request_id: Any, reports: list[Report]) -> None:
+        outcome = self._place_outcome(reports)
+        if outcome[0]:
+            self._reply(request_id, outcome[1])
+        else:
+            self.send(protocol.error(request_id, outcome[1]["code"], outcome[1]["message"]))
+
+    def _place_outcome(self, reports: list[Report]) -> tuple[bool, dict[str, Any]]:
+        """(accepted, result-or-error) of a place command, from its reports."""
+        markets = self.venue.exchange.markets
+        mine = None
+        last = None
+        fills = []
+        for report in reports:
+            if type(report) is OrderReport and report.participant_id == self.participant_id:
+                if mine is None:
+                    mine = report
+                if report.order_id == mine.order_id:
+                    last = report
+            elif (
+                type(report) is FillReport and mine is not None and report.order_id == mine.order_id
+            ):
+                fills.append(report)
+        if mine is None or last is None:
+            return False, {"code": "INTERNAL", "message": "the order was not reported"}
+        if mine.status == "rejected":
+            return False, {"code": mine.reason, "message": mine.message or mine.reason}
+        market = markets[mine.market]
+        self.placed.add((mine.market, mine.order_id))  # type: ignore[arg-type]
+        if len(self.placed) > 10_000:  # forget orders that have since closed
+            still_open = {
+                (o.market, o.order_id) for o in self.venue.exchange.open_orders(self.participant_id)
+            }  # type: ignore[arg-type]
+            self.placed &= still_open
+        if last.status in ("filled", "canceled", "expired"):
+            self.placed.discard((mine.market, mine.order_id))  # type: ignore[arg-type]
+        result = order_view(last, market)
+        del result["type"]
+        result["fills"] = [_without_type(fill_view(f, market)) for f in fills]
+        return True, result
+
+    def _batch(self, request: protocol.Batch) -> None:
+        builders: list[Any] = []
+        for params in request.params.orders:
+            try:
+                builders.append(self._place_command(params, request.id))
+            except WireError as exc:
+                builders.append(exc)
+        results: list[Any] = [None] * len(builders)
+        remaining = [sum(1 for b in builders if not isinstance(b, WireError))]
+
+        def finish() -> None:
+            self._reply(request.id, results)
+
+        for index, build in enumerate(builders):
+            if isinstance(build, WireError):
+                results[index] = {
+                    "ok": False,
+                    "error": {"code": build.code, "message": build.message},
+                }
+                continue
+
+            def done(reports: list[Report], index: int = index) -> None:
+                accepted, body = self._place_outcome(reports)
+                results[index] = (
+                    {"ok": True, "result": body} if accepted else {"ok": False, "error": body}
+                )
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    finish()
+
+            self.venue.submit(build, done)
+        if remaining[0] == 0:
+            finish()
+
+    def _order_ref(self, params: Any, request_id: Any) -> tuple[int | None, str | None]:
+        if (params.order_id is None) == (params.client_order_id is None):
+            raise WireError(
+                "INVALID_PARAMS", "give exactly one of `order_id` and `client_order_id`", request_id
+            )
+        return params.order_id, params.client_order_id
+
+    def _cancel(self, request: protocol.Cancel) -> None:
+        market = self._market(request.params.market, request.id)
+        order_id, client_order_id = self._order_ref(request.params, request.id)
+        participant_id = self.participant_id
+
+        def build(ts: int) -> CancelOrder:
+            return CancelOrder(
+                ts=ts,
+                participant_id=participant_id,
+                market=market.symbol,
+                order_id=order_id,
+                client_order_id=client_order_id,
+            )
+
+        self.venue.submit(build, lambda reports: self._answer_change(request.id, reports))
+
+    def _amend(self, request: protocol.Amend) -> None:
+        params = request.params
+        market = self._market(params.market, request.id)
+        order_id, client_order_id = self._order_ref(params, request.id)
+        if params.qty is None and params.price is None:
+            raise WireError("INVALID_PARAMS", "an amend needs `qty` and/or `price`", request.id)
+        try:
+            qty = None if params.qty is None else market.parse_qty(params.qty)
+            price = None if params.price is None else market.parse_price(params.price)
+        except NumberFormatError as exc:
+            raise WireError(exc.code, str(exc), request.id) from None
+        participant_id = self.participant_id
+
+        def build(ts: int) -> AmendOrder:
+            return AmendOrder(
+                ts=ts,
+                participant_id=participant_id,
+                market=market.symbol,
+                order_id=order_id,
+                client_order_id=client_order_id,
+                qty=qty,
+                price=price,
+            )
+
+        self.venue.submit(build, lambda reports: self._answer_change(request.id, reports))
+
+    def _answer_change(self, request_id: Any, reports: list[Report]) -> None:
+        """Answer a cancel or amend: the order's last state (with fills), or the refusal."""
+        markets = self.venue.exchange.markets
+        for report in reports:
+            if type(report) is CommandRejected:
+                self.send(protocol.error(request_id, report.code, report.message))
+                return
+        target = None
+        for report in reports:
+            if type(report) is OrderReport and report.participant_id == self.participant_id:
+                target = target or report.order_id
+                if report.order_id == target:
+                    last = report
+        if target is None:
+            self.send(protocol.error(request_id, "INTERNAL", "the order was not reported"))
+            return
+        market = markets[last.market]
+        result = _without_type(order_view(last, market))
+        result["fills"] = [
+            _without_type(fill_view(r, market))
+            for r in reports
+            if type(r) is FillReport and r.order_id == target
+        ]
+        if last.status in ("filled", "canceled", "expired"):
+            self.placed.discard((last.market, target))
+        self._reply(request_id, result)
+
+    def _cancel_all(self, request: protocol.CancelAllOrders) -> None:
+        params = request.params
+        if params.market is not None:
+            self._market(params.market, request.id)
+        participant_id = self.participant_id
+        side = None if params.side is None else SIDES[params.side]
+
+        def build(ts: int) -> CancelAll:
+            return CancelAll(ts=ts, participant_id=participant_id, market=params.market, side=side)
+
+        def done(reports: list[Report]) -> None:
+            ids = [
+                r.order_id
+                for r in reports
+                if type(r) is OrderReport
+                and r.status == "canceled"
+                and r.participant_id == participant_id
+            ]
+            for r in reports:
+                if type(r) is OrderReport and r.status == "canceled":
+                    self.placed.discard((r.market, r.order_id))
+            self._reply(request.id, {"count": len(ids), "order_ids": ids})
+
+        self.venue.submit(build, done)
+
+    # -- admin ---------------------------------------------------------------------------
+
+    def _admin_submit(self, request_id: Any, build: Callable[[int], Any]) -> None:
+        def done(reports: list[Report]) -> None:
+            for report in reports:
+                if type(report) is CommandRejected:
+                    self.send(protocol.error(request_id, report.code, report.message))
+                    return
+            applied = [r.detail for r in reports if type(r) is AdminApplied]
+            self._reply(request_id, {"applied": applied})
+
+        self.venue.submit(build, done)
+
+    def _admin_license(self, request: protocol.AdminLicense) -> None:
+        try:
+            record = license_from_mapping(request.params, "params")
+        except ConfigError as exc:
+            raise WireError("INVALID_PARAMS", str(exc), request.id) from None
+        self._admin_submit(request.id, lambda ts: SetLicense(ts=ts, license=record))
+
+    def _admin_participant(self, request: protocol.AdminParticipant) -> None:
+        try:
+            record = participant_from_mapping(request.params, "params")
+        except ConfigError as exc:
+            raise WireError("INVALID_PARAMS", str(exc), request.id) from None
+        try:
+            self.venue.exchange.registry.with_participant(record)
+        except ConfigError as exc:
+            raise WireError("INVALID_PARAMS", str(exc), request.id) from None
+        self._admin_submit(request.id, lambda ts: SetParticipant(ts=ts, participant=record))
+
+    def _admin_funds(self, request: protocol.AdminDeposit | protocol.AdminWithdraw) -> None:
+        params = request.params
+        scale = self.venue.scales.get(params.asset)
+        if scale is None:
+            raise WireError("UNKNOWN_ASSET", f"no asset {params.asset!r} is traded", request.id)
+        try:
+            amount = parse_units(params.amount, scale, field="amount")
+        except NumberFormatError as exc:
+            raise WireError(exc.code, str(exc), request.id) from None
+        command = Deposit if type(request) is protocol.AdminDeposit else Withdraw
+        self._admin_submit(
+            request.id,
+            lambda ts: command(
+                ts=ts, participant_id=params.participant_id, asset=params.asset, amount=amount
+            ),
+        )
+
+    def _admin_market(self, request: protocol.AdminMarket) -> None:
+        params = request.params
+        market = self._market(params.market, request.id)
+        try:
+            reference = (
+                None
+                if params.reference_price is None
+                else market.parse_price(params.reference_price)
+            )
+        except NumberFormatError as exc:
+            raise WireError(exc.code, str(exc), request.id) from None
+        self._admin_submit(
+            request.id,
+            lambda ts: SetMarket(
+                ts=ts, market=market.symbol, status=params.status, reference_price=reference
+            ),
+        )
+
+
+class _Balance:
+    """A balance row shaped like a BalanceReport for ``balance_view``."""
+
+    __slots__ = ("asset", "available", "held", "total")
+
+    def __init__(self, asset: str, total: int, available: int, held: int) -> None:
+        self.asset, self.total, self.available, self.held = asset, total, available, held
+
+
+def _without_type(view: dict[str, Any]) -> dict[str, Any]:
+    view.pop("type", None)
+    return view
+
+
+_HANDLERS: dict[type, Callable[[Session, Any], None]] = {
+    protocol.Login: Session._login,
+    protocol.AdminLogin: Session._admin_login,
+    protocol.MarketsList: Session._markets,
+    protocol.Place: Session._place,
+    protocol.Cancel: Session._cancel,
+    protocol.Amend: Session._amend,
+    protocol.CancelAllOrders: Session._cancel_all,
+    protocol.Batch: Session._batch,
+    protocol.OpenOrders: Session._open_orders,
+    protocol.Balances: Session._balances,
+    protocol.CancelOnDisconnect: Session._cancel_on_disconnect,
+    protocol.CancelAllAfter: Session._cancel_all_after,
+    protocol.Subscribe: Session._subscribe,
+    protocol.Unsubscribe: Session._unsubscribe,
+    protocol.Ping: Session._ping,
+    protocol.AdminLicense: Session._admin_license,
+    protocol.AdminParticipant: Session._admin_participant,
+    protocol.AdminDeposit: Session._admin_funds,
+    protocol.AdminWithdraw: Session._admin_funds,
+    protocol.AdminMarket: Session._admin_market,
+}
