@@ -238,6 +238,42 @@ class ReferenceBook:
                     out.append((o.order_id, o.owner, o.side, o.price, o.qty))
         return out
 
+    def export_orders(self) -> list[tuple[int, int, int, int, int, bool, int]]:
+        """Every open order as (order_id, owner, side, price, open qty, post_only, stp), in
+        the order of ``orders()``: enough, with the counters, to rebuild the book."""
+        return [
+            (o.order_id, o.owner, o.side, o.price, o.qty, bool(o.post_only), o.stp)
+            for o in (self._orders[record[0]] for record in self.orders())
+        ]
+
+    @property
+    def last_trade_id(self) -> int:
+        """The id of the last trade this book printed (0 before any)."""
+        return self._last_trade_id
+
+    def restore(
+        self, orders: list[tuple[int, int, int, int, int, bool, int]], seq: int, last_trade_id: int
+    ) -> None:
+        """Rebuild an empty book from ``export_orders()`` output and its counters; each
+        owner's cancel-all order becomes ascending order id (see OrderBook.restore)."""
+        if self._orders:
+            raise ValueError("restore needs an empty book")
+        self._touched = {}
+        for order_id, owner, side, price, qty, post_only, stp in orders:
+            _check_enums(side, OrderType.LIMIT, TimeInForce.GTC, stp)
+            if order_id in self._orders or qty <= 0 or price <= 0:
+                raise ValueError(f"bad order record {order_id}")
+            if self._crosses(side, price):
+                raise ValueError(f"order {order_id} would cross the book")
+            order = _Order(order_id, owner, side, price, qty, post_only, stp)
+            self._orders[order_id] = order
+            self._link_to_level(order)
+        for order_id in sorted(self._orders):
+            self._by_owner.setdefault(self._orders[order_id].owner, {})[order_id] = None
+        self._touched = {}
+        self._seq = seq
+        self._last_trade_id = last_trade_id
+
     def owner_orders(self, owner: int) -> list[int]:
         """The owner's open order ids, in the order they were accepted."""
         return list(self._by_owner.get(owner, ()))

@@ -405,6 +405,70 @@ cdef class OrderBook:
                     slot = self._orders[slot].next
         return out
 
+    def export_orders(self):
+        """Every open order with all it needs to be rebuilt, as (order_id, owner, side, price,
+        open qty, post_only, stp): bids then asks, best price first, time priority within a
+        level.  With ``seq`` and ``last_trade_id`` this is the whole state (for snapshots)."""
+        out = []
+        cdef int side
+        cdef Py_ssize_t i
+        cdef int32_t slot
+        cdef Order* order
+        for side in range(2):
+            for i in range(self._side_len[side] - 1, -1, -1):
+                slot = self._levels[self._sides[side][i]].head
+                while slot != -1:
+                    order = &self._orders[slot]
+                    out.append((order.order_id, order.owner, order.side, order.price, order.qty,
+                                order.post_only != 0, order.stp))
+                    slot = order.next
+        return out
+
+    @property
+    def last_trade_id(self):
+        """The id of the last trade this book printed (0 before any)."""
+        return self._last_trade_id
+
+    def restore(self, orders, int64_t seq, int64_t last_trade_id):
+        """Rebuild an empty book from ``export_orders()`` output and its counters.
+
+        Orders rest in the given order (so time priority is kept); no events, no matching.
+        Each owner's cancel-all order becomes ascending order id, which is acceptance order
+        when ids are handed out in sequence (as the exchange does).  ValueError if the book
+        is not empty or a record would cross the book or repeat an id.
+        """
+        if self._index.size:
+            raise ValueError("restore needs an empty book")
+        cdef int32_t slot
+        cdef Order* order
+        self._begin_command()
+        for order_id, owner, side, price, qty, post_only, stp in orders:
+            _check_enums(side, LIMIT, GTC, stp)
+            if idmap_get(&self._index, order_id) != -1 or qty <= 0 or price <= 0:
+                raise ValueError(f"bad order record {order_id}")
+            if self._crosses(side, price):
+                raise ValueError(f"order {order_id} would cross the book")
+            slot = self._alloc_order()
+            order = &self._orders[slot]
+            order.order_id = order_id
+            order.owner = owner
+            order.side = side
+            order.price = price
+            order.qty = qty
+            order.post_only = post_only
+            order.stp = stp
+            order.prev = -1
+            order.next = -1
+            order.level = -1
+            if idmap_put(&self._index, order_id, slot):
+                raise MemoryError()
+            self._link(slot)
+        for order_id in sorted(record[0] for record in orders):
+            self._owner_append(idmap_get(&self._index, order_id))
+        self._touched_len = 0
+        self._seq = seq
+        self._last_trade_id = last_trade_id
+
     def owner_orders(self, int64_t owner):
         """The owner's open order ids, in the order they were accepted."""
         out = []
