@@ -4,6 +4,11 @@
 shipped participants (``engine/licensing/venue.toml``) funded with demo balances, their API
 keys printed, and a random admin key printed, so a newcomer can connect and trade at
 once.  ``--production`` refuses to start without an admin key and funds nobody.
+
+State is kept in the data directory (``./alatau-data`` by default): every command is
+journaled before it is acknowledged, and a restart recovers exactly what was acknowledged
+(``gateway.storage``).  Demo funds are deposited once, when the data directory is new,
+through the journal like any other command.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ class ServeOptions:
     port: int = 8765
     venue_file: str | None = None
     markets_file: str | None = None
-    data_dir: str | None = None
+    data_dir: str | None = None  # None: in memory only (tests); the CLI defaults to a dir
+    durability: str = "fsync"
+    snapshot_every: int = 100_000
     admin_key: str | None = None
     production: bool = False
     quiet: bool = False
@@ -53,7 +60,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", dest="venue_file", help="venue file: licences, participants, checks"
     )
     parser.add_argument("--markets", dest="markets_file", help="markets file")
-    parser.add_argument("--data-dir", help="where the journal and snapshots live")
+    parser.add_argument(
+        "--data-dir",
+        default="alatau-data",
+        help="where the journal and snapshots live (default: ./alatau-data)",
+    )
+    parser.add_argument(
+        "--ephemeral", action="store_true", help="keep nothing on disk (demos and tests only)"
+    )
+    parser.add_argument(
+        "--durability",
+        choices=("fsync", "buffered", "off"),
+        default="fsync",
+        help="fsync: each batch on disk before it is acknowledged (default); buffered: "
+        "handed to the OS only; off: no journal (benchmarks only)",
+    )
+    parser.add_argument(
+        "--snapshot-every", type=int, default=100_000, help="commands between snapshots"
+    )
     parser.add_argument("--admin-key", help=f"operator key for auth.admin (or set {ADMIN_KEY_ENV})")
     parser.add_argument(
         "--production",
@@ -73,7 +97,9 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         port=args.port,
         venue_file=args.venue_file,
         markets_file=args.markets_file,
-        data_dir=args.data_dir,
+        data_dir=None if args.ephemeral else args.data_dir,
+        durability=args.durability,
+        snapshot_every=args.snapshot_every,
         admin_key=args.admin_key or os.environ.get(ADMIN_KEY_ENV),
         production=args.production,
         quiet=args.quiet,
@@ -94,19 +120,21 @@ def build_exchange(options: ServeOptions) -> Exchange:
     )
 
 
-def fund_demo_participants(exchange: Exchange, ts: int) -> list[str]:
-    """Give every registered participant the demo balances; return printable lines."""
+def demo_deposits(exchange: Exchange) -> tuple[list[Deposit], list[str]]:
+    """Deposits that give every registered participant the demo balances (ts filled in by
+    the caller), and printable lines with the participants' demo keys."""
     scales = {}
     for market in exchange.markets.values():
         scales[market.base] = market.base_scale
         scales[market.quote] = market.quote_scale
+    deposits = []
     lines = []
     for participant_id, participant in sorted(exchange.registry.participants.items()):
         for asset, units in DEMO_FUNDS.items():
             if asset in scales:
-                exchange.execute(
+                deposits.append(
                     Deposit(
-                        ts=ts,
+                        ts=0,
                         participant_id=participant_id,
                         asset=asset,
                         amount=units * 10 ** scales[asset],
@@ -117,6 +145,16 @@ def fund_demo_participants(exchange: Exchange, ts: int) -> list[str]:
                 f"  {participant_id:10} {participant.category:13} api_key={participant.api_key}"
                 f"  api_secret={participant.api_secret}"
             )
+    return deposits, lines
+
+
+def fund_demo_participants(exchange: Exchange, ts: int) -> list[str]:
+    """Fund the demo participants directly (an exchange without a journal, e.g. tests)."""
+    import msgspec
+
+    deposits, lines = demo_deposits(exchange)
+    for deposit in deposits:
+        exchange.execute(msgspec.structs.replace(deposit, ts=ts))
     return lines
 
 
@@ -134,13 +172,32 @@ async def serve(
             file=sys.stderr,
         )
         return 2
-    exchange = build_exchange(options)
-    venue = Venue(exchange)
+    storage = None
+    if options.data_dir is None:
+        exchange = build_exchange(options)
+        last_seq = 0
+        recovered = "in memory only: nothing is kept (--ephemeral)"
+    else:
+        from .storage import Storage
+
+        storage = Storage(
+            options.data_dir, mode=options.durability, snapshot_every=options.snapshot_every
+        )
+        exchange, last_seq, recovered = storage.recover(
+            load_chain(options.venue_file), lambda: build_exchange(options)
+        )
+    venue = Venue(exchange, journal=storage)
     admin_key = options.admin_key
-    banner = []
+    banner = [recovered if storage is None else f"data dir {options.data_dir}: {recovered}"]
     if not options.production:
-        banner.append("demo venue: participants funded with demo balances (not for production)")
-        banner.extend(fund_demo_participants(exchange, venue.now_ms()))
+        import msgspec
+
+        deposits, lines = demo_deposits(exchange)
+        if last_seq == 0:
+            for deposit in deposits:
+                venue.submit(lambda ts, d=deposit: msgspec.structs.replace(d, ts=ts))
+            banner.append("demo venue: participants funded with demo balances (not for production)")
+        banner.extend(lines)
         if admin_key is None:
             admin_key = secrets.token_urlsafe(18)
             banner.append(f"  admin key (auth.admin): {admin_key}")
@@ -167,6 +224,8 @@ async def serve(
         started.set_result((host, port))
     await server
     await venue.stop()
+    if storage is not None:
+        storage.close()
     return 0
 
 
