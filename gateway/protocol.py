@@ -229,11 +229,12 @@ PUBLIC_METHODS = frozenset(
 class WireError(Exception):
     """A request that cannot be served: its stable code, a message and the id to echo."""
 
-    def __init__(self, code: str, message: str, request_id: RequestId = None) -> None:
+    def __init__(self, code: str, message: str, request_id: RequestId = None, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.extra = extra  # more fields of the error object, e.g. retry_after_ms
 
 
 class _Envelope(msgspec.Struct):
@@ -256,7 +257,7 @@ def decode_request(frame: bytes | str) -> AnyRequest:
         return _request_decoder.decode(frame)
     except msgspec.ValidationError as exc:
         first_error = exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WireError("INVALID_REQUEST", f"the frame is not valid JSON: {exc}") from None
     try:
         envelope = _envelope_decoder.decode(frame)
@@ -273,6 +274,15 @@ def decode_request(frame: bytes | str) -> AnyRequest:
     if "`$.id`" in message:
         raise WireError("INVALID_REQUEST", f"`id` must be an integer or a string: {message}")
     raise WireError("INVALID_PARAMS", message, request_id) from None
+
+
+def request_id_of(frame: bytes | str) -> RequestId:
+    """The id of a frame, if it has a usable one (for errors raised before decoding)."""
+    try:
+        envelope = _envelope_decoder.decode(frame)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    return envelope.id if isinstance(envelope.id, int | str) else None
 
 
 # -- responses and stream messages ---------------------------------------------------------

@@ -27,6 +27,7 @@ log = logging.getLogger("alatau.server")
 MAX_FRAME_BYTES = 256 * 1024
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 20.0
+CLOSE_TIMEOUT_S = 2.0
 
 
 class WebsocketsConnection:
@@ -38,6 +39,7 @@ class WebsocketsConnection:
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
         self._closing: tuple[int, str] | None = None
+        self.writer: asyncio.Task[None] | None = None
 
     def send(self, data: bytes) -> None:
         if self._closing is not None:
@@ -50,11 +52,16 @@ class WebsocketsConnection:
         return self._queued_bytes
 
     def close(self, code: int, reason: str) -> None:
+        """Drop what is queued and close.  The writer may be stuck sending to a reader that
+        does not read: it is cancelled, and the close handshake gets ``CLOSE_TIMEOUT_S``
+        before the library aborts the TCP connection."""
         if self._closing is None:
             self._closing = (code, reason)
             self._queue.clear()
             self._queued_bytes = 0
-            self._wakeup.set()
+            if self.writer is not None:
+                self.writer.cancel()
+            asyncio.get_running_loop().create_task(self.websocket.close(code, reason))
 
     async def write_loop(self) -> None:
         """Send queued messages in order; close when asked to."""
@@ -62,9 +69,6 @@ class WebsocketsConnection:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if self._closing is not None:
-                await websocket.close(*self._closing)
-                return
             while self._queue:
                 if len(self._queue) == 1:
                     data = self._queue.popleft()
@@ -84,7 +88,7 @@ class WebsocketsConnection:
 async def handle_connection(gateway: Gateway, websocket: ServerConnection) -> None:
     connection = WebsocketsConnection(websocket)
     session = gateway.open_session(connection)
-    writer = asyncio.create_task(connection.write_loop())
+    writer = connection.writer = asyncio.create_task(connection.write_loop())
     try:
         async for frame in websocket:
             if isinstance(frame, bytes):
@@ -123,6 +127,7 @@ async def run_server(
         max_size=MAX_FRAME_BYTES,
         ping_interval=PING_INTERVAL_S,
         ping_timeout=PING_TIMEOUT_S,
+        close_timeout=CLOSE_TIMEOUT_S,
         compression=None,
     ) as server:
         bound = server.sockets[0].getsockname()[:2]

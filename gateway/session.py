@@ -147,9 +147,17 @@ class Session:
             return
         request_id = None
         try:
+            wait = self._bucket.take(self.gateway.monotonic())
+            if wait:  # every frame counts, even a malformed one
+                raise WireError(
+                    "RATE_LIMITED",
+                    f"too many requests on this connection: retry after {_ms(wait)} ms",
+                    protocol.request_id_of(frame),
+                    retry_after_ms=_ms(wait),
+                )
             request = protocol.decode_request(frame)
             request_id = request.id
-            self._check_rate(request_id)
+            self._check_participant_rate(request_id)
             handler = _HANDLERS[type(request)]
             method = type(request).__struct_config__.tag  # type: ignore[attr-defined]
             if method not in PUBLIC_METHODS and not self._may_call(method):
@@ -160,7 +168,8 @@ class Session:
                 )
             handler(self, request)
         except WireError as exc:
-            self.send(protocol.error(exc.request_id or request_id, exc.code, exc.message))
+            echoed = exc.request_id if exc.request_id is not None else request_id
+            self.send(protocol.error(echoed, exc.code, exc.message, **exc.extra))
 
     def on_close(self) -> None:
         """The connection is gone: unsubscribe, and cancel what the session asked to."""
@@ -175,8 +184,8 @@ class Session:
             else:
                 self.venue.channels.unsubscribe(channel, self)
         self.channels.clear()
-        if self._dead_man is not None:
-            self._dead_man.cancel()
+        # A pending dead-man switch stays armed: protecting a client that went away is
+        # exactly what it is for.
         if self.cancel_on_disconnect and self.participant_id is not None:
             participant_id = self.participant_id
             for market, order_id in sorted(self.placed):
@@ -211,15 +220,16 @@ class Session:
             return self.is_admin
         return self.participant_id is not None
 
-    def _check_rate(self, request_id: Any) -> None:
-        now = self.gateway.monotonic()
-        wait = self._bucket.take(now)
-        if not wait and self.participant_id is not None:
-            wait = self.gateway.participant_bucket(self.participant_id).take(now)
+    def _check_participant_rate(self, request_id: Any) -> None:
+        if self.participant_id is None:
+            return
+        wait = self.gateway.participant_bucket(self.participant_id).take(self.gateway.monotonic())
         if wait:
-            retry_ms = max(1, int(wait * 1000) + 1)
             raise WireError(
-                "RATE_LIMITED", f"too many requests: retry after {retry_ms} ms", request_id
+                "RATE_LIMITED",
+                f"too many requests from {self.participant_id}: retry after {_ms(wait)} ms",
+                request_id,
+                retry_after_ms=_ms(wait),
             )
 
     def _market(self, symbol: str, request_id: Any) -> Market:
@@ -291,15 +301,19 @@ class Session:
                     f"no channel {channel!r}: use book:SYMBOL, trades:SYMBOL or orders",
                     request.id,
                 )
-        added = [c for c in dict.fromkeys(request.params.channels) if c not in self.channels]
-        for channel in added:
+        requested = list(dict.fromkeys(request.params.channels))
+        for channel in requested:
+            if channel in self.channels:
+                continue
             self.channels.add(channel)
             if channel == "orders":
                 self.venue.listen_orders(self.participant_id, self)  # type: ignore[arg-type]
             else:
                 channels.subscribe(channel, self)
         self._reply(request.id, {"channels": sorted(self.channels)})
-        for channel in added:
+        # Every book channel named gets a snapshot, also one already followed: subscribing
+        # again is how a client that saw a seq gap gets back in step.
+        for channel in requested:
             if channel.startswith("book:"):
                 self.send(channels.mirrors[channel[5:]].snapshot_message())
 
@@ -361,7 +375,10 @@ class Session:
         if market is not None:
             self._market(market, request.id)
         orders = exchange.open_orders(self.participant_id, market)  # type: ignore[arg-type]
-        self._reply(request.id, [order_view(o, exchange.markets[o.market]) for o in orders])
+        self._reply(
+            request.id,
+            [_without_type(order_view(o, exchange.markets[o.market])) for o in orders],
+        )
 
     # -- order entry ---------------------------------------------------------------------
 
@@ -649,6 +666,11 @@ class _Balance:
 
     def __init__(self, asset: str, total: int, available: int, held: int) -> None:
         self.asset, self.total, self.available, self.held = asset, total, available, held
+
+
+def _ms(seconds: float) -> int:
+    """A wait in seconds as whole milliseconds, rounded up (at least 1)."""
+    return max(1, int(seconds * 1000) + 1)
 
 
 def _without_type(view: dict[str, Any]) -> dict[str, Any]:
