@@ -2,6 +2,9 @@
 
 ::
 
+    alatau serve [--host H] [--port P] [--data-dir D] [--durability MODE] [...]
+    alatau demo [--duration S]
+    alatau journal [DATA_DIR]
     alatau bench engine [--json] [--quick] [--ops N] [--runs N] [--seed N] [--growth]
 
 Each command lives in its own module and is imported only when it runs (or, for its
@@ -40,12 +43,68 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     engine.set_defaults(handler=_bench_engine)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .app import run_serve
+
+    return run_serve(args)
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    from .app import add_serve_arguments
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the exchange (default KZT markets and a demo venue)",
+        description="Run the exchange's websocket gateway.  With no options: the default "
+        "KZT markets and a demo venue whose participants, keys and admin key are printed.",
+    )
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=_serve)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="run the exchange with a few bots and print trades and book changes live",
+    )
+    demo.add_argument("--duration", type=float, default=0, help="seconds (0: until Ctrl-C)")
+    demo.add_argument("--market", default="USDT-KZT", help="the market the bots trade")
+    demo.add_argument("--port", type=int, default=0, help="port (0: any free port)")
+    demo.set_defaults(handler=_demo)
+
+
+def _journal(args: argparse.Namespace) -> int:
+    from .storage import describe
+
+    report, healthy = describe(args.data_dir)
+    print(report)
+    return 0 if healthy else 1
+
+
+def _add_journal(commands: argparse._SubParsersAction) -> None:
+    journal = commands.add_parser(
+        "journal",
+        help="inspect a data directory: segments, records, last seq, checksums, snapshots",
+    )
+    journal.add_argument("data_dir", nargs="?", default="alatau-data")
+    journal.set_defaults(handler=_journal)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``alatau`` parser."""
     parser = argparse.ArgumentParser(
         prog="alatau", description="Alatau Exchange: matching engine and gateway tools."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_serve(commands)
+    _add_demo(commands)
+    _add_journal(commands)
     _add_bench(commands)
     return parser
 
