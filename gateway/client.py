@@ -103,7 +103,8 @@ class ClientError(Exception):
 class ApiError(ClientError):
     """The server refused a request: ``code`` is the stable upper-case code
     (``INVALID_TICK``, ``UNKNOWN_ORDER``, ``UNAUTHENTICATED``...), ``message`` the
-    human-readable detail (not stable), ``error`` the whole error object."""
+    human-readable detail (not stable), ``error`` the whole error object (with
+    ``retry_after_ms`` for ``RATE_LIMITED``, also as the ``retry_after_ms`` property)."""
 
     def __init__(
         self, code: str, message: str, *, method: str | None = None, error: Message | None = None
@@ -113,6 +114,12 @@ class ApiError(ClientError):
         self.message = message
         self.method = method
         self.error = error if error is not None else {"code": code, "message": message}
+
+    @property
+    def retry_after_ms(self) -> int | None:
+        """For ``RATE_LIMITED``: the milliseconds to wait before retrying (else None)."""
+        value = self.error.get("retry_after_ms")
+        return value if isinstance(value, int) else None
 
 
 class ConnectionLost(ClientError):

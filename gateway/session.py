@@ -431,9 +431,11 @@ class Session:
         fills = []
         for report in reports:
             if type(report) is OrderReport and report.participant_id == self.participant_id:
-                if mine is None:
+                # The new order's first report says "new" or "rejected"; reports of older
+                # orders (a licence sweep, self-trade cancels) are about something else.
+                if mine is None and report.status in ("new", "rejected"):
                     mine = report
-                if report.order_id == mine.order_id:
+                if mine is not None and report.order_id == mine.order_id:
                     last = report
             elif (
                 type(report) is FillReport and mine is not None and report.order_id == mine.order_id

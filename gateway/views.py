@@ -103,4 +103,8 @@ def trade_view(report: TradePrinted, market: Market) -> dict[str, Any]:
 
 
 def levels_view(levels: list[tuple[int, int]], market: Market) -> list[list[str]]:
-    return [[market.format_price(price), market.format_qty(qty)] for price, qty in levels]
+    """[[price, qty], ...]; a level that is gone has qty ``"0"`` (the protocol's marker)."""
+    return [
+        [market.format_price(price), market.format_qty(qty) if qty else "0"]
+        for price, qty in levels
+    ]

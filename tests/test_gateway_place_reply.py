@@ -1,0 +1,74 @@
+"""The reply to order.place describes the new order, even when other reports come first."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+
+from gateway.app import ServeOptions, build_exchange, fund_demo_participants
+from gateway.auth import sign
+from gateway.session import Gateway
+from gateway.venue import Venue
+
+
+class RecordingConnection:
+    def __init__(self) -> None:
+        self.out: list[dict] = []
+
+    def send(self, data: bytes) -> None:
+        self.out.append(json.loads(data))
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+def test_order_after_licence_expiry_is_refused_not_confused_with_swept_orders():
+    """Past its licence's end, a maker's resting order is swept and its next order is
+    answered LICENSE_EXPIRED (not ok with the swept order)."""
+
+    async def scenario() -> list[dict]:
+        almaty = datetime.timezone(datetime.timedelta(hours=5))
+        now = [int(datetime.datetime(2028, 12, 31, 12, tzinfo=almaty).timestamp() * 1000)]
+        exchange = build_exchange(ServeOptions())
+        fund_demo_participants(exchange, now[0])
+        venue = Venue(exchange, clock_ms=lambda: now[0])
+        venue.start()
+        connection = RecordingConnection()
+        session = Gateway(venue, admin_key=None).open_session(connection)
+
+        def send(request_id: int, method: str, params: dict) -> None:
+            session.on_frame(json.dumps({"id": request_id, "method": method, "params": params}))
+
+        send(
+            1,
+            "auth.login",
+            {
+                "api_key": "demo-mm1-key",
+                "timestamp": now[0],
+                "signature": sign("demo-mm1-secret", "demo-mm1-key", now[0]),
+            },
+        )
+        send(
+            2,
+            "order.place",
+            {"market": "BTC-KZT", "side": "sell", "qty": "0.01", "price": "45000000"},
+        )
+        await asyncio.sleep(0.05)
+        now[0] += 86_400_000  # MM1-AFSA is valid to 2028-12-31
+        send(
+            3,
+            "order.place",
+            {"market": "BTC-KZT", "side": "sell", "qty": "0.02", "price": "45000100"},
+        )
+        await asyncio.sleep(0.05)
+        await venue.stop()
+        return connection.out
+
+    replies = {m["id"]: m for m in asyncio.run(scenario()) if "id" in m}
+    assert replies[2]["ok"] is True
+    assert replies[3]["ok"] is False
+    assert replies[3]["error"]["code"] == "LICENSE_EXPIRED"
