@@ -50,6 +50,7 @@ class ServeOptions:
     admin_key: str | None = None
     production: bool = False
     quiet: bool = False
+    transport: str | None = None  # None: gateway.server's default
     limits: Limits = field(default_factory=Limits)
 
 
@@ -89,6 +90,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--participant-rate", type=float, default=5000.0, help="requests/s per participant"
     )
     parser.add_argument("--quiet", action="store_true", help="print only the listening line")
+    parser.add_argument(
+        "--transport",
+        choices=("picows", "websockets"),
+        default=None,
+        help="websocket server implementation (default picows, the faster one measured)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
@@ -103,6 +110,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         admin_key=args.admin_key or os.environ.get(ADMIN_KEY_ENV),
         production=args.production,
         quiet=args.quiet,
+        transport=args.transport,
         limits=Limits(
             connection_rate=args.rate,
             connection_burst=args.rate * 2,
@@ -212,7 +220,14 @@ async def serve(
             break
     bound: asyncio.Future = loop.create_future()
     server = asyncio.create_task(
-        run_server(gateway, options.host, options.port, started=bound, stop=stop)
+        run_server(
+            gateway,
+            options.host,
+            options.port,
+            transport=options.transport,
+            started=bound,
+            stop=stop,
+        )
     )
     host, port = await asyncio.wait_for(asyncio.shield(bound), timeout=30)
     if not options.quiet:

@@ -1,4 +1,8 @@
-"""The socket transport: accept websocket connections and feed their frames to sessions.
+"""The socket transports: accept websocket connections and feed their frames to sessions.
+
+Two transports implement the same ``Connection`` interface: picows (``server_picows``,
+the default, chosen by measurement) and ``websockets`` (this module).  ``run_server``
+picks one.
 
 This is the only module of the gateway that touches sockets, and it is thin on purpose:
 all protocol logic lives in ``gateway.session`` behind the small ``Connection`` interface
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -51,6 +56,11 @@ class WebsocketsConnection:
     def buffered(self) -> int:
         return self._queued_bytes
 
+    @property
+    def asyncio_transport(self) -> asyncio.BaseTransport:
+        """The TCP transport underneath (peer address, socket options)."""
+        return self.websocket.transport
+
     def close(self, code: int, reason: str) -> None:
         """Drop what is queued and close.  The writer may be stuck sending to a reader that
         does not read: it is cancelled, and the close handshake gets ``CLOSE_TIMEOUT_S``
@@ -61,7 +71,16 @@ class WebsocketsConnection:
             self._queued_bytes = 0
             if self.writer is not None:
                 self.writer.cancel()
-            asyncio.get_running_loop().create_task(self.websocket.close(code, reason))
+            asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT_S)
+        except (TimeoutError, ConnectionClosed):
+            pass
+        finally:
+            if not self.websocket.transport.is_closing():
+                self.websocket.transport.abort()
 
     async def write_loop(self) -> None:
         """Send queued messages in order; close when asked to."""
@@ -107,7 +126,33 @@ async def handle_connection(gateway: Gateway, websocket: ServerConnection) -> No
             await writer
 
 
+TRANSPORTS = ("picows", "websockets")
+DEFAULT_TRANSPORT = "picows"  # faster on the echo benchmark; see benchmarks/RESULTS.md
+
+
 async def run_server(
+    gateway: Gateway,
+    host: str,
+    port: int,
+    *,
+    transport: str | None = None,
+    started: asyncio.Future | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve on ``transport`` (default: ``$ALATAU_TRANSPORT`` or ``DEFAULT_TRANSPORT``)
+    until ``stop`` is set (or forever); ``started`` gets the bound (host, port)."""
+    transport = transport or os.environ.get("ALATAU_TRANSPORT") or DEFAULT_TRANSPORT
+    if transport == "picows":
+        from .server_picows import run_picows_server
+
+        await run_picows_server(gateway, host, port, started=started, stop=stop)
+    elif transport == "websockets":
+        await run_websockets_server(gateway, host, port, started=started, stop=stop)
+    else:
+        raise ValueError(f"transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
+
+
+async def run_websockets_server(
     gateway: Gateway,
     host: str,
     port: int,
@@ -115,7 +160,7 @@ async def run_server(
     started: asyncio.Future | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until ``stop`` is set (or forever); ``started`` gets the bound (host, port)."""
+    """The ``websockets`` transport (see ``run_server``)."""
 
     async def handler(websocket: ServerConnection) -> None:
         await handle_connection(gateway, websocket)
