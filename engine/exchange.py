@@ -155,6 +155,19 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
+def _buy_hold(
+    market: Market, spent_num: int, fee_num: int, paid: int, fee_paid: int, price: int, qty: int
+) -> int:
+    """What a buy must still hold (quote minor units) to pay for ``qty`` more at ``price``
+    at the highest fee rate, given what it has traded (``spent_num``, ``fee_num``: exact
+    numerators) and paid so far.  Buys pay cumulatively rounded up, so this is exact."""
+    scale = 10**market.base_scale
+    rate = max(market.maker_fee_ppm, market.taker_fee_ppm)
+    cost = _ceil_div(spent_num + price * qty, scale) - paid
+    fee = _ceil_div(fee_num + price * qty * rate, scale * PPM) - fee_paid
+    return cost + fee
+
+
 class Exchange:
     """The venue's state machine.  Feed it commands in sequence order; read its reports."""
 
@@ -359,15 +372,9 @@ class Exchange:
                 notional = market.quote_amount(limit, cmd.qty, round_up=True)
             funds_asset, required = self._hold_for(market, cmd.side, limit or 0, cmd.qty)
             available = self.ledger.available(cmd.participant_id, funds_asset)
-        participant = self.registry.participant(cmd.participant_id)
-        return OrderContext(
-            ts=cmd.ts,
-            profile=self.chain.profile,
-            registry=self.registry,
-            participant_id=cmd.participant_id,
-            participant=participant,
-            license=self.registry.license_for(participant),
-            venue_license=self.registry.venue_license,
+        return self._context(
+            cmd.ts,
+            cmd.participant_id,
             market_symbol=cmd.market,
             market=market,
             side=cmd.side,
@@ -385,6 +392,20 @@ class Exchange:
             funds_asset=funds_asset,
             funds_required=required,
             funds_available=available,
+        )
+
+    def _context(self, ts: int, participant_id: str, **order: Any) -> OrderContext:
+        """An ``OrderContext`` with the registry's view of the participant filled in."""
+        participant = self.registry.participant(participant_id)
+        return OrderContext(
+            ts=ts,
+            profile=self.chain.profile,
+            registry=self.registry,
+            participant_id=participant_id,
+            participant=participant,
+            license=self.registry.license_for(participant),
+            venue_license=self.registry.venue_license,
+            **order,
         )
 
     def _market_for_checks(self, symbol: str) -> Market:
@@ -413,11 +434,7 @@ class Exchange:
         cost at its limit rounded up plus the largest fee it could pay."""
         if side == Side.SELL:
             return market.base, qty
-        scale = 10**market.base_scale
-        rate = max(market.maker_fee_ppm, market.taker_fee_ppm)
-        cost = _ceil_div(limit * qty, scale)
-        fee = _ceil_div(limit * qty * rate, scale * PPM)
-        return market.quote, cost + fee
+        return market.quote, _buy_hold(market, 0, 0, 0, 0, limit, qty)
 
     def _accept(self, cmd: PlaceOrder, market: Market, intent: OrderContext) -> None:
         book = self.books[cmd.market]
@@ -523,15 +540,9 @@ class Exchange:
         usage = self.usage(order.participant_id)
         usage.roll(cmd.ts)
         own_open = order.usage_notional - self._filled_notional(market, order)
-        participant = self.registry.participant(order.participant_id)
-        context = OrderContext(
-            ts=cmd.ts,
-            profile=self.chain.profile,
-            registry=self.registry,
-            participant_id=order.participant_id,
-            participant=participant,
-            license=self.registry.license_for(participant),
-            venue_license=self.registry.venue_license,
+        context = self._context(
+            cmd.ts,
+            order.participant_id,
             market_symbol=order.market,
             market=market,
             side=Side(order.side),
@@ -572,11 +583,9 @@ class Exchange:
         """What an order must still hold to pay for ``remaining`` at ``price`` (tiyn)."""
         if order.side == Side.SELL:
             return remaining
-        scale = 10**market.base_scale
-        rate = max(market.maker_fee_ppm, market.taker_fee_ppm)
-        cost = _ceil_div(order.spent_num + price * remaining, scale) - order.paid
-        fee = _ceil_div(order.fee_num + price * remaining * rate, scale * PPM) - order.fee_paid
-        return cost + fee
+        return _buy_hold(
+            market, order.spent_num, order.fee_num, order.paid, order.fee_paid, price, remaining
+        )
 
     def _cancel_all(self, cmd: CancelAll) -> None:
         owner = self._owner_numbers.get(cmd.participant_id)
