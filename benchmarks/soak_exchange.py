@@ -14,6 +14,7 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 
 from engine.commands import (
     AmendOrder,
@@ -39,23 +40,32 @@ MARKETS = {
 }
 
 
-def soak_venue() -> Exchange:
-    """The default markets and ALATAU chain, with professional clients licensed to trade."""
-    venue = License(
-        license_id="VENUE",
-        regulator="NBK",
-        number="SOAK-0001",
-        activities="*",
-        markets="*",
-        valid_from="2026-01-01",
-        valid_to="2030-12-31",
-        status="ACTIVE",
-    )
-    participants = [
+VENUE_LICENSE = License(
+    license_id="VENUE",
+    regulator="NBK",
+    number="SOAK-0001",
+    activities="*",
+    markets="*",
+    valid_from="2026-01-01",
+    valid_to="2030-12-31",
+    status="ACTIVE",
+)
+
+
+def licensed_venue(participants: Iterable[str], profile: str = "ALATAU") -> Exchange:
+    """The default markets and a chain of ``profile``, with resident professional clients
+    (full KYC, no limits of their own) trading under an active venue licence."""
+    clients = [
         Participant(participant_id=p, category="PROFESSIONAL", residency="KZ", kyc_level=3)
-        for p in PARTICIPANTS
+        for p in participants
     ]
-    return Exchange(load_markets(), Registry("VENUE", [venue], participants), CheckChain())
+    registry = Registry("VENUE", [VENUE_LICENSE], clients)
+    return Exchange(load_markets(), registry, CheckChain(profile))
+
+
+def soak_venue() -> Exchange:
+    """The soak's venue: ``licensed_venue`` with the soak's participants."""
+    return licensed_venue(PARTICIPANTS)
 
 
 def random_command(rnd: random.Random, ts: int, open_orders: list) -> Command:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
+from benchmarks.soak_exchange import VENUE_LICENSE, licensed_venue
 from engine.exchange import Exchange
-from engine.licensing import CheckChain, License, Participant, ParticipantLimits, Registry
-from engine.markets import load_markets
+from engine.licensing import Participant, ParticipantLimits
 
-VENUE_LICENSE = License(
-    license_id="VENUE",
-    regulator="NBK",
-    number="TEST-0001",
-    activities="*",
-    markets="*",
-    valid_from="2026-01-01",
-    valid_to="2030-12-31",
-    status="ACTIVE",
-)
+__all__ = ["TS0", "VENUE_LICENSE", "new_venue", "professional"]
+
 TS0 = 1_790_000_000_000  # 2026-09-22, inside the venue licence
 
 
@@ -32,5 +24,4 @@ def professional(participant_id: str) -> Participant:
 
 def new_venue(participants: tuple[str, ...], profile: str = "ALATAU") -> Exchange:
     """An exchange on the default markets whose participants pass every licensing check."""
-    registry = Registry("VENUE", [VENUE_LICENSE], [professional(p) for p in participants])
-    return Exchange(load_markets(), registry, CheckChain(profile))
+    return licensed_venue(participants, profile)
