@@ -2,8 +2,9 @@
 
 picows parses frames in Cython and hands each one to a listener callback; sending is a
 synchronous write into the socket's transport, so there is no writer task and no await per
-message.  On this project's echo benchmark it moved about 2.5 times the messages per second
-of the ``websockets`` server (``benchmarks/RESULTS.md``), which is why it is the default.
+message.  On this project's echo benchmark it moved 2.0-2.2 times the messages per second
+of the ``websockets`` server while the load client, not picows, was the limit, and spent
+2.8 times less server CPU per message (``benchmarks/RESULTS.md``): so it is the default.
 
 What picows leaves to us, and how it is done here:
 
@@ -75,6 +76,14 @@ class PicowsConnection(WSListener):
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.session is not None:
             self.session.on_close()
+
+    def pause_writing(self) -> None:
+        """The socket's write buffer is over its high mark: nothing to do here, a session
+        measures ``buffered()`` and closes a slow reader itself (this override only keeps
+        picows from logging a warning each time)."""
+
+    def resume_writing(self) -> None:
+        """See ``pause_writing``."""
 
     # -- fragmented messages -------------------------------------------------------------
 
