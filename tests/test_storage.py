@@ -115,3 +115,43 @@ def test_off_mode_writes_nothing(tmp_path):
     storage.close()
     assert not list_snapshots(tmp_path)
     assert all(scan(p).records == [] for p in list_segments(tmp_path))
+
+
+def test_market_data_seq_carries_on_after_recovery(tmp_path):
+    """After a restart the published book starts at the recovered seq, not at 0, so a
+    client's next update is simply the next seq."""
+    from gateway.venue import Venue
+
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 1500, seed=7)
+    seqs = {symbol: book.seq for symbol, book in exchange.books.items()}
+    storage.journal.close()
+    _, recovered, _ = recover(tmp_path)
+
+    async def published() -> dict[str, int]:
+        venue = Venue(recovered)
+        return {symbol: mirror.seq for symbol, mirror in venue.channels.mirrors.items()}
+
+    assert any(seqs.values())
+    assert asyncio.run(published()) == seqs
+
+
+def test_journal_command_reports_a_healthy_and_a_damaged_directory(tmp_path):
+    """`alatau journal` lists segments and snapshots, and exits 1 naming a corrupt offset."""
+    import subprocess
+    import sys
+
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 200, seed=8)
+    storage.close()
+    command = [sys.executable, "-m", "gateway.cli", "journal", str(tmp_path)]
+    healthy = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "last seq 200" in healthy.stdout and "healthy" in healthy.stdout
+    segment = list_segments(tmp_path)[0]
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    damaged = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert damaged.returncode == 1
+    assert "CORRUPT at byte offset" in damaged.stdout
