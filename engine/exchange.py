@@ -97,9 +97,11 @@ class Usage:
         self.monthly_retail_buys = 0
 
     def roll(self, ts: int) -> None:
-        day, month = day_of(ts), month_of(ts)
-        if day != self.day:
-            self.day, self.daily_notional = day, 0
+        day = day_of(ts)
+        if day == self.day:
+            return  # the month can only change when the day does
+        self.day, self.daily_notional = day, 0
+        month = month_of(ts)
         if month != self.month:
             self.month, self.monthly_retail_buys = month, 0
 
@@ -130,12 +132,18 @@ class _Order:
     )
 
     def __init__(self, **fields: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, fields.get(name, 0))
+        # Counters start at 0; the caller names the rest.  (One dict merge, not a loop.)
+        for name, value in _ORDER_DEFAULTS.items():
+            setattr(self, name, value)
+        for name, value in fields.items():
+            setattr(self, name, value)
 
     @property
     def remaining(self) -> int:
         return self.qty - self.filled_qty
+
+
+_ORDER_DEFAULTS = {name: 0 for name in _Order.__slots__}
 
 
 def day_of(ts: int) -> int:
@@ -189,6 +197,7 @@ class Exchange:
         self.registry = registry
         self.chain = chain
         self.last_price: dict[str, int] = {}
+        self._band_markets: dict[str, tuple[Market, Market]] = {}
         self._orders: dict[int, _Order] = {}
         self._by_client_id: dict[tuple[str, str], int] = {}
         self._owner_numbers: dict[str, int] = {}
@@ -412,9 +421,13 @@ class Exchange:
         """The market with the band's live reference (the last trade, once there is one)."""
         market = self.markets[symbol]
         last = self.last_price.get(symbol)
-        if last is not None and last != market.reference_price:
-            market = market.with_reference(last)
-        return market
+        if last is None or last == market.reference_price:
+            return market
+        cached = self._band_markets.get(symbol)
+        if cached is None or cached[0] is not market or cached[1].reference_price != last:
+            # A validated copy per new last price, not per order: orders far outnumber trades.
+            cached = self._band_markets[symbol] = (market, market.with_reference(last))
+        return cached[1]
 
     def _limit_price(self, cmd: PlaceOrder, market: Market) -> int | None:
         """The worst price the order may trade at: its limit, or for a market order the

@@ -193,17 +193,20 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
     def _check_qty(self, qty: int) -> Rejection | None:
-        shown = _plain(qty, self.base_scale)
+        # Messages are formatted only on the way out: this runs for every order.
         if qty <= 0:
-            return Rejection("INVALID_LOT", f"qty {shown} is not positive")
+            return Rejection("INVALID_LOT", f"qty {_plain(qty, self.base_scale)} is not positive")
         if qty % self.lot:
-            lot = _plain(self.lot, self.base_scale)
-            return Rejection("INVALID_LOT", f"qty {shown} is not a multiple of the lot {lot}")
+            return Rejection(
+                "INVALID_LOT",
+                f"qty {_plain(qty, self.base_scale)} is not a multiple of the lot "
+                f"{_plain(self.lot, self.base_scale)}",
+            )
         if qty < self.min_qty:
-            minimum = _plain(self.min_qty, self.base_scale)
             return Rejection(
                 "BELOW_MIN_QTY",
-                f"qty {shown} {self.base} is below the minimum {minimum} {self.base}",
+                f"qty {_plain(qty, self.base_scale)} {self.base} is below the minimum "
+                f"{_plain(self.min_qty, self.base_scale)} {self.base}",
             )
         return None
 
