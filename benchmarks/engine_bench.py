@@ -37,9 +37,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -48,6 +45,9 @@ import time
 from array import array
 from datetime import UTC, datetime
 from typing import Any
+
+from benchmarks import common
+from benchmarks.common import percentile
 
 MODES = ("reference", "cython", "cython-batch")
 CHUNK = 1024
@@ -78,21 +78,13 @@ QUEUE_LOTS = 10
 # -- small helpers ------------------------------------------------------------------------------
 
 
-def _percentile(sorted_values: list[int] | list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return 0.0
-    rank = min(len(sorted_values) - 1, max(0, math.ceil(fraction * len(sorted_values)) - 1))
-    return float(sorted_values[rank])
-
-
 def _latency_summary(ns: list[int] | list[float]) -> dict[str, float]:
     """p50, p99 and p99.9 in microseconds of per-command times in nanoseconds."""
     ordered = sorted(ns)
     return {
-        "p50_us": round(_percentile(ordered, 0.50) / 1000, 3),
-        "p99_us": round(_percentile(ordered, 0.99) / 1000, 3),
-        "p999_us": round(_percentile(ordered, 0.999) / 1000, 3),
+        "p50_us": round(percentile(ordered, 0.50) / 1000, 3),
+        "p99_us": round(percentile(ordered, 0.99) / 1000, 3),
+        "p999_us": round(percentile(ordered, 0.999) / 1000, 3),
     }
 
 
@@ -113,31 +105,7 @@ def _timer_overhead_ns() -> int:
 
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, memory, Python and OS: printed with every result."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": mem_gib,
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "os": f"{platform.system()} {platform.release()}",
-    }
+    return common.machine_info()
 
 
 # -- the measured loops (run inside workers) ------------------------------------------------------

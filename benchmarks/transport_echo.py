@@ -65,10 +65,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import time
@@ -76,10 +74,12 @@ import traceback
 from array import array
 from collections import deque
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import msgspec
+
+from benchmarks import common
+from benchmarks.common import percentile
 
 SERVERS = ("websockets", "picows")
 """The two servers measured by default (the ratio is picows / websockets)."""
@@ -448,14 +448,6 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def _percentile(ordered: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not ordered:
-        return 0.0
-    rank = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
-    return ordered[rank]
-
-
 async def _client(port: int, server_pid: int, p: dict[str, Any]) -> dict[str, Any]:
     from websockets.asyncio.client import connect
 
@@ -531,9 +523,9 @@ async def _client(port: int, server_pid: int, p: dict[str, Any]) -> dict[str, An
         "not_ok": sum(c.not_ok for c in conns),
         "elapsed_s": elapsed,
         "msgs_per_s": received / elapsed if elapsed > 0 else 0.0,
-        "p50_ms": _percentile(latencies, 0.50) * 1000,
-        "p99_ms": _percentile(latencies, 0.99) * 1000,
-        "p999_ms": _percentile(latencies, 0.999) * 1000,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p999_ms": percentile(latencies, 0.999) * 1000,
         "max_ms": (latencies[-1] * 1000) if latencies else 0.0,
         "client_cpu": cpu_client / elapsed if elapsed > 0 else None,
         "server_cpu": cpu_server / elapsed if cpu_server is not None and elapsed > 0 else None,
@@ -707,33 +699,9 @@ def run_benchmark(
     }
 
 
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, Python and library versions: printed with every result."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "os": f"{platform.system()} {platform.release()}",
-        "libraries": {
-            name: _version(name) for name in ("websockets", "picows", "uvloop", "msgspec")
-        },
-    }
+    return common.machine_info(("websockets", "picows", "uvloop", "msgspec"))
 
 
 # -- output -------------------------------------------------------------------------------------

@@ -778,13 +778,7 @@ class Exchange:
         if not self._valid_amount(cmd, "deposit"):
             return
         self.ledger.deposit(cmd.participant_id, cmd.asset, cmd.amount)
-        self._reports.append(
-            AdminApplied(
-                ts=cmd.ts,
-                command="deposit",
-                detail=f"{cmd.amount} {cmd.asset} to {cmd.participant_id}",
-            )
-        )
+        self._applied(cmd.ts, "deposit", f"{cmd.amount} {cmd.asset} to {cmd.participant_id}")
 
     def _withdraw(self, cmd: Withdraw) -> None:
         if not self._valid_amount(cmd, "withdraw"):
@@ -800,13 +794,7 @@ class Exchange:
             )
             return
         self.ledger.withdraw(cmd.participant_id, cmd.asset, cmd.amount)
-        self._reports.append(
-            AdminApplied(
-                ts=cmd.ts,
-                command="withdraw",
-                detail=f"{cmd.amount} {cmd.asset} from {cmd.participant_id}",
-            )
-        )
+        self._applied(cmd.ts, "withdraw", f"{cmd.amount} {cmd.asset} from {cmd.participant_id}")
 
     def _valid_amount(self, cmd: Deposit | Withdraw, action: str) -> bool:
         assets = {m.base for m in self.markets.values()} | {m.quote for m in self.markets.values()}
@@ -841,23 +829,15 @@ class Exchange:
             market = market.with_reference(cmd.reference_price)
             self.last_price.pop(cmd.market, None)
         self.markets[cmd.market] = market
-        self._reports.append(
-            AdminApplied(
-                ts=cmd.ts,
-                command="market",
-                detail=f"{cmd.market} status {market.status} reference {market.reference_price}",
-            )
+        self._applied(
+            cmd.ts,
+            "market",
+            f"{cmd.market} status {market.status} reference {market.reference_price}",
         )
 
     def _set_license(self, cmd: SetLicense) -> None:
         self.registry = self.registry.with_license(cmd.license)
-        self._reports.append(
-            AdminApplied(
-                ts=cmd.ts,
-                command="license",
-                detail=f"{cmd.license.license_id} {cmd.license.status}",
-            )
-        )
+        self._applied(cmd.ts, "license", f"{cmd.license.license_id} {cmd.license.status}")
         self._cancel_unlicensed()
 
     def _set_participant(self, cmd: SetParticipant) -> None:
@@ -873,12 +853,8 @@ class Exchange:
             )
             return
         self.registry = self.registry.with_participant(cmd.participant)
-        self._reports.append(
-            AdminApplied(
-                ts=cmd.ts,
-                command="participant",
-                detail=f"{cmd.participant.participant_id} {cmd.participant.status}",
-            )
+        self._applied(
+            cmd.ts, "participant", f"{cmd.participant.participant_id} {cmd.participant.status}"
         )
         self._cancel_unlicensed()
 
@@ -915,6 +891,9 @@ class Exchange:
             self._cancel_all(
                 CancelAll(ts=self._ts, participant_id=participant_id, reason="license")
             )
+
+    def _applied(self, ts: int, command: str, detail: str) -> None:
+        self._reports.append(AdminApplied(ts=ts, command=command, detail=detail))
 
     # -- reporting -----------------------------------------------------------------------
 
