@@ -797,6 +797,14 @@ class Exchange:
         self._applied(cmd.ts, "withdraw", f"{cmd.amount} {cmd.asset} from {cmd.participant_id}")
 
     def _valid_amount(self, cmd: Deposit | Withdraw, action: str) -> bool:
+        if self.registry.participant(cmd.participant_id) is None:
+            self._reject_command(
+                cmd,
+                action,
+                "PARTICIPANT_UNKNOWN",
+                f"no participant {cmd.participant_id!r}: register it first (admin.participant)",
+            )
+            return False
         assets = {m.base for m in self.markets.values()} | {m.quote for m in self.markets.values()}
         if cmd.asset not in assets:
             self._reject_command(

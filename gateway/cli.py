@@ -6,6 +6,7 @@
     alatau demo [--duration S]
     alatau journal [DATA_DIR]
     alatau bench engine [--json] [--quick] [--ops N] [--runs N] [--seed N] [--growth]
+    alatau bench gateway [--json] [--quick] [--clients N] [--rate R] [--durability MODE] [...]
 
 Each command lives in its own module and is imported only when it runs (or, for its
 options, when its parser is built), so ``alatau --help`` stays fast and a command's heavy
@@ -27,6 +28,12 @@ def _bench_engine(args: argparse.Namespace) -> int:
     return engine_bench.run(args)
 
 
+def _bench_gateway(args: argparse.Namespace) -> int:
+    from benchmarks import gateway_bench
+
+    return gateway_bench.run(args)
+
+
 def _add_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="run a benchmark")
     targets = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
@@ -41,6 +48,17 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
 
     add_arguments(engine)
     engine.set_defaults(handler=_bench_engine)
+    gateway = targets.add_parser(
+        "gateway",
+        help="the exchange end to end: bots placing and canceling orders over websockets",
+        description="The exchange end to end: `alatau serve` in its own process, bots in "
+        "others placing and canceling orders over websockets on 127.0.0.1; requests/s, "
+        "round-trip latency and market-data fan-out (see benchmarks/gateway_bench.py).",
+    )
+    from benchmarks.gateway_bench import add_arguments as add_gateway_arguments
+
+    add_gateway_arguments(gateway)
+    gateway.set_defaults(handler=_bench_gateway)
 
 
 def _serve(args: argparse.Namespace) -> int:

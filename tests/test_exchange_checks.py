@@ -1066,3 +1066,15 @@ def test_order_resting_past_license_expiry_does_not_trade():
     accepted(run(ex, order(side=Side.SELL, price=P0, cid="c1")))
     reports = run(ex, order("alice", price=P0, ts=almaty_ms(2026, 10, 5, 12, 0)))
     assert not [f for f in of(reports, FillReport) if f.participant_id == "carol"]
+
+
+@pytest.mark.parametrize("command", [Deposit, Withdraw])
+def test_funds_for_an_unknown_participant_are_refused(command):
+    """A deposit or withdrawal naming no registered participant is refused and moves nothing."""
+    ex = build(client())
+    before = snapshot(ex)
+    reports = run(ex, command(ts=TS0 + 1000, participant_id="nobody", asset="KZT", amount=100))
+    (refused,) = of(reports, CommandRejected)
+    assert refused.code == "PARTICIPANT_UNKNOWN"
+    assert snapshot(ex) == before
+    assert ex.ledger.total("nobody", "KZT") == 0

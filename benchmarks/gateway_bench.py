@@ -1,0 +1,1527 @@
+"""The end-to-end benchmark: bots placing and canceling orders through the websocket gateway.
+
+Run it as ``alatau bench gateway`` (or ``python -m benchmarks.gateway_bench``; ``--help`` for
+the options).  Every process is separate, as a user's would be:
+
+* the server: ``alatau serve`` started as its own process on 127.0.0.1, port 0, with the
+  rate limits raised out of the way (``--rate 1e9 --participant-rate 1e9``), the chosen
+  ``--durability`` (``fsync`` by default) and ``--transport`` (the server's default unless
+  given), and a fresh temporary data directory;
+* the bots: ``--clients`` connections spread over ``--client-procs`` processes, each process
+  on uvloop with the ``websockets`` client.  Each connection is a PROFESSIONAL participant
+  ``loadbot{i}`` created by the driver through the admin calls (``admin.participant``, no
+  limits; ``admin.deposit`` of ample funds), so no demo participant's caps get in the way;
+* the subscribers (``--subscribers M``): M connections in ``--sub-procs`` other processes,
+  each following ``book:{market}`` and ``trades:{market}`` and only reading;
+* the driver (this process): starts the others, waits until every connection is logged in
+  (or subscribed, with its book snapshot), says "go", collects the results (each worker
+  writes a JSON file in the temporary directory) and always stops the server
+  (``try``/``finally``: SIGTERM, then SIGKILL; SIGTERM or Ctrl-C to the driver does the
+  same, and the children get SIGTERM from the kernel if the driver dies outright).
+
+The bots' order flow, per connection, seeded: about 55 % passive GTC limit orders priced 1 to
+50 ticks from the market's reference price (never crossing), 10 % IOC limit orders priced
+``CROSS_TICKS`` through the reference so that trades happen, and 35 % cancels of one of the
+connection's own open orders, chosen at random; a connection with ``--max-open`` open orders
+cancels instead of placing, so open orders stay bounded.  A cancel of an order an IOC filled
+in the meantime gets ``UNKNOWN_ORDER``: that business reject is expected and counted apart.
+Any other error code is unexpected and makes the exit status 1.
+
+Two modes:
+
+``--rate 0`` (saturation, the default)
+    Each connection keeps ``--window`` requests in flight; latency runs from just before the
+    request's send to its response (matched by id), so it includes the window's queueing.
+``--rate R``
+    Open loop: R requests/s in total, each connection on its own fixed schedule (staggered
+    across connections).  Latency runs from the *scheduled* send time, so a stalled server
+    cannot hide its stall by slowing the sender (no coordinated omission).  uvloop's timers
+    tick in milliseconds, so sends leave in bursts of up to a millisecond: that shows in the
+    latency too, as it would for a real client.
+
+A run sends ``--warmup`` requests per connection first (not measured), then up to
+``--count`` requests in total, stopping early after ``--duration`` seconds; responses still
+missing ``DRAIN_TIMEOUT`` seconds later are counted as lost.
+
+Reported: requests acknowledged per second in the measured phase (an ``ok`` response and a
+business reject both acknowledge a request; they are counted apart, and places, crossing
+places and cancels apart too), round-trip latency p50 / p99 / p99.9 / max, the CPU used by
+the server and the client processes over the phase (a client near 100 % means the figure is
+client-bound), the machine's CPU use and what of it the bench's processes do not account
+for (a neighbour's load on a shared machine: over ``OTHER_LOAD_WARNING`` cores the report
+warns that the figures are disturbed), and, with subscribers, the messages per second each
+subscriber received, whether every subscriber saw contiguous book ``seq``s with the same
+final seq, and how long after the bots' last response the subscribers got their last
+message.  ``--fanout`` runs the saturation measurement twice, with no subscriber and with M
+(default 100), each on a fresh server, and reports the ratio.
+
+``--profile FILE`` samples the server with py-spy during the measured phase (collapsed
+stacks to FILE, every thread; sampling pauses the server briefly, so a profiled run's rates
+are a little lower) and reports where the event loop thread's time goes: by layer
+(``LAYERS``), by innermost frame and by frame anywhere on the stack.  ``--profile-native``
+adds the C frames (uvloop, picows, libc: a ``send`` system call shows up as such); it costs
+the server much more time per sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from array import array
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from benchmarks.common import machine_info, percentile
+
+HOST = "127.0.0.1"
+DEFAULT_MARKET = "USDT-KZT"
+DEFAULT_CLIENTS = 8
+DEFAULT_WINDOW = 16
+DEFAULT_COUNT = 100_000
+DEFAULT_DURATION = 20.0
+DEFAULT_WARMUP = 200
+DEFAULT_MAX_OPEN = 500
+DEFAULT_FANOUT_SUBSCRIBERS = 100
+QUICK_COUNT = 2_000
+QUICK_WARMUP = 20
+
+SPREAD_TICKS = 50
+"""Passive orders rest 1 to SPREAD_TICKS ticks from the reference price."""
+CROSS_TICKS = 2
+"""Crossing (IOC) orders are priced this many ticks through the reference price."""
+QTY_STEPS = 10
+"""Order quantities are 1 to QTY_STEPS times the smallest quantity clear of the market's
+minimum notional (with a 10 % margin)."""
+MIX = {"cancel": 0.35, "cross": 0.10}
+"""Share of cancels and of crossing orders; the rest are passive places."""
+EXPECTED_REJECTS = frozenset({"UNKNOWN_ORDER"})
+"""Business rejects the flow causes by design (a cancel racing a fill)."""
+
+BOT_FUNDS_QUOTE = Decimal(10_000_000_000)
+"""Quote units (KZT) deposited to each bot; the base asset gets as much at the reference."""
+MAX_INFLIGHT_OPEN_LOOP = 1024
+"""Per connection, in the fixed-rate mode: a send waits (its latency still counted from the
+schedule) while this many requests are unanswered."""
+STARTUP_TIMEOUT = 60.0
+"""Seconds the server, or every worker, may take to be ready."""
+DRAIN_TIMEOUT = 10.0
+"""Seconds a connection waits for its last responses after it stops sending."""
+QUIET_S = 0.5
+"""Subscribers are done when no message arrived for this long after the bots finished."""
+SUBSCRIBER_DRAIN_CAP = 20.0
+STOP_TIMEOUT = 10.0
+"""Seconds the server gets to exit after SIGTERM before it is killed."""
+
+OTHER_LOAD_WARNING = 0.25
+"""Cores used by processes other than the bench's beyond which the report warns."""
+
+KINDS = ("place", "cross", "cancel")
+PLACE, CROSS, CANCEL = range(3)
+OPEN_STATES = frozenset({"new", "partially_filled"})
+
+
+# -- wire messages (the fields the bench reads; the rest is skipped by the decoder) ------------
+
+
+class _Error(msgspec.Struct):
+    code: str = ""
+
+
+class _Result(msgspec.Struct):
+    order_id: int = 0
+    status: str = ""
+    filled_qty: str = ""
+
+
+class _Response(msgspec.Struct):
+    id: int | str | None = None
+    ok: bool = False
+    result: _Result | list | None = None
+    error: _Error | None = None
+
+
+class _StreamData(msgspec.Struct):
+    type: str = ""
+
+
+class _Message(msgspec.Struct):
+    """A subscriber's message: a response (``id``) or a stream message (``channel``)."""
+
+    id: int | str | None = None
+    ok: bool | None = None
+    channel: str = ""
+    seq: int = -1
+    data: _StreamData | None = None
+
+
+_decode_response = msgspec.json.Decoder(_Response).decode
+_decode_message = msgspec.json.Decoder(_Message).decode
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+
+def _latency_ms(us: list[int] | array) -> dict[str, float]:
+    ordered = sorted(us)
+    return {
+        "p50_ms": round(percentile(ordered, 0.50) / 1000, 3),
+        "p99_ms": round(percentile(ordered, 0.99) / 1000, 3),
+        "p999_ms": round(percentile(ordered, 0.999) / 1000, 3),
+        "max_ms": round(ordered[-1] / 1000, 3) if ordered else 0.0,
+    }
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (all its threads) so far, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all the machine's CPUs so far, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values) - idle, sum(values)
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
+    """The driver's commands, one line each; ``""`` at end of input (the driver is gone).
+    Read in a daemon thread, so a pending read never holds up the worker's exit."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def pump() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.strip())
+        loop.call_soon_threadsafe(queue.put_nowait, "")
+
+    threading.Thread(target=pump, name="stdin", daemon=True).start()
+    return queue
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: get SIGTERM if the driver dies, even by SIGKILL (Linux), so no
+    server or worker outlives the bench."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _connect(url: str) -> Any:
+    from websockets.asyncio.client import connect
+
+    return connect(
+        url,
+        compression=None,
+        max_size=2**24,
+        ping_interval=None,
+        open_timeout=STARTUP_TIMEOUT,
+        close_timeout=2,
+    )
+
+
+# -- the bots (a worker process) -------------------------------------------------------------------
+
+
+class _Stats:
+    """One worker's tallies, over the measured requests of all its connections."""
+
+    def __init__(self) -> None:
+        self.sent = [0, 0, 0]
+        self.ok = [0, 0, 0]
+        self.errors: list[Counter[str]] = [Counter(), Counter(), Counter()]
+        self.latency_us = [array("q"), array("q"), array("q")]
+        self.cross_filled = 0
+        self.warmup_acks = 0
+        self.lost = 0
+        self.stray = 0  # responses matching no request in flight
+        self.first_send_ns: int | None = None
+        self.last_ack_ns = 0
+        self.connection_errors: list[str] = []
+
+
+class _Bot:
+    """One connection's order flow and its requests in flight."""
+
+    def __init__(self, ws: Any, spec: dict[str, Any], index: int, stats: _Stats) -> None:
+        self.ws = ws
+        self.index = index
+        self.stats = stats
+        self.rng = random.Random(spec["seed"] * 1_000_003 + index)
+        market = spec["market"].encode()
+        self.place_tpl = (
+            b'{"id":%d,"method":"order.place","params":{"market":"'
+            + market
+            + b'","side":"%b","price":"%b","qty":"%b"}}'
+        )
+        self.cross_tpl = self.place_tpl[:-2] + b',"tif":"IOC"}}'
+        self.cancel_tpl = (
+            b'{"id":%d,"method":"order.cancel","params":{"market":"' + market + b'","order_id":%d}}'
+        )
+        self.prices = [p.encode() for p in spec["prices"]]
+        self.qtys = [q.encode() for q in spec["qtys"]]
+        self.mid = SPREAD_TICKS  # index of the reference price in self.prices
+        self.max_open = spec["max_open"]
+        self.open: list[int] = []
+        self.inflight: dict[int, tuple[int, int, bool]] = {}  # id -> (t0 ns, kind, measured)
+        self.next_id = 0
+        self.warmup = spec["warmup"]
+        self.total = spec["warmup"] + spec["counts"][index]
+
+    def request(self) -> tuple[bytes, int]:
+        """The next request of the flow and its kind."""
+        rng = self.rng
+        self.next_id += 1
+        r = rng.random()
+        if self.open and (len(self.open) >= self.max_open or r < MIX["cancel"]):
+            k = rng.randrange(len(self.open))
+            order_id = self.open[k]
+            self.open[k] = self.open[-1]
+            self.open.pop()
+            return self.cancel_tpl % (self.next_id, order_id), CANCEL
+        buy = rng.random() < 0.5
+        qty = self.qtys[rng.randrange(len(self.qtys))]
+        if r > 1.0 - MIX["cross"]:
+            price = self.prices[self.mid + CROSS_TICKS if buy else self.mid - CROSS_TICKS]
+            return self.cross_tpl % (self.next_id, b"buy" if buy else b"sell", price, qty), CROSS
+        offset = rng.randint(1, SPREAD_TICKS)
+        price = self.prices[self.mid - offset if buy else self.mid + offset]
+        return self.place_tpl % (self.next_id, b"buy" if buy else b"sell", price, qty), PLACE
+
+    async def send_next(self, t0: int) -> None:
+        data, kind = self.request()
+        measured = self.next_id > self.warmup
+        stats = self.stats
+        if measured:
+            stats.sent[kind] += 1
+            if stats.first_send_ns is None:
+                stats.first_send_ns = t0
+        self.inflight[self.next_id] = (t0, kind, measured)
+        await self.ws.send(data, text=True)
+
+    def on_response(self, data: bytes, now: int) -> None:
+        response = _decode_response(data)
+        entry = self.inflight.pop(response.id, None)  # type: ignore[arg-type]
+        stats = self.stats
+        if entry is None:
+            stats.stray += 1
+            return
+        t0, kind, measured = entry
+        if response.ok:
+            result = response.result
+            if kind != CANCEL and type(result) is _Result:
+                if result.status in OPEN_STATES:
+                    self.open.append(result.order_id)
+                if kind == CROSS and measured and result.filled_qty.strip("0.") != "":
+                    stats.cross_filled += 1
+            if measured:
+                stats.ok[kind] += 1
+        elif measured:
+            code = response.error.code if response.error is not None else "?"
+            stats.errors[kind][code] += 1
+        if not measured:
+            stats.warmup_acks += 1
+            return
+        stats.latency_us[kind].append((now - t0) // 1000)
+        stats.last_ack_ns = now
+
+
+async def _bot_saturation(bot: _Bot, window: int, deadline: int) -> None:
+    """Keep ``window`` requests in flight until the bot's total is sent or the deadline."""
+    now = time.perf_counter_ns
+    ws = bot.ws
+    for _ in range(min(window, bot.total)):
+        await bot.send_next(now())
+    while bot.inflight:
+        data = await ws.recv(decode=False)
+        t = now()
+        bot.on_response(data, t)
+        if bot.next_id < bot.total and t < deadline:
+            await bot.send_next(now())
+
+
+async def _bot_open_loop(bot: _Bot, interval_ns: float, start_ns: int, deadline: int) -> None:
+    """Send on a fixed schedule from ``start_ns``; latency counts from the schedule."""
+    now = time.perf_counter_ns
+    ws = bot.ws
+    sending = True
+    room = asyncio.Event()
+    room.set()
+
+    async def receive() -> None:
+        try:
+            while sending or bot.inflight:
+                data = await ws.recv(decode=False)
+                bot.on_response(data, now())
+                if len(bot.inflight) < MAX_INFLIGHT_OPEN_LOOP:
+                    room.set()
+        finally:
+            room.set()  # a sender waiting for room must see that the receiver is gone
+
+    receiver = asyncio.ensure_future(receive())
+    try:
+        k = 0
+        while k < bot.total:
+            scheduled = start_ns + round(k * interval_ns)
+            t = now()
+            if scheduled > t:
+                await asyncio.sleep((scheduled - t) / 1e9)
+            if now() >= deadline:
+                break
+            while len(bot.inflight) >= MAX_INFLIGHT_OPEN_LOOP and not receiver.done():
+                room.clear()
+                await room.wait()
+            if receiver.done():
+                break
+            await bot.send_next(scheduled)
+            k += 1
+        sending = False
+        if not bot.inflight:
+            receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
+    finally:
+        receiver.cancel()
+
+
+async def _run_bot(
+    bot: _Bot, spec: dict[str, Any], start_ns: int, deadline: int, interval_ns: float
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    async def watchdog() -> None:
+        # Past the deadline and the drain time: give up on what is still in flight.
+        await asyncio.sleep(max(0.0, (deadline - time.perf_counter_ns()) / 1e9) + DRAIN_TIMEOUT)
+        await bot.ws.close()
+
+    guard = asyncio.ensure_future(watchdog())
+    try:
+        if spec["rate"] > 0:
+            await _bot_open_loop(bot, interval_ns, start_ns, deadline)
+        else:
+            await _bot_saturation(bot, spec["window"], deadline)
+    except ConnectionClosed as exc:
+        if time.perf_counter_ns() < deadline + DRAIN_TIMEOUT * 1e9 - 1e8:
+            bot.stats.connection_errors.append(f"connection closed: {exc}")
+    finally:
+        guard.cancel()
+        bot.stats.lost += sum(1 for _, _, measured in bot.inflight.values() if measured)
+
+
+async def _login(ws: Any, api_key: str, api_secret: str) -> None:
+    from gateway.auth import sign
+
+    ts = time.time_ns() // 1_000_000
+    request = {
+        "id": 0,
+        "method": "auth.login",
+        "params": {"api_key": api_key, "timestamp": ts, "signature": sign(api_secret, api_key, ts)},
+    }
+    await ws.send(msgspec.json.encode(request), text=True)
+    response = _decode_response(await ws.recv(decode=False))
+    if not response.ok:
+        raise RuntimeError(f"login of {api_key} failed: {response.error}")
+
+
+async def _bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import resource
+
+    commands = _stdin_lines(asyncio.get_running_loop())
+    stats = _Stats()
+    sockets = [await _connect(spec["url"]) for _ in spec["bots"]]
+    try:
+        await asyncio.gather(
+            *(
+                _login(ws, bot["api_key"], bot["api_secret"])
+                for ws, bot in zip(sockets, spec["bots"], strict=True)
+            )
+        )
+        bots = [
+            _Bot(ws, spec, bot["index"], stats)
+            for ws, bot in zip(sockets, spec["bots"], strict=True)
+        ]
+        print("ready", flush=True)
+        command = await commands.get()
+        if not command.startswith("go"):
+            raise SystemExit("the driver went away")
+        start_ns = int(command.split()[1])
+        deadline = start_ns + int(spec["duration"] * 1e9)
+        delay = (start_ns - time.perf_counter_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter_ns()
+        interval_ns = spec["clients"] * 1e9 / spec["rate"] if spec["rate"] > 0 else 0.0
+        tasks = []
+        for bot in bots:
+            # Stagger the connections' schedules evenly over one interval.
+            offset = round(interval_ns * bot.index / spec["clients"])
+            tasks.append(_run_bot(bot, spec, start_ns + offset, deadline, interval_ns))
+        await asyncio.gather(*tasks)
+        t1 = time.perf_counter_ns()
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+    return {
+        "sent": stats.sent,
+        "ok": stats.ok,
+        "errors": [dict(c) for c in stats.errors],
+        "latency_us": [list(lat) for lat in stats.latency_us],
+        "cross_filled": stats.cross_filled,
+        "warmup_acks": stats.warmup_acks,
+        "lost": stats.lost,
+        "stray": stats.stray,
+        "first_send_ns": stats.first_send_ns,
+        "last_ack_ns": stats.last_ack_ns,
+        "connection_errors": stats.connection_errors,
+        "open_orders": [len(bot.open) for bot in bots],
+        "cpu_s": round(cpu, 3),
+        "wall_s": round((t1 - t0) / 1e9, 3),
+    }
+
+
+# -- the subscribers (a worker process) ------------------------------------------------------------
+
+
+class _Subscriber:
+    def __init__(self) -> None:
+        self.counting = False
+        self.messages = 0
+        self.book = 0
+        self.trades = 0
+        self.gaps = 0
+        self.snapshots = 0
+        self.snapshot_seq: int | None = None
+        self.last_seq: int | None = None
+        self.first_ns = 0
+        self.last_ns = 0
+        self.closed: str | None = None
+        self.subscribed = asyncio.Event()
+
+
+async def _read_stream(ws: Any, sub: _Subscriber) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    now = time.perf_counter_ns
+    try:
+        while True:
+            message = _decode_message(await ws.recv(decode=False))
+            if message.id is not None:
+                if not message.ok:
+                    sub.closed = "subscribe refused"
+                continue
+            if message.channel == "book":
+                kind = message.data.type if message.data is not None else ""
+                if kind == "snapshot":
+                    sub.snapshots += 1
+                    if sub.snapshot_seq is None:
+                        sub.snapshot_seq = message.seq
+                    sub.subscribed.set()
+                elif sub.last_seq is None or message.seq != sub.last_seq + 1:
+                    sub.gaps += 1
+                sub.last_seq = message.seq
+                if sub.counting:
+                    sub.book += 1
+            elif message.channel == "trades" and sub.counting:
+                sub.trades += 1
+            if sub.counting:
+                t = now()
+                if not sub.messages:
+                    sub.first_ns = t
+                sub.messages += 1
+                sub.last_ns = t
+    except ConnectionClosed as exc:
+        sub.closed = f"closed by the server: {exc}"
+
+
+async def _subscribers_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import resource
+
+    commands = _stdin_lines(asyncio.get_running_loop())
+    channels = [f"book:{spec['market']}", f"trades:{spec['market']}"]
+    request = msgspec.json.encode(
+        {"id": 1, "method": "subscribe", "params": {"channels": channels}}
+    )
+    sockets = []
+    subs = []
+    readers = []
+    try:
+        for _ in range(spec["subscribers"]):
+            ws = await _connect(spec["url"])
+            sockets.append(ws)
+            sub = _Subscriber()
+            subs.append(sub)
+            readers.append(asyncio.ensure_future(_read_stream(ws, sub)))
+            await ws.send(request, text=True)
+        await asyncio.wait_for(
+            asyncio.gather(*(sub.subscribed.wait() for sub in subs)), STARTUP_TIMEOUT
+        )
+        print("ready", flush=True)
+        command = await commands.get()
+        if not command.startswith("go"):
+            raise SystemExit("the driver went away")
+        go_ns = time.perf_counter_ns()
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        for sub in subs:
+            sub.counting = True
+        await commands.get()  # "stop" (or the end of input): the bots are done
+        stop_ns = time.perf_counter_ns()
+        # Read on until the stream has been quiet for QUIET_S: what was published has arrived.
+        seen = -1
+        while time.perf_counter_ns() - stop_ns < SUBSCRIBER_DRAIN_CAP * 1e9:
+            total = sum(sub.messages for sub in subs)
+            if total == seen:
+                break
+            seen = total
+            await asyncio.sleep(QUIET_S)
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
+        end_ns = time.perf_counter_ns()
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+    return {
+        "go_ns": go_ns,
+        "stop_ns": stop_ns,
+        "end_ns": end_ns,
+        "cpu_s": round(cpu, 3),
+        "subscribers": [
+            {
+                "messages": s.messages,
+                "book": s.book,
+                "trades": s.trades,
+                "gaps": s.gaps,
+                "snapshots": s.snapshots,
+                "snapshot_seq": s.snapshot_seq,
+                "final_seq": s.last_seq,
+                "first_ns": s.first_ns,
+                "last_ns": s.last_ns,
+                "closed": s.closed,
+            }
+            for s in subs
+        ],
+    }
+
+
+def _worker(kind: str, spec_json: str) -> int:
+    """Entry point of a worker process: prints ``ready``, later writes its results to the
+    spec's ``result_path`` (JSON) and prints ``done``."""
+    import uvloop
+
+    spec = json.loads(spec_json)
+    main = _bots_worker if kind == "bots" else _subscribers_worker
+    result = uvloop.run(main(spec))
+    Path(spec["result_path"]).write_bytes(msgspec.json.encode(result))
+    print("done", flush=True)
+    return 0
+
+
+# -- the driver: server, venue set-up, workers ----------------------------------------------------
+
+
+class _Server:
+    """``alatau serve`` in its own process, in a fresh temporary directory."""
+
+    def __init__(self, durability: str, transport: str | None) -> None:
+        self.durability = durability
+        self.transport = transport
+        self.admin_key = secrets.token_hex(16)
+        self.tmp = Path(tempfile.mkdtemp(prefix="alatau-bench-"))
+        self.log_path = self.tmp / "server.log"
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def command(self) -> list[str]:
+        """``alatau serve`` with the limits out of the way and a fresh data directory."""
+        options = {
+            "host": HOST,
+            "port": "0",
+            "admin-key": self.admin_key,
+            "rate": "1e9",
+            "participant-rate": "1e9",
+            "durability": self.durability,
+            "data-dir": str(self.tmp / "data"),
+        }
+        if self.transport:
+            options["transport"] = self.transport
+        args = [f"--{name}={value}" for name, value in options.items()]
+        return [sys.executable, "-m", "gateway.cli", "serve", "--quiet", *args]
+
+    async def start(self) -> None:
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                preexec_fn=_die_with_parent,
+            )
+        loop = asyncio.get_running_loop()
+        stdout = self.process.stdout
+        assert stdout is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            line = await asyncio.wait_for(
+                loop.run_in_executor(None, stdout.readline), deadline - time.monotonic()
+            )
+            if not line:
+                break
+            if line.startswith("alatau: listening on "):
+                self.url = line.split()[-1]
+                return
+        raise RuntimeError(f"the server did not start:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_problems(self) -> list[str]:
+        """Warnings, errors and tracebacks the server logged."""
+        try:
+            text = self.log_path.read_text()
+        except OSError:
+            return []
+        keys = ("WARNING", "ERROR", "CRITICAL", "Traceback", "Exception")
+        return [line for line in text.splitlines() if any(k in line for k in keys)]
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT; the exit status (None: killed)."""
+        process = self.process
+        if process is None:
+            return None
+        status = process.poll()
+        if status is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                status = process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                status = None
+        if process.stdout is not None:
+            process.stdout.close()
+        return status
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+async def _admin_setup(url: str, admin_key: str, market: str, clients: int) -> dict[str, Any]:
+    """Create the bots (PROFESSIONAL, no limits) and fund them; the market's spec."""
+    async with _connect(url) as ws:
+        requests: list[dict[str, Any]] = [
+            {"id": 0, "method": "auth.admin", "params": {"admin_key": admin_key}},
+            {"id": 1, "method": "markets.list"},
+        ]
+        for request in requests:
+            await ws.send(msgspec.json.encode(request), text=True)
+        answers = [msgspec.json.decode(await ws.recv(decode=False)) for _ in requests]
+        if not answers[0]["ok"]:
+            raise RuntimeError(f"admin login failed: {answers[0]}")
+        specs = {m["symbol"]: m for m in answers[1]["result"]}
+        if market not in specs:
+            raise SystemExit(f"no market {market!r}: choose one of {', '.join(specs)}")
+        spec = specs[market]
+        reference = Decimal(spec["reference_price"])
+        base_amount = (BOT_FUNDS_QUOTE / reference).to_integral_value(ROUND_CEILING)
+        bots = []
+        requests = []
+        for i in range(clients):
+            bot = {
+                "index": i,
+                "participant_id": f"loadbot{i}",
+                "api_key": f"loadbot{i}-key",
+                "api_secret": secrets.token_hex(16),
+            }
+            bots.append(bot)
+            requests.append(
+                {
+                    "method": "admin.participant",
+                    "params": {
+                        "participant_id": bot["participant_id"],
+                        "category": "PROFESSIONAL",
+                        "residency": "KZ",
+                        "kyc_level": 3,
+                        "api_key": bot["api_key"],
+                        "api_secret": bot["api_secret"],
+                    },
+                }
+            )
+            for asset, amount in ((spec["quote"], BOT_FUNDS_QUOTE), (spec["base"], base_amount)):
+                requests.append(
+                    {
+                        "method": "admin.deposit",
+                        "params": {
+                            "participant_id": bot["participant_id"],
+                            "asset": asset,
+                            "amount": str(amount),
+                        },
+                    }
+                )
+        for i, request in enumerate(requests):
+            await ws.send(msgspec.json.encode({"id": 100 + i, **request}), text=True)
+        for _ in requests:
+            answer = msgspec.json.decode(await ws.recv(decode=False))
+            if not answer.get("ok"):
+                raise RuntimeError(f"venue set-up failed: {answer}")
+    return {"market": spec, "bots": bots}
+
+
+def _flow_prices(market: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Price strings for reference +- SPREAD_TICKS ticks, and the order quantities."""
+    tick = Decimal(market["tick"])
+    lot = Decimal(market["lot"])
+    reference = (Decimal(market["reference_price"]) / tick).to_integral_value() * tick
+    prices = [
+        str((reference + k * tick).quantize(tick)) for k in range(-SPREAD_TICKS, SPREAD_TICKS + 1)
+    ]
+    lowest = reference - SPREAD_TICKS * tick
+    smallest = Decimal(market["min_notional"]) * Decimal("1.1") / lowest
+    smallest = max(
+        Decimal(market["min_qty"]), (smallest / lot).to_integral_value(ROUND_CEILING) * lot
+    )
+    qtys = [str((smallest * k).quantize(lot)) for k in range(1, QTY_STEPS + 1)]
+    return prices, qtys
+
+
+class _Worker:
+    """A worker subprocess: it says ``ready``; it is told ``go`` (and subscribers ``stop``);
+    it says ``done`` once its results are in ``spec["result_path"]``."""
+
+    def __init__(self, process: asyncio.subprocess.Process, name: str, result_path: str) -> None:
+        self.process = process
+        self.name = name
+        self.result_path = result_path
+
+    @classmethod
+    async def start(cls, kind: str, spec: dict[str, Any], name: str, tmp: Path) -> _Worker:
+        spec = {**spec, "result_path": str(tmp / f"{kind}-{secrets.token_hex(4)}.json")}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks.gateway_bench",
+            "--worker",
+            kind,
+            "--spec",
+            json.dumps(spec),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
+        return cls(process, name, spec["result_path"])
+
+    async def line(self, timeout: float) -> str:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            await self.process.wait()
+            raise RuntimeError(f"{self.name} exited with status {self.process.returncode}")
+        return line.decode().strip()
+
+    def tell(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command.encode() + b"\n")
+
+    async def result(self, timeout: float) -> dict[str, Any]:
+        said = await self.line(timeout)
+        if said != "done":
+            raise RuntimeError(f"{self.name} said {said!r}")
+        await asyncio.wait_for(self.process.wait(), timeout)
+        return json.loads(Path(self.result_path).read_bytes())
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def _run_once(
+    options: dict[str, Any], subscribers: int, profile: str | None
+) -> dict[str, Any]:
+    """One measurement on a fresh server: set up, run the bots (and subscribers), report."""
+    clients = options["clients"]
+    server = _Server(options["durability"], options["transport"])
+    workers: list[_Worker] = []
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        await server.start()
+        _progress(f"server pid {server.pid} on {server.url} (durability {server.durability})")
+        venue = await _admin_setup(server.url, server.admin_key, options["market"], clients)
+        prices, qtys = _flow_prices(venue["market"])
+        counts = _split(options["count"], clients)
+        procs = max(1, min(options["client_procs"], clients))
+        bot_workers = []
+        for p in range(procs):
+            spec = {
+                "url": server.url,
+                "market": options["market"],
+                "bots": venue["bots"][p::procs],
+                "counts": counts,
+                "clients": clients,
+                "prices": prices,
+                "qtys": qtys,
+                "rate": options["rate"],
+                "window": options["window"],
+                "warmup": options["warmup"],
+                "duration": options["duration"],
+                "max_open": options["max_open"],
+                "seed": options["seed"],
+            }
+            name = f"client process {p}"
+            bot_workers.append(await _Worker.start("bots", spec, name, server.tmp))
+        sub_workers = []
+        sub_procs = max(1, min(options["sub_procs"], subscribers)) if subscribers else 0
+        for p, n in enumerate(_split(subscribers, sub_procs) if sub_procs else []):
+            spec = {"url": server.url, "market": options["market"], "subscribers": n}
+            name = f"subscriber process {p}"
+            sub_workers.append(await _Worker.start("subscribers", spec, name, server.tmp))
+        workers = bot_workers + sub_workers
+        for worker in workers:
+            ready = await worker.line(STARTUP_TIMEOUT)
+            if ready != "ready":
+                raise RuntimeError(f"{worker.name} said {ready!r}")
+        mode = f"{options['rate']:,.0f} req/s" if options["rate"] else "saturation"
+        _progress(
+            f"{clients} bots in {procs} process(es), {subscribers} subscriber(s): go ({mode},"
+            f" up to {options['count']:,} requests or {options['duration']} s)"
+        )
+        if profile:
+            spy = _start_py_spy(server.pid, profile, options["profile_native"])
+        cpu0, machine0, t0 = _process_cpu_s(server.pid), _machine_cpu(), time.perf_counter_ns()
+        for worker in sub_workers:
+            worker.tell("go")
+        start_ns = time.perf_counter_ns() + 50_000_000
+        for worker in bot_workers:
+            worker.tell(f"go {start_ns}")
+        timeout = options["duration"] + DRAIN_TIMEOUT + 30
+        bot_results = [await worker.result(timeout) for worker in bot_workers]
+        cpu1, machine1, t1 = _process_cpu_s(server.pid), _machine_cpu(), time.perf_counter_ns()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+        for worker in sub_workers:
+            worker.tell("stop")
+        sub_results = [await worker.result(SUBSCRIBER_DRAIN_CAP + 30) for worker in sub_workers]
+        if spy is not None:
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+            spy = None
+        status = server.stop()
+        report = _combine(options, subscribers, bot_results, sub_results)
+        wall = (t1 - t0) / 1e9
+        cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+        requests = max(1, report["acknowledged"] + report["warmup_acks"])
+        report["server"] = {
+            "cpu_percent": round(100 * cpu / wall, 1) if cpu is not None else None,
+            "cpu_us_per_request": round(1e6 * cpu / requests, 1) if cpu is not None else None,
+            "exit_status": status,
+            "url": server.url,
+            "data_dir": str(server.tmp / "data"),
+            "log_problems": server.log_problems()[:20],
+        }
+        if machine0 and machine1 and machine1[1] > machine0[1] and cpu is not None:
+            busy = (machine1[0] - machine0[0]) / (machine1[1] - machine0[1])
+            report["machine_busy_percent"] = round(100 * busy, 1)
+            # CPU the bench's own processes do not account for: a neighbour's load.
+            ours = cpu / wall + sum(b["cpu_s"] / max(b["wall_s"], 1e-3) for b in bot_results)
+            ours += sum(w["cpu_s"] / ((w["end_ns"] - w["go_ns"]) / 1e9) for w in sub_results)
+            report["other_load_cores"] = round(busy * (os.cpu_count() or 1) - ours, 2)
+        if profile:
+            report["profile"] = _profile_summary(profile)
+        return report
+    finally:
+        if spy is not None:
+            spy.kill()
+            spy.wait()
+        for worker in workers:
+            worker.kill()
+        for worker in workers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.process.wait(), 10)
+        server.stop()
+        server.cleanup()
+
+
+def _combine(
+    options: dict[str, Any],
+    subscribers: int,
+    bots: list[dict[str, Any]],
+    subs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One report from the workers' results."""
+    sent = [sum(b["sent"][k] for b in bots) for k in range(3)]
+    ok = [sum(b["ok"][k] for b in bots) for k in range(3)]
+    errors = [sum((Counter(b["errors"][k]) for b in bots), Counter()) for k in range(3)]
+    all_errors = errors[0] + errors[1] + errors[2]
+    latencies = [array("q", (x for b in bots for x in b["latency_us"][k])) for k in range(3)]
+    every = array("q")
+    for lat in latencies:
+        every.extend(lat)
+    acknowledged = len(every)
+    starts = [b["first_send_ns"] for b in bots if b["first_send_ns"] is not None]
+    ends = [b["last_ack_ns"] for b in bots if b["last_ack_ns"]]
+    seconds = (max(ends) - min(starts)) / 1e9 if starts and ends else 0.0
+    rate = acknowledged / seconds if seconds > 0 else 0.0
+    per_kind = {}
+    for k, name in enumerate(KINDS):
+        per_kind[name] = {
+            "sent": sent[k],
+            "ok": ok[k],
+            "errors": dict(errors[k]),
+            "per_sec": round(len(latencies[k]) / seconds) if seconds else 0,
+            **_latency_ms(latencies[k]),
+        }
+    unexpected = {code: n for code, n in all_errors.items() if code not in EXPECTED_REJECTS}
+    report: dict[str, Any] = {
+        "benchmark": "gateway",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "durability": options["durability"],
+        "transport": options["transport"] or "server default",
+        "market": options["market"],
+        "clients": options["clients"],
+        "client_procs": max(1, min(options["client_procs"], options["clients"])),
+        "window": options["window"] if not options["rate"] else None,
+        "offered_rate": options["rate"],
+        "mode": "fixed-rate" if options["rate"] else "saturation",
+        "subscribers": subscribers,
+        "count": options["count"],
+        "warmup_per_client": options["warmup"],
+        "sent": sum(sent),
+        "acknowledged": acknowledged,
+        "ok": sum(ok),
+        "business_rejects": sum(all_errors.values()),
+        "errors": dict(all_errors),
+        "unexpected_errors": sum(unexpected.values()),
+        "unexpected_codes": unexpected,
+        "lost": sum(b["lost"] for b in bots),
+        "stray_responses": sum(b["stray"] for b in bots),
+        "connection_errors": [e for b in bots for e in b["connection_errors"]],
+        "seconds": round(seconds, 3),
+        "orders_per_sec": round(rate),
+        "places_per_sec": per_kind["place"]["per_sec"] + per_kind["cross"]["per_sec"],
+        "cancels_per_sec": per_kind["cancel"]["per_sec"],
+        **_latency_ms(every),
+        "kinds": per_kind,
+        "crossing_orders_filled": sum(b["cross_filled"] for b in bots),
+        "warmup_acks": sum(b["warmup_acks"] for b in bots),
+        "open_orders_at_end": sum(sum(b["open_orders"]) for b in bots),
+        "max_open_per_client": max((max(b["open_orders"], default=0) for b in bots), default=0),
+        "client_cpu_percent": [
+            round(100 * b["cpu_s"] / b["wall_s"], 1) if b["wall_s"] else None for b in bots
+        ],
+    }
+    if subs:
+        report["fanout"] = _combine_subscribers(subs, max(ends) if ends else 0)
+    return report
+
+
+def _combine_subscribers(subs: list[dict[str, Any]], bots_end_ns: int) -> dict[str, Any]:
+    rows = [row for worker in subs for row in worker["subscribers"]]
+    go = min(worker["go_ns"] for worker in subs)
+    rates = [
+        row["messages"] / ((row["last_ns"] - go) / 1e9) if row["last_ns"] > go else 0.0
+        for row in rows
+    ]
+    final = {row["final_seq"] for row in rows}
+    contiguous = all(
+        row["gaps"] == 0
+        and row["closed"] is None
+        and row["snapshots"] == 1
+        and row["final_seq"] is not None
+        and row["final_seq"] - row["snapshot_seq"] == row["book"]
+        for row in rows
+    )
+    last = max((row["last_ns"] for row in rows), default=0)
+    return {
+        "subscribers": len(rows),
+        "messages_per_sec_per_subscriber": round(sum(rates) / len(rates)) if rates else 0,
+        "messages_per_sec_min": round(min(rates, default=0)),
+        "messages_per_sec_max": round(max(rates, default=0)),
+        "messages_per_sec_total": round(sum(rates)),
+        "messages_per_subscriber": round(sum(r["messages"] for r in rows) / max(1, len(rows))),
+        "book_updates": max((r["book"] for r in rows), default=0),
+        "trades": max((r["trades"] for r in rows), default=0),
+        "seq_gaps": sum(r["gaps"] for r in rows),
+        "seq_contiguous": contiguous,
+        "same_final_seq": len(final) == 1,
+        "closed": [r["closed"] for r in rows if r["closed"]][:5],
+        "closed_count": sum(1 for r in rows if r["closed"]),
+        "lag_after_bots_ms": round((last - bots_end_ns) / 1e6, 1) if last and bots_end_ns else None,
+        "cpu_percent": [
+            round(100 * w["cpu_s"] / ((w["end_ns"] - w["go_ns"]) / 1e9), 1)
+            if w["end_ns"] > w["go_ns"]
+            else None
+            for w in subs
+        ],
+    }
+
+
+# -- profiling the server with py-spy --------------------------------------------------------------
+
+
+def _py_spy() -> str | None:
+    return shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+
+
+def _start_py_spy(pid: int, path: str, native: bool) -> subprocess.Popen[bytes] | None:
+    exe = _py_spy()
+    if exe is None:
+        _progress("py-spy is not installed (pip install py-spy): no profile")
+        return None
+    command = [exe, "record", "--pid", str(pid), "--format", "raw", "--output", path]
+    # Blocking sampling (the server is paused for each sample): non-blocking reads tear stacks.
+    command += ["--threads", "--rate", "200"] + (["--native"] if native else [])
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+LAYERS = (
+    ("Exchange.execute", "engine: Exchange.execute (checks, ledger, book, reports)"),
+    ("Session.on_frame", "request intake: decode, session checks, venue.submit"),
+    ("Venue.publish", "market data: stream messages and fan-out"),
+    ("Journal.commit", "journal: commit (hand-off to the fsync thread)"),
+    ("Journal.append", "journal: append (encode the command)"),
+    ("Venue._execute_batch", "answers: command build, views, encode, session.send"),
+    ("WebsocketsConnection.write_loop", "websocket write: frames, transport.write"),
+    ("handle_connection", "websocket read: frames, recv"),
+    ("Connection.data_received", "websocket read: frames, recv"),
+)
+"""Where the event loop thread's time goes, by the first of these functions on a sample's
+stack (searched in this order); "other" is mostly the event loop itself (uvloop: polling,
+socket calls, task steps)."""
+
+
+def _profile_summary(path: str, top: int = 20) -> dict[str, Any]:
+    """Where the event loop thread's samples fall: by innermost frame (self) and by frame
+    anywhere on the stack (total), as shares of that thread's samples, from py-spy's collapsed
+    stacks (idle samples are not recorded); and each thread's share of all the samples (the
+    journal's fsync thread shows up there: blocked in a syscall is not idle to py-spy)."""
+    self_counts: Counter[str] = Counter()
+    total_counts: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    layers: Counter[str] = Counter()
+    samples = 0
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return {"error": f"no profile written to {path}"}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        thread = "?"
+        if frames[0].startswith("thread ("):
+            thread = frames.pop(0).partition(": ")[2] or "?"
+        threads[thread] += n
+        if thread != "MainThread" or not frames:
+            continue
+        names = [_frame_name(f) for f in frames]
+        samples += n
+        self_counts[names[-1]] += n
+        for name in set(names):
+            total_counts[name] += n
+        functions = {name.partition(" (")[0] for name in names}
+        layer = next((label for marker, label in LAYERS if marker in functions), "other")
+        layers[layer] += n
+
+    def share(counter: Counter[str], of: int) -> list[list[Any]]:
+        return [[name, round(100 * n / of, 1)] for name, n in counter.most_common(top)]
+
+    every = sum(threads.values())
+    # The frames on every stack (the runner, the CLI, the module) say nothing: leave them out.
+    root = max(total_counts.values(), default=0)
+    for name in [name for name, n in total_counts.items() if n == root]:
+        del total_counts[name]
+    return {
+        "file": path,
+        "samples": samples,
+        "threads_percent": share(threads, every) if every else [],
+        "layers_percent": share(layers, samples) if samples else [],
+        "self_percent": share(self_counts, samples) if samples else [],
+        "total_percent": share(total_counts, samples) if samples else [],
+    }
+
+
+def _frame_name(frame: str) -> str:
+    """``function (path/to/module.py:123)`` -> ``function (module.py)``."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    parts = where.split("/")
+    short = "/".join(parts[-2:]) if len(parts) > 1 else where
+    return f"{name} ({short})" if where else name
+
+
+# -- printing -----------------------------------------------------------------------------------
+
+
+def _machine_line(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    return (
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['python']},"
+        f" {m['os']}; {report['date']}"
+    )
+
+
+def format_report(report: dict[str, Any]) -> str:
+    mode = (
+        f"fixed rate {report['offered_rate']:,.0f} req/s offered"
+        if report["offered_rate"]
+        else f"saturation (window {report['window']} per connection)"
+    )
+    lines = [
+        f"Alatau gateway benchmark: {report['market']}, {report['clients']} bot connections in"
+        f" {report['client_procs']} client process(es), {mode}, durability"
+        f" {report['durability']}, {report['subscribers']} subscriber(s),"
+        f" transport {report['transport']}",
+        _machine_line(report) + f"; code {report.get('code')}",
+        f"command: {report['command']}",
+    ]
+    if "baseline" in report:
+        lines.append("")
+        lines.append("-- without subscribers --")
+        lines += _format_run(report["baseline"])
+        lines.append("")
+        lines.append(f"-- with {report['subscribers']} subscribers --")
+    lines += _format_run(report)
+    if "fanout_ratio" in report:
+        lines.append(
+            f"fan-out: {report['subscribers']} subscribers keep {report['fanout_ratio']:.2f}x of"
+            f" the saturation rate without subscribers"
+            f" ({report['orders_per_sec']:,} vs {report['baseline']['orders_per_sec']:,} req/s)"
+        )
+    return "\n".join(lines)
+
+
+def _format_run(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"{'request':<16} {'acked':>9} {'ok':>9} {'rejects':>8} {'per s':>8} {'p50 ms':>8}"
+        f" {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8}",
+    ]
+    labels = {"place": "place (passive)", "cross": "place (IOC)", "cancel": "cancel"}
+    for name in KINDS:
+        k = r["kinds"][name]
+        acked = k["ok"] + sum(k["errors"].values())
+        lines.append(
+            f"{labels[name]:<16} {acked:>9,} {k['ok']:>9,} {acked - k['ok']:>8,}"
+            f" {k['per_sec']:>8,} {k['p50_ms']:>8.3f} {k['p99_ms']:>8.3f} {k['p999_ms']:>9.3f}"
+            f" {k['max_ms']:>8.3f}"
+        )
+    lines.append(
+        f"{'all':<16} {r['acknowledged']:>9,} {r['ok']:>9,} {r['business_rejects']:>8,}"
+        f" {r['orders_per_sec']:>8,} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
+        f" {r['p999_ms']:>9.3f} {r['max_ms']:>8.3f}"
+    )
+    errors = ", ".join(f"{c} {n:,}" for c, n in sorted(r["errors"].items())) or "none"
+    lines += [
+        "",
+        f"acknowledged: {r['orders_per_sec']:,} requests/s over {r['seconds']} s"
+        f" (places {r['places_per_sec']:,}/s, cancels {r['cancels_per_sec']:,}/s);"
+        f" IOC orders that traded: {r['crossing_orders_filled']:,}",
+        f"rejects: {errors}; unexpected: {r['unexpected_errors']:,}; lost: {r['lost']:,}",
+    ]
+    server = r.get("server", {})
+    cpu = ", ".join(f"{c}%" for c in r["client_cpu_percent"])
+    lines.append(
+        f"CPU: server {server.get('cpu_percent')}% of a core"
+        f" ({server.get('cpu_us_per_request')} us per request), client process(es) {cpu},"
+        f" machine {r.get('machine_busy_percent')}% busy"
+    )
+    if (r.get("other_load_cores") or 0) > OTHER_LOAD_WARNING:
+        lines.append(
+            f"WARNING: other processes used ~{r['other_load_cores']} cores during the run:"
+            " the figures are disturbed, run it again on a quiet machine"
+        )
+    if r["connection_errors"]:
+        lines.append(f"connection errors: {r['connection_errors'][:3]}")
+    if server.get("log_problems"):
+        lines.append(f"server log: {len(server['log_problems'])} warning(s), first:")
+        lines += [f"  {line}" for line in server["log_problems"][:3]]
+    f = r.get("fanout")
+    if f:
+        lines.append(
+            f"subscribers: {f['subscribers']} received {f['messages_per_sec_per_subscriber']:,}"
+            f" msg/s each on average (min {f['messages_per_sec_min']:,}, max"
+            f" {f['messages_per_sec_max']:,}; {f['messages_per_sec_total']:,} msg/s in all),"
+            f" {f['messages_per_subscriber']:,} messages each ({f['book_updates']:,} book"
+            f" updates, {f['trades']:,} trades)"
+        )
+        lines.append(
+            f"  seq contiguous: {f['seq_contiguous']} (gaps {f['seq_gaps']}, same final seq"
+            f" {f['same_final_seq']}, closed {f['closed_count']}); last message"
+            f" {f['lag_after_bots_ms']} ms after the bots' last response; subscriber"
+            f" process CPU {', '.join(f'{c}%' for c in f['cpu_percent'])}"
+        )
+    profile = r.get("profile")
+    if profile and profile.get("samples"):
+        threads = ", ".join(f"{name} {p}%" for name, p in profile["threads_percent"][:4])
+        lines.append(
+            f"server profile: py-spy, {profile['samples']:,} samples of the event loop thread"
+            f" ({profile['file']}); samples by thread: {threads}"
+        )
+        lines.append("  %       by layer (the event loop thread)")
+        lines += [f"  {p:>6.1f}  {name}" for name, p in profile["layers_percent"]]
+        lines.append("  self %  (innermost frame)")
+        lines += [f"  {p:>6.1f}  {name}" for name, p in profile["self_percent"][:12]]
+        lines.append("  total % (anywhere on the stack)")
+        lines += [f"  {p:>6.1f}  {name}" for name, p in profile["total_percent"][:12]]
+    return lines
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's options (shared by ``alatau bench gateway`` and ``-m``)."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run: {QUICK_COUNT:,} requests, {QUICK_WARMUP} warm-up per connection",
+    )
+    parser.add_argument(
+        "--clients", type=int, default=DEFAULT_CLIENTS, help="bot connections (default 8)"
+    )
+    parser.add_argument(
+        "--client-procs", type=int, default=1, help="processes the bots are spread over (default 1)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="total offered requests/s, open loop (default 0: saturation)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        help=f"saturation: requests in flight per connection (default {DEFAULT_WINDOW})",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help=f"measured requests in total (default {DEFAULT_COUNT:,}; --quick {QUICK_COUNT:,})",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=DEFAULT_DURATION,
+        help=f"stop sending after this many seconds (default {DEFAULT_DURATION:g})",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help=f"unmeasured requests per connection first (default {DEFAULT_WARMUP})",
+    )
+    parser.add_argument(
+        "--durability",
+        choices=("fsync", "buffered", "off"),
+        default="fsync",
+        help="the server's --durability (default fsync)",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("picows", "websockets"),
+        default=None,
+        help="the server's --transport (default: the server's default)",
+    )
+    parser.add_argument("--market", default=DEFAULT_MARKET, help="the market traded")
+    parser.add_argument(
+        "--max-open",
+        type=int,
+        default=DEFAULT_MAX_OPEN,
+        help=f"open orders per bot before it only cancels (default {DEFAULT_MAX_OPEN})",
+    )
+    parser.add_argument(
+        "--subscribers", type=int, default=None, help="read-only book+trades connections"
+    )
+    parser.add_argument(
+        "--sub-procs", type=int, default=1, help="processes the subscribers are spread over"
+    )
+    parser.add_argument(
+        "--fanout",
+        action="store_true",
+        help="run twice, with no subscriber and with --subscribers"
+        f" (default {DEFAULT_FANOUT_SUBSCRIBERS}), and report the ratio",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="the bots' flow seed")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="sample the server with py-spy into FILE (raw stacks)"
+    )
+    parser.add_argument(
+        "--profile-native", action="store_true", help="py-spy --native (Cython frames too)"
+    )
+    # Internal: the worker processes.
+    parser.add_argument("--worker", choices=("bots", "subscribers"), help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    count = args.count if args.count is not None else (QUICK_COUNT if args.quick else DEFAULT_COUNT)
+    warmup = (
+        args.warmup if args.warmup is not None else (QUICK_WARMUP if args.quick else DEFAULT_WARMUP)
+    )
+    if args.clients < 1 or count < 1 or args.window < 1 or args.duration <= 0:
+        raise SystemExit("--clients, --count, --window and --duration must be positive")
+    if args.rate < 0 or warmup < 0 or args.max_open < 1:
+        raise SystemExit("--rate and --warmup must not be negative, --max-open must be positive")
+    return {
+        "clients": args.clients,
+        "client_procs": args.client_procs,
+        "rate": args.rate,
+        "window": args.window,
+        "count": count,
+        "duration": args.duration,
+        "warmup": warmup,
+        "durability": args.durability,
+        "transport": args.transport,
+        "market": args.market,
+        "max_open": args.max_open,
+        "sub_procs": args.sub_procs,
+        "seed": args.seed,
+        "profile_native": args.profile_native,
+    }
+
+
+async def _main(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    options = _options(args)
+    # SIGTERM cancels the run like Ctrl-C does, so the finally clauses stop the server.
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    subscribers = args.subscribers
+    if subscribers is None:
+        subscribers = DEFAULT_FANOUT_SUBSCRIBERS if args.fanout else 0
+    started = time.time()
+    if args.fanout:
+        baseline = await _run_once(options, 0, None)
+        _progress(f"without subscribers: {baseline['orders_per_sec']:,} req/s")
+        report = await _run_once(options, subscribers, args.profile)
+        report["baseline"] = baseline
+        report["fanout_ratio"] = (
+            round(report["orders_per_sec"] / baseline["orders_per_sec"], 3)
+            if baseline["orders_per_sec"]
+            else None
+        )
+    else:
+        report = await _run_once(options, subscribers, args.profile)
+    report["machine"] = machine_info(("websockets", "picows", "uvloop", "msgspec"))
+    report["code"] = _code_version()
+    report["command"] = command
+    report["elapsed_s"] = round(time.time() - started, 1)
+    return report
+
+
+def _code_version() -> str | None:
+    """The checked-out commit, and whether the server's code differs from it (read-only git)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "engine", "gateway", ":!gateway/cli.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return None
+    return f"{head}{' (engine/gateway modified)' if dirty else ''}" if head else None
+
+
+def _healthy(report: dict[str, Any]) -> bool:
+    runs = [report, report["baseline"]] if "baseline" in report else [report]
+    for r in runs:
+        if r["unexpected_errors"] or r["lost"] or r["connection_errors"] or not r["acknowledged"]:
+            return False
+        fanout = r.get("fanout")
+        if fanout and not (fanout["seq_contiguous"] and fanout["same_final_seq"]):
+            return False
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run what the parsed options ask for; returns the exit status."""
+    if args.worker:
+        return _worker(args.worker, args.spec)
+    import shlex
+
+    import uvloop
+
+    argv = sys.argv[1:]
+    if argv[:2] == ["bench", "gateway"]:
+        argv = argv[2:]
+    command = shlex.join(["alatau", "bench", "gateway", *argv])
+    try:
+        report = uvloop.run(_main(args, command))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: the server and the workers were stopped", file=sys.stderr)
+        return 130
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0 if _healthy(report) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gateway_bench",
+        description="Benchmark the exchange end to end: bots over websockets on loopback.",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

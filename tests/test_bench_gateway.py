@@ -1,0 +1,115 @@
+"""The gateway benchmark's own correctness: a tiny end-to-end run through the CLI.
+
+No timing is asserted: the machine is shared and timings are the benchmark's output, not its
+contract.  What is checked is that the run is sound: every request was acknowledged, no
+unexpected error code came back, the subscriber saw every book update in seq order, and no
+process was left behind.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks import gateway_bench
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNT = 2_000
+CLI_ARGS = (
+    "bench",
+    "gateway",
+    "--quick",
+    "--json",
+    "--count",
+    str(COUNT),
+    "--clients",
+    "2",
+    "--subscribers",
+    "1",
+    "--durability",
+    "buffered",
+)
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of the running processes that contain ``text`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(cmdline)
+    return found
+
+
+def test_cli_bench_gateway_quick_json():
+    """`alatau bench gateway --quick --json` acknowledges every request and reports soundly."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *CLI_ARGS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads(result.stdout)
+    for key in (
+        "orders_per_sec",
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "clients",
+        "offered_rate",
+        "durability",
+        "subscribers",
+        "errors",
+        "machine",
+        "date",
+        "command",
+    ):
+        assert key in report, key
+    assert report["clients"] == 2 and report["subscribers"] == 1
+    assert report["offered_rate"] == 0 and report["durability"] == "buffered"
+    assert report["sent"] == COUNT
+    assert report["acknowledged"] == COUNT and report["lost"] == 0
+    assert report["ok"] + report["business_rejects"] == COUNT and report["ok"] > 0
+    assert set(report["errors"]) <= gateway_bench.EXPECTED_REJECTS, report["errors"]
+    assert report["unexpected_errors"] == 0 and not report["connection_errors"]
+    assert report["orders_per_sec"] > 0
+    assert 0 < report["p50_ms"] <= report["p99_ms"] <= report["p999_ms"]
+    kinds = report["kinds"]
+    assert kinds["place"]["ok"] > 0 and kinds["cancel"]["ok"] > 0 and kinds["cross"]["ok"] > 0
+    assert report["max_open_per_client"] <= gateway_bench.DEFAULT_MAX_OPEN
+    fanout = report["fanout"]
+    assert fanout["subscribers"] == 1
+    assert fanout["seq_contiguous"] and fanout["seq_gaps"] == 0 and fanout["closed_count"] == 0
+    assert fanout["book_updates"] > 0 and fanout["messages_per_subscriber"] > 0
+    assert report["server"]["exit_status"] == 0, report["server"]
+    # Nothing is left behind: not the server, not a worker, not the data directory.
+    server = report["server"]
+    assert _processes_mentioning(server["url"] + '"') == []
+    assert _processes_mentioning(server["data_dir"]) == []
+    assert not Path(server["data_dir"]).exists()
+
+
+def test_flow_prices_and_quantities():
+    """The flow's prices straddle the reference on the tick; quantities clear the minimums."""
+    market = {
+        "tick": "0.01",
+        "lot": "0.01",
+        "min_qty": "1",
+        "min_notional": "1000.00",
+        "reference_price": "515.00",
+    }
+    prices, qtys = gateway_bench._flow_prices(market)
+    assert len(prices) == 2 * gateway_bench.SPREAD_TICKS + 1
+    assert prices[gateway_bench.SPREAD_TICKS] == "515.00"
+    assert prices[0] == "514.50" and prices[-1] == "515.50"
+    from decimal import Decimal
+
+    lowest = Decimal(prices[0])
+    assert all(Decimal(q) * lowest >= 1000 for q in qtys)
+    assert all(Decimal(q) % Decimal("0.01") == 0 for q in qtys)
