@@ -188,16 +188,19 @@ class Session:
         # exactly what it is for.
         if self.cancel_on_disconnect and self.participant_id is not None:
             participant_id = self.participant_id
-            for market, order_id in sorted(self.placed):
-                self.venue.submit(
-                    lambda ts, m=market, o=order_id: CancelOrder(
-                        ts=ts,
-                        participant_id=participant_id,
-                        market=m,
-                        order_id=o,
-                        reason="disconnect",
+            try:
+                for market, order_id in sorted(self.placed):
+                    self.venue.submit(
+                        lambda ts, m=market, o=order_id: CancelOrder(
+                            ts=ts,
+                            participant_id=participant_id,
+                            market=m,
+                            order_id=o,
+                            reason="disconnect",
+                        )
                     )
-                )
+            except WireError:  # the venue is stopping: its final snapshot keeps the orders
+                log.warning("cancel-on-disconnect for %s skipped: shutting down", participant_id)
 
     def send(self, data: bytes) -> None:
         """Queue a message; a client that lets too much pile up is disconnected."""

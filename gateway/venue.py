@@ -36,6 +36,7 @@ from engine.reports import (
 
 from . import protocol
 from .marketdata import Channels
+from .protocol import WireError
 from .views import asset_scales, balance_view, fill_view, order_view, trade_view
 
 log = logging.getLogger("alatau.venue")
@@ -99,7 +100,7 @@ class Venue:
     def submit(self, build: Builder, done: Done | None = None) -> None:
         """Queue a command; ``done(reports)`` runs once it is executed, durable and published."""
         if self._closed:
-            raise RuntimeError("the venue is shutting down")
+            raise WireError("INTERNAL", "the venue is shutting down: the request did not run")
         self._pending.append((build, done))
         self._wakeup.set()
 
