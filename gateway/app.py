@@ -248,4 +248,5 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvloop
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("picows").setLevel(logging.WARNING)  # it logs every connection at INFO
     return uvloop.run(serve(options_from_args(args)))
