@@ -217,7 +217,7 @@ class Stream:
     ::
 
         async with client.stream("trades:BTC-KZT") as trades:
-            async for message in trades:  # {"channel": "trades", "market": ..., "data": ...}
+            async for message in trades:  # {"channel": "trades", "market": ..., "data": [...]}
                 ...
 
     ``async with`` subscribes on entry and unsubscribes on exit; iterating a stream that
@@ -723,10 +723,12 @@ class LocalBook:
 
         async with client.local_book("BTC-KZT") as book:   # waits for the snapshot
             print(book.seq, book.best_bid(), book.best_ask(), book.bids[:5])
-            await book.wait_seq(n)                          # until it has applied update n
+            await book.wait_seq(n)                          # until it is at n or later
 
-    ``seq`` must be contiguous: a snapshot with ``seq`` N, then updates N + 1, N + 2...
-    An update with any other ``seq`` is a gap (a lost message, or one this client's
+    ``seq`` must be contiguous: a snapshot with ``seq`` N, then updates covering N + 1 to
+    M (``first_seq`` N + 1, ``seq`` M: the server sends one update per batch of changes),
+    then M + 1 onwards...  An update that does not start right after the last is a gap (a
+    lost message, or one this client's
     bounded queue dropped): the book marks itself not ``synced``, counts it in ``gaps``,
     calls ``on_gap(book, expected_seq, got_seq)``, ignores updates until a new snapshot
     and, when it is attached to a client, re-subscribes (unsubscribe + subscribe, counted
@@ -831,13 +833,16 @@ class LocalBook:
             ):
                 self._resync()
             return False
+        # An update covers the engine's changes first_seq..seq of this book (several when
+        # the server conflated a batch); the next one must start right after it.
         expected = (self.seq or 0) + 1
-        if seq != expected:
+        first_seq = message.get("first_seq", seq)
+        if first_seq != expected or seq < first_seq:
             self.synced = False
             self.gaps += 1
-            log.warning("book %s: seq gap, expected %d got %d", self.market, expected, seq)
+            log.warning("book %s: seq gap, expected %d got %d", self.market, expected, first_seq)
             if self.on_gap is not None:
-                self.on_gap(self, expected, seq)
+                self.on_gap(self, expected, first_seq)
             self._resync()
             self._notify()
             return False

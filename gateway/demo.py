@@ -91,12 +91,12 @@ async def watcher(url: str, market: str, stop: asyncio.Event) -> None:
 
         async def show_trades() -> None:
             async for message in trades:
-                t = message["data"]
-                print(
-                    f"trade #{t['trade_id']:<5} {market} {t['taker_side']:4} "
-                    f"{t['qty']:>12} @ {t['price']}",
-                    flush=True,
-                )
+                for t in message["data"]:  # the trades of one batch, in order
+                    print(
+                        f"trade #{t['trade_id']:<5} {market} {t['taker_side']:4} "
+                        f"{t['qty']:>12} @ {t['price']}",
+                        flush=True,
+                    )
 
         printer = asyncio.create_task(show_trades())
         while not stop.is_set():

@@ -11,8 +11,17 @@ What picows leaves to us, and how it is done here:
 * fragmented messages are reassembled (bounded by ``MAX_FRAME_BYTES``);
 * a binary frame gets an ``INVALID_REQUEST`` answer; a close frame is answered with a
   close frame and the connection is dropped;
-* ``buffered()`` is the transport's write-buffer size, so a session can close a slow reader;
-  a close that cannot drain (the peer does not read) is aborted after ``CLOSE_TIMEOUT_S``.
+* ``buffered()`` is what waits to be written (ours and the transport's), so a session can
+  close a slow reader; a close that cannot drain (the peer does not read) is aborted after
+  ``CLOSE_TIMEOUT_S``.
+
+Writes are batched per connection: ``send`` only queues the message, and once per turn of
+the event loop (``OutputFlusher``) each connection that has something to send frames all of
+it and hands it to the socket in one write, so a connection that gets a hundred answers and
+stream messages from one batch costs one ``send()`` system call, not a hundred.  Server
+frames are not masked, so framing is a header in front of each message; the socket's
+transport keeps the order of these writes and picows' own (pings, close frames), since
+picows writes through it too whenever it holds queued data.
 
 Pings: picows answers pings itself and pings idle peers (``enable_auto_ping``), closing
 the ones that do not answer; then the session's cancel-on-disconnect acts.
@@ -40,12 +49,48 @@ _BINARY_REFUSED = (
 )
 
 
+_SHORT_HEADERS = tuple(bytes((0x81, length)) for length in range(126))
+
+
+def text_frame_header(length: int) -> bytes:
+    """The header of an unmasked, final text frame (a server's) with a payload of ``length``
+    bytes (RFC 6455, section 5.2)."""
+    if length < 126:
+        return _SHORT_HEADERS[length]
+    if length < 65_536:
+        return b"\x81\x7e" + length.to_bytes(2, "big")
+    return b"\x81\x7f" + length.to_bytes(8, "big")
+
+
+class OutputFlusher:
+    """Writes out, once per turn of the event loop, every connection that queued messages."""
+
+    def __init__(self) -> None:
+        self._dirty: list[PicowsConnection] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def mark(self, connection: PicowsConnection) -> None:
+        if not self._dirty:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self._dirty.append(connection)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            connection.flush()
+
+
 class PicowsConnection(WSListener):
     """One websocket connection: picows listener and the session's ``Connection``."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, flusher: OutputFlusher | None = None) -> None:
         super().__init__()
         self.gateway = gateway
+        self.flusher = flusher or OutputFlusher()
+        self._out: list[bytes] = []  # messages queued in this turn of the loop
+        self._out_bytes = 0
         self.transport: WSTransport | None = None
         self.session: Session | None = None
         self._fragments: list[bytes] | None = None
@@ -118,13 +163,36 @@ class PicowsConnection(WSListener):
 
     def send(self, data: bytes) -> None:
         transport = self.transport
-        if transport is not None and not transport.is_close_frame_sent:
-            transport.send(WSMsgType.TEXT, data)
+        if transport is None or transport.is_close_frame_sent:
+            return
+        if not self._out:
+            self.flusher.mark(self)
+        self._out.append(data)
+        self._out_bytes += len(data)
+
+    def flush(self) -> None:
+        """Frame what is queued and write it with one call (see the module docstring)."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        self._out_bytes = 0
+        transport = self.transport
+        if transport is None or transport.is_close_frame_sent or transport.is_disconnected:
+            return
+        if len(out) == 1:
+            transport.send(WSMsgType.TEXT, out[0])
+            return
+        parts = []
+        for message in out:
+            parts.append(text_frame_header(len(message)))
+            parts.append(message)
+        transport.underlying_transport.write(b"".join(parts))
 
     def buffered(self) -> int:
         if self.transport is None:
             return 0
-        return self.transport.underlying_transport.get_write_buffer_size()
+        return self._out_bytes + self.transport.underlying_transport.get_write_buffer_size()
 
     @property
     def asyncio_transport(self) -> asyncio.BaseTransport:
@@ -135,6 +203,7 @@ class PicowsConnection(WSListener):
         transport = self.transport
         if transport is None or transport.is_close_frame_sent:
             return
+        self.flush()  # what was queued before the close goes out before the close frame
         transport.send_close(WSCloseCode(code), reason.encode())
         transport.disconnect()
 
@@ -154,8 +223,9 @@ async def run_picows_server(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until ``stop`` is set (or forever); ``started`` gets the bound (host, port)."""
+    flusher = OutputFlusher()
     server = await ws_create_server(
-        lambda request: PicowsConnection(gateway),
+        lambda request: PicowsConnection(gateway, flusher),
         host,
         port,
         enable_auto_ping=True,

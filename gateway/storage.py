@@ -180,10 +180,23 @@ class Storage:
         self.journal.append(command)
         self._since_snapshot += 1
 
-    async def commit(self) -> None:
+    def sync(self) -> None:
+        """See ``Journal.sync``: everything appended so far is durable on return."""
         assert self.journal is not None
-        await self.journal.commit()
-        if self.mode != "off" and self._since_snapshot >= self.snapshot_every:
+        self.journal.sync()
+
+    @property
+    def snapshot_due(self) -> bool:
+        return self.mode != "off" and self._since_snapshot >= self.snapshot_every
+
+    async def commit(self) -> None:
+        """Make everything appended durable, then write a snapshot if one is due.
+
+        The caller must not execute commands while this runs: the snapshot is of the
+        exchange as it is after the last appended command."""
+        assert self.journal is not None
+        self.journal.sync()
+        if self.snapshot_due:
             self.snapshot()
 
     # -- snapshots -----------------------------------------------------------------------

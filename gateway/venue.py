@@ -3,14 +3,19 @@
 Sessions turn requests into commands and hand them to ``Venue.submit`` together with a
 callback.  Commands are executed strictly in the order they were submitted, by a single
 task (the sequencer), which stamps each with the time (never going backwards).  All the
-commands that arrive within one turn of the event loop form one batch: they are executed,
-then (with durability on) written to the journal with one write and one fsync, and only
-then are their reports published to the streams and their callbacks run, so nothing is
-confirmed to anyone before it is durable.
+commands that arrive within one turn of the event loop form one batch: they are executed
+and appended to the journal, and the batch's reports wait until the journal says the batch
+is durable (one write and one fsync for the whole batch: see ``gateway.journal``); only
+then are they published to the streams and the callbacks run, so nothing is confirmed to
+anyone before it is durable.  The journal may make a batch durable at once (the shipped
+one does) or hand back a future; in the second case the sequencer goes on with the next
+batch meanwhile, and batches are still published in the order they were executed.
 
-Fan-out: private reports go to the owner's sessions that subscribed to ``orders``; trades
-and book changes to the public channels.  Each message is encoded once for all its
-receivers.
+Fan-out, per batch: first each market's trades and book changes go to the public channels
+as one message each (``gateway.marketdata``), then command by command the private reports
+go to the owner's sessions that follow ``orders`` and the callback answers the request; so
+on any connection the stream messages a command caused come before its response.  Each
+message is encoded once for all its receivers.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from engine.commands import Command
+from engine.errors import EngineError
 from engine.exchange import Exchange
 from engine.reports import (
     Audit,
@@ -41,16 +47,32 @@ from .views import asset_scales, balance_view, fill_view, order_view, trade_view
 
 log = logging.getLogger("alatau.venue")
 
+
+class JournalFailed(EngineError):
+    """A batch could not be made durable; nothing after it was acknowledged."""
+
+
 Builder = Callable[[int], Command]  # ts (ms) -> the command
 Done = Callable[[list[Report]], None]
 
 
 class Journal(Protocol):
-    """What the sequencer needs of a journal (see ``gateway.journal``)."""
+    """What the sequencer needs of a journal (see ``gateway.storage``)."""
+
+    snapshot_due: bool
 
     def append(self, command: Command) -> None: ...
 
+    def sync(self) -> asyncio.Future[None] | None:
+        """Make what was appended durable: None if it is on return, else a future done
+        when it is.  Raises ``OSError`` if it cannot be."""
+
     async def commit(self) -> None: ...
+
+
+# Batches executed but not yet durable: past this many the sequencer waits for the disk,
+# so a stalled disk holds back new commands instead of growing memory without bound.
+MAX_UNPUBLISHED_BATCHES = 64
 
 
 class Venue:
@@ -78,6 +100,12 @@ class Venue:
         self.audit_log: deque[Audit] = deque(maxlen=audit_log_size)
         self.commands_executed = 0
         self._pending: deque[tuple[Builder, Done | None]] = deque()
+        # Executed batches waiting to be durable: (the journal's future or None, results).
+        self._unpublished: deque[
+            tuple[asyncio.Future[None] | None, list[tuple[list[Report], Done | None]]]
+        ] = deque()
+        self._published = asyncio.Event()  # set (and replaced) whenever batches go out
+        self._failed = False
         self._wakeup = asyncio.Event()
         self._last_ts = 0
         self._task: asyncio.Task[None] | None = None
@@ -108,63 +136,132 @@ class Venue:
         return self.clock_ms()
 
     async def _run(self) -> None:
-        while True:
-            if not self._pending:
-                if self._closed:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = list(self._pending)
-            self._pending.clear()
-            try:
-                await self._execute_batch(batch)
-            except Exception:  # a bug in the engine: stop serving rather than go on wrong
-                log.exception("the sequencer failed; the venue stops accepting commands")
-                self._closed = True
-                raise
+        try:
+            while not self._failed:
+                if not self._pending:
+                    if self._closed:
+                        break
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                batch = list(self._pending)
+                self._pending.clear()
+                self._execute_batch(batch)
+                journal = self.journal
+                if journal is not None and journal.snapshot_due:
+                    await journal.commit()  # durable up to here, then the snapshot
+                while len(self._unpublished) > MAX_UNPUBLISHED_BATCHES and not self._failed:
+                    await self._published.wait()
+            while self._unpublished and not self._failed:
+                await self._published.wait()
+            if self._failed:
+                raise JournalFailed("the journal failed: the venue stopped acknowledging")
+        except JournalFailed:
+            raise
+        except Exception:  # a bug in the engine: stop serving rather than go on wrong
+            log.exception("the sequencer failed; the venue stops accepting commands")
+            self._closed = True
+            raise
 
-    async def _execute_batch(self, batch: list[tuple[Builder, Done | None]]) -> None:
+    def _execute_batch(self, batch: list[tuple[Builder, Done | None]]) -> None:
         results: list[tuple[list[Report], Done | None]] = []
         journal = self.journal
+        execute = self.exchange.execute
+        clock_ms = self.clock_ms
         for build, done in batch:
-            ts = max(self.clock_ms(), self._last_ts)
+            ts = clock_ms()
+            if ts < self._last_ts:
+                ts = self._last_ts
             self._last_ts = ts
             command = build(ts)
-            reports = self.exchange.execute(command)
+            reports = execute(command)
             if journal is not None:
                 journal.append(command)
             results.append((reports, done))
         self.commands_executed += len(batch)
+        durable = None
         if journal is not None:
-            await journal.commit()
-        for reports, done in results:
-            self.publish(reports)
-            if done is not None:
-                done(reports)
+            try:
+                durable = journal.sync()
+            except OSError as exc:
+                self._unpublished.append((None, results))
+                self._fail(exc)
+                return
+        self._unpublished.append((durable, results))
+        if durable is None:
+            self._publish_ready()
+        else:
+            durable.add_done_callback(self._on_durable)
+
+    def _on_durable(self, _future: asyncio.Future[None]) -> None:
+        self._publish_ready()
+
+    def _publish_ready(self) -> None:
+        """Publish, in execution order, every batch at the head that is durable."""
+        unpublished = self._unpublished
+        while unpublished and not self._failed:
+            durable, results = unpublished[0]
+            if durable is not None:
+                if not durable.done():
+                    break
+                error = durable.exception() if not durable.cancelled() else None
+                if error is not None or durable.cancelled():
+                    self._fail(error)
+                    break
+            unpublished.popleft()
+            self.publish_batch(results)
+        self._published.set()
+        self._published = asyncio.Event()
+
+    def _fail(self, error: BaseException | None) -> None:
+        """The journal could not make a batch durable: acknowledge nothing more."""
+        log.error(
+            "the journal failed (%r): %d executed batch(es) will not be acknowledged; the "
+            "venue stops accepting commands",
+            error,
+            len(self._unpublished),
+        )
+        self._failed = True
+        self._closed = True
+        self._wakeup.set()
 
     # -- fan-out -------------------------------------------------------------------------
 
+    def publish_batch(self, results: list[tuple[list[Report], Done | None]]) -> None:
+        """Publish one executed, durable batch and run its callbacks.
+
+        The batch's public messages go first, so that on every connection the stream
+        messages a command caused come before that command's response (``docs/protocol.md``);
+        then, command by command, the private reports and the callback."""
+        book_changes: dict[str, list[BookChanged]] = {}
+        trades: dict[str, list[TradePrinted]] = {}
+        audit_log = self.audit_log
+        for reports, _done in results:
+            for report in reports:
+                kind = type(report)
+                if kind is BookChanged:
+                    book_changes.setdefault(report.market, []).append(report)
+                elif kind is TradePrinted:
+                    trades.setdefault(report.market, []).append(report)
+                elif kind is Audit:
+                    audit_log.append(report)
+        self._publish_public(book_changes, trades)
+        listeners = self.order_listeners
+        for reports, done in results:
+            if listeners:
+                self._publish_private(reports)
+            if done is not None:
+                done(reports)
+
     def publish(self, reports: list[Report]) -> None:
-        markets = self.exchange.markets
+        """Publish the reports of one command (a batch of one, without a callback)."""
+        self.publish_batch([(reports, None)])
+
+    def _publish_private(self, reports: list[Report]) -> None:
+        """Send one command's order, fill and balance reports to their owners' sessions."""
         for report in reports:
             kind = type(report)
-            if kind is BookChanged:
-                self.channels.book_changed(report)
-            elif kind is TradePrinted:
-                channel = f"trades:{report.market}"
-                if self.channels.subscribers[channel]:
-                    self.channels.publish(
-                        channel,
-                        protocol.encode(
-                            {
-                                "channel": "trades",
-                                "market": report.market,
-                                "data": trade_view(report, markets[report.market]),
-                            }
-                        ),
-                    )
-            elif kind is OrderReport or kind is FillReport or kind is BalanceReport:
+            if kind is OrderReport or kind is FillReport or kind is BalanceReport:
                 listeners = self.order_listeners.get(report.participant_id)
                 if listeners:
                     message = protocol.encode(
@@ -172,8 +269,29 @@ class Venue:
                     )
                     for session in tuple(listeners):
                         session.send(message)
-            elif kind is Audit:
-                self.audit_log.append(report)
+
+    def _publish_public(
+        self, book_changes: dict[str, list[BookChanged]], trades: dict[str, list[TradePrinted]]
+    ) -> None:
+        """A batch's trades, then its book changes: one message per market and channel."""
+        markets = self.exchange.markets
+        channels = self.channels
+        for symbol, printed in trades.items():
+            channel = f"trades:{symbol}"
+            if channels.subscribers[channel]:
+                market = markets[symbol]
+                channels.publish(
+                    channel,
+                    protocol.encode(
+                        {
+                            "channel": "trades",
+                            "market": symbol,
+                            "data": [trade_view(trade, market) for trade in printed],
+                        }
+                    ),
+                )
+        for symbol, changes in book_changes.items():
+            channels.book_changed(symbol, changes)
 
     def _private_view(self, report: OrderReport | FillReport | BalanceReport) -> dict[str, Any]:
         if type(report) is BalanceReport:

@@ -335,7 +335,9 @@ class L2Book:
 
     def apply(self, message: dict) -> None:
         assert message["data"]["type"] == "update", message
-        assert message["seq"] == self.seq + 1, f"gap: seq {message['seq']} after {self.seq}"
+        first_seq = message["first_seq"]
+        assert first_seq == self.seq + 1, f"gap: seq {first_seq} after {self.seq}"
+        assert message["seq"] >= first_seq, message
         self.seq = message["seq"]
         for side, levels in (
             (self.bids, message["data"]["bids"]),
@@ -367,3 +369,8 @@ def _is_zero(text: str) -> bool:
 
 async def gather(*calls: Awaitable[T]) -> list[T]:
     return list(await asyncio.gather(*calls))
+
+
+def trades_of(messages: list[dict]) -> list[dict]:
+    """The trades of a ``trades`` stream, in order (each message carries a batch's list)."""
+    return [trade for message in messages for trade in message["data"]]

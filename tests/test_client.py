@@ -345,7 +345,7 @@ def test_streams_drop_the_oldest_message_when_full(server: Server) -> None:
                     await client.place("BTC-KZT", "buy", "0.001", "45000000")
             await client.ping()  # every trade message has been read off the socket
             assert (trades.pending(), trades.dropped) == (2, 3)
-            kept = [(await trades.__anext__())["data"]["trade_id"] for _ in range(2)]
+            kept = [(await trades.__anext__())["data"][0]["trade_id"] for _ in range(2)]
             assert kept[1] == kept[0] + 1
             await trades.close()
             assert await client.open_orders("BTC-KZT") == []

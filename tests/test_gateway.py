@@ -32,6 +32,7 @@ from .gateway_harness import (
     async_test,
     login_params,
     running_venue,
+    trades_of,
     wait_until,
 )
 
@@ -487,7 +488,7 @@ async def test_subscribe_snapshot_updates_and_unsubscribe() -> None:
         taken = await bob.ok("order.place", limit("buy", 45_100_000, "0.1"))
         await watcher.wait_book_seq(BTC, v.book_seq(BTC))
         update = watcher.streams[f"book:{BTC}"][-1]
-        assert update["seq"] == snapshot["seq"] + 1
+        assert update["first_seq"] == update["seq"] == snapshot["seq"] + 1  # one change
         assert update["data"] == {
             "type": "update",
             "bids": [],
@@ -495,7 +496,7 @@ async def test_subscribe_snapshot_updates_and_unsubscribe() -> None:
         }
         trades = await watcher.wait_stream(f"trades:{BTC}", lambda ms: len(ms) == 1)
         assert trades[0]["channel"] == "trades" and trades[0]["market"] == BTC
-        trade = trades[0]["data"]
+        (trade,) = trades[0]["data"]
         assert set(trade) == {"trade_id", "price", "qty", "taker_side", "ts"}
         assert (trade["price"], trade["qty"], trade["taker_side"]) == (
             "45100000.00",
@@ -1112,10 +1113,12 @@ async def test_two_subscribers_see_the_same_trades_in_the_same_order() -> None:
         answers = await asyncio.gather(*[await t for t in takers])
         trade_ids = [f["trade_id"] for r in answers for f in r["result"]["fills"]]
         assert len(trade_ids) == 24  # 0.003 lots met by 0.007 takers
-        await a.wait_stream(f"trades:{BTC}", lambda ms: len(ms) == len(trade_ids))
-        await b.wait_stream(f"trades:{BTC}", lambda ms: len(ms) == len(trade_ids))
+        for client in (a, b):
+            await client.wait_stream(
+                f"trades:{BTC}", lambda ms: len(trades_of(ms)) == len(trade_ids)
+            )
         assert a.streams[f"trades:{BTC}"] == b.streams[f"trades:{BTC}"]
-        seen = [m["data"]["trade_id"] for m in a.streams[f"trades:{BTC}"]]
+        seen = [t["trade_id"] for t in trades_of(a.streams[f"trades:{BTC}"])]
         assert seen == sorted(seen) and set(seen) == set(trade_ids)
         assert b.streams[f"trades:{ETH}"] == []
 
@@ -1246,16 +1249,17 @@ async def test_random_flow_streamed_book_equals_the_engine(seed: int) -> None:
 
         # every trade once, in the same order for both subscribers, matching the takers' fills
         streamed = [
-            (m["market"], m["data"]["trade_id"])
+            (m["market"], t["trade_id"])
             for s in (BTC, ETH)
             for m in watcher.streams[f"trades:{s}"]
+            for t in m["data"]
         ]
         assert len(streamed) == len(set(streamed)) == len(taker_trades) > 20
         assert set(streamed) == taker_trades
         for symbol in (BTC, ETH):
-            ids = [m["data"]["trade_id"] for m in watcher.streams[f"trades:{symbol}"]]
+            ids = [t["trade_id"] for t in trades_of(watcher.streams[f"trades:{symbol}"])]
             assert ids == sorted(ids)
-            late = [m["data"]["trade_id"] for m in second.streams[f"trades:{symbol}"]]
+            late = [t["trade_id"] for t in trades_of(second.streams[f"trades:{symbol}"])]
             assert late == ids[len(ids) - len(late) :]
         v.exchange.check_integrity()
 

@@ -1,0 +1,284 @@
+"""The gateway's batching: conflated market data, the pipelined journal, batched writes.
+
+* A batch's book changes of a market go out as one ``update`` covering ``first_seq`` ..
+  ``seq`` with only the levels that differ from before the batch; its trades as one list.
+* The sequencer executes the next batch while the previous one waits for the disk, but
+  publishes (and so acknowledges) batches only once durable, and in execution order; a
+  failed journal write stops all acknowledgement.
+* ``Journal.sync`` coalesces what is appended while a flush is in flight into one flush.
+* The picows connection frames queued messages itself: the frames must be byte-for-byte
+  what a websocket library would produce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from websockets.frames import Frame, Opcode
+
+from engine.commands import Deposit, PlaceOrder
+from engine.reports import BookChanged
+from engine.types import OrderType, Side, TimeInForce
+from gateway.journal import Journal, scan
+from gateway.marketdata import L2Mirror
+from gateway.protocol import WireError
+from gateway.server_picows import text_frame_header
+from gateway.venue import JournalFailed, Venue
+
+from .gateway_harness import async_test
+from .test_gateway_session import BTC, NOW_MS, Rig
+
+# -- the L2 mirror's batch netting -----------------------------------------------------------
+
+
+def change(seq: int, bids=(), asks=()) -> BookChanged:
+    return BookChanged(market=BTC, seq=seq, bids=list(bids), asks=list(asks))
+
+
+def test_a_batch_update_holds_only_the_levels_that_differ_from_before_it() -> None:
+    from engine.markets import load_markets
+
+    mirror = L2Mirror(load_markets()[BTC])
+    mirror.apply([change(1, bids=[(100, 5), (99, 3)], asks=[(105, 2)])])
+    bids, asks = mirror.apply(
+        [
+            change(2, bids=[(101, 7)]),  # a new level that stays
+            change(3, bids=[(98, 1)]),  # a level that comes ...
+            change(4, bids=[(98, 0)]),  # ... and goes within the batch: not reported
+            change(5, bids=[(100, 6)], asks=[(105, 0)]),  # changed; gone
+            change(6, bids=[(99, 4)]),  # changed ...
+            change(7, bids=[(99, 3)]),  # ... and back to what it was: not reported
+        ]
+    )
+    assert bids == [(101, 7), (100, 6)]  # best first
+    assert asks == [(105, 0)]
+    assert mirror.seq == 7
+    assert dict(mirror.bids) == {101: 7, 100: 6, 99: 3}
+    assert dict(mirror.asks) == {}
+
+
+# -- conflation through a session ------------------------------------------------------------
+
+
+def place_frame(request_id: int, side: str, price: str, qty: str = "0.01") -> str:
+    params = {"market": BTC, "side": side, "type": "limit", "price": price, "qty": qty}
+    return json.dumps({"id": request_id, "method": "order.place", "params": params})
+
+
+@async_test
+async def test_one_batch_gives_one_book_update_and_one_trades_message() -> None:
+    rig = Rig()
+    rig.venue.start()
+    watcher, watched = rig.open()
+    watcher.on_frame(
+        json.dumps(
+            {
+                "id": 1,
+                "method": "subscribe",
+                "params": {"channels": [f"book:{BTC}", f"trades:{BTC}"]},
+            }
+        )
+    )
+    subscribed, snapshot = watched.take()
+    assert subscribed["ok"] and snapshot["data"]["type"] == "snapshot", (subscribed, snapshot)
+    mm, mm_out = rig.login("mm1")
+    bob, bob_out = rig.login("bob")
+    # All of these arrive in one turn of the loop, so they form one batch.
+    mm.on_frame(place_frame(1, "sell", "45000000"))
+    mm.on_frame(place_frame(2, "sell", "45001000"))
+    mm.on_frame(place_frame(3, "buy", "44000000"))
+    bob.on_frame(place_frame(4, "buy", "45001000", qty="0.015"))  # takes 0.01 + 0.005
+    await rig.venue.stop()
+
+    assert len(mm_out.take()) == 3 and len(bob_out.take()) == 1
+    messages = watched.take()
+    assert [m["channel"] for m in messages] == ["trades", "book"]
+    trades, update = messages
+    assert [(t["price"], t["qty"]) for t in trades["data"]] == [
+        ("45000000.00", "0.01000000"),
+        ("45001000.00", "0.00500000"),
+    ]
+    engine_seq = rig.exchange.books[BTC].seq
+    assert update["first_seq"] == snapshot["seq"] + 1
+    assert update["seq"] == engine_seq > update["first_seq"]  # several changes, one message
+    # The 45000000 ask came and went within the batch, and was not there before it: not
+    # reported at all.  The 45001000 ask came and was half taken: its final quantity.
+    assert update["data"]["bids"] == [["44000000.00", "0.01000000"]]
+    assert update["data"]["asks"] == [["45001000.00", "0.00500000"]]
+
+
+# -- the pipelined sequencer -----------------------------------------------------------------
+
+
+class ManualJournal:
+    """A journal whose batches become durable when the test says so."""
+
+    snapshot_due = False
+
+    def __init__(self) -> None:
+        self.batches: list[list[object]] = []
+        self.futures: list[asyncio.Future[None]] = []
+        self._current: list[object] = []
+
+    def append(self, command: object) -> None:
+        self._current.append(command)
+
+    def sync(self) -> asyncio.Future[None]:
+        self.batches.append(self._current)
+        self._current = []
+        future = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        return future
+
+    async def commit(self) -> None:
+        await self.sync()
+
+
+def deposit(ts: int) -> Deposit:
+    return Deposit(ts=ts, participant_id="bob", asset="KZT", amount=100)
+
+
+async def turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@async_test
+async def test_batches_are_acknowledged_only_when_durable_and_in_order() -> None:
+    rig = Rig()
+    journal = ManualJournal()
+    venue = Venue(rig.exchange, journal=journal, clock_ms=lambda: NOW_MS)
+    venue.start()
+    acknowledged: list[str] = []
+    venue.submit(deposit, lambda reports: acknowledged.append("first"))
+    await turns()
+    venue.submit(deposit, lambda reports: acknowledged.append("second"))
+    await turns()
+    # Both executed (the engine did not wait for the disk), neither acknowledged.
+    assert venue.commands_executed == 2 and len(journal.batches) == 2
+    assert acknowledged == []
+    journal.futures[1].set_result(None)  # the later batch durable first: still held back
+    await turns()
+    assert acknowledged == []
+    journal.futures[0].set_result(None)
+    await turns()
+    assert acknowledged == ["first", "second"]
+    await venue.stop()
+
+
+@async_test
+async def test_a_failed_journal_write_stops_all_acknowledgement() -> None:
+    rig = Rig()
+    journal = ManualJournal()
+    venue = Venue(rig.exchange, journal=journal, clock_ms=lambda: NOW_MS)
+    venue.start()
+    acknowledged: list[str] = []
+    venue.submit(deposit, lambda reports: acknowledged.append("first"))
+    await turns()
+    venue.submit(deposit, lambda reports: acknowledged.append("second"))
+    await turns()
+    journal.futures[0].set_exception(OSError(28, "No space left on device"))
+    journal.futures[1].set_result(None)
+    await turns()
+    assert acknowledged == []
+    with pytest.raises(WireError) as refused:
+        venue.submit(deposit)
+    assert refused.value.code == "INTERNAL"
+    with pytest.raises(JournalFailed):
+        await venue.stop()
+
+
+# -- the journal's group commit --------------------------------------------------------------
+
+
+def place(ts: int, order_id: int) -> PlaceOrder:
+    return PlaceOrder(
+        ts=ts,
+        participant_id="bob",
+        market=BTC,
+        side=Side.BUY,
+        qty=1000 + order_id,
+        order_type=OrderType.LIMIT,
+        price=4_400_000_000,
+        tif=TimeInForce.GTC,
+    )
+
+
+@pytest.mark.parametrize("mode", ["fsync", "buffered"])
+def test_a_batch_is_one_write_and_on_disk_when_sync_returns(tmp_path, mode: str) -> None:
+    journal = Journal(tmp_path / "journal-1.log", 1, mode)
+    writes: list[int] = []
+    real_write = journal._write
+
+    def counting_write(data: bytes) -> None:
+        writes.append(len(data))
+        real_write(data)
+
+    journal._write = counting_write  # type: ignore[method-assign]
+    for n in (1, 2, 3):
+        journal.append(place(NOW_MS, n))
+    assert scan(tmp_path / "journal-1.log").records == []  # appended is not yet written
+    assert journal.sync() is None
+    assert len(writes) == 1
+    records = scan(tmp_path / "journal-1.log").records
+    assert [(r.seq, r.command.qty) for r in records] == [(1, 1001), (2, 1002), (3, 1003)]
+    journal.sync()  # nothing new: no write
+    assert len(writes) == 1
+    journal.close()
+
+
+def test_a_failed_write_fails_every_later_sync(tmp_path) -> None:
+    journal = Journal(tmp_path / "journal-1.log", 1, "fsync")
+
+    def broken_write(data: bytes) -> None:
+        raise OSError(5, "Input/output error")
+
+    journal._write = broken_write  # type: ignore[method-assign]
+    journal.append(place(NOW_MS, 1))
+    with pytest.raises(OSError):
+        journal.sync()
+    journal._write = lambda data: None  # type: ignore[method-assign]  # the disk "recovers"
+    journal.append(place(NOW_MS, 2))
+    with pytest.raises(OSError):
+        journal.sync()  # still refused: what is on disk is unknown
+    journal.close()
+
+
+@async_test
+async def test_a_journal_that_cannot_write_stops_the_venue_unacknowledged(tmp_path) -> None:
+    from gateway.storage import Storage
+
+    rig = Rig()
+    storage = Storage(tmp_path, mode="fsync")
+    storage.recover(rig.exchange.chain, lambda: rig.exchange)
+    venue = Venue(storage.exchange, journal=storage, clock_ms=lambda: NOW_MS)
+    venue.start()
+    acknowledged: list[str] = []
+    venue.submit(deposit, lambda reports: acknowledged.append("durable"))
+    await turns()
+    assert acknowledged == ["durable"]
+
+    def broken_write(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    storage.journal._write = broken_write  # type: ignore[union-attr,method-assign]
+    venue.submit(deposit, lambda reports: acknowledged.append("lost"))
+    await turns()
+    assert acknowledged == ["durable"]
+    with pytest.raises(WireError):
+        venue.submit(deposit)
+    with pytest.raises(JournalFailed):
+        await venue.stop()
+    storage.close(final_snapshot=False)
+
+
+# -- the picows connection's own framing -----------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65_535, 65_536, 300_000])
+def test_frame_headers_match_a_websocket_library(length: int) -> None:
+    payload = b"x" * length
+    expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+    assert text_frame_header(length) + payload == expected
