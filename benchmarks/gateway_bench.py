@@ -8,7 +8,7 @@ the options).  Every process is separate, as a user's would be:
   ``--durability`` (``fsync`` by default) and ``--transport`` (the server's default unless
   given), and a fresh temporary data directory;
 * the bots: ``--clients`` connections spread over ``--client-procs`` processes, each process
-  on uvloop with the ``websockets`` client.  Each connection is a PROFESSIONAL participant
+  on uvloop with the ``picows`` client.  Each connection is a PROFESSIONAL participant
   ``loadbot{i}`` created by the driver through the admin calls (``admin.participant``, no
   limits; ``admin.deposit`` of ample funds), so no demo participant's caps get in the way;
 * the subscribers (``--subscribers M``): M connections in ``--sub-procs`` other processes,
@@ -18,6 +18,13 @@ the options).  Every process is separate, as a user's would be:
   writes a JSON file in the temporary directory) and always stops the server
   (``try``/``finally``: SIGTERM, then SIGKILL; SIGTERM or Ctrl-C to the driver does the
   same, and the children get SIGTERM from the kernel if the driver dies outright).
+
+The clients share the machine with the server, so on a small machine every microsecond of
+client CPU per request is taken from the server: the workers are built to be cheap per
+message (see "the workers' websocket client" below: picows callbacks instead of a coroutine
+per message, typed decoders that keep only the fields read, and a connection's requests
+framed by the bench and written together, one system call for all the requests that one
+read's responses let go).
 
 The bots' order flow, per connection, seeded: about 55 % passive GTC limit orders priced 1 to
 50 ticks from the market's reference price (never crossing), 10 % IOC limit orders priced
@@ -35,9 +42,10 @@ Two modes:
 ``--rate R``
     Open loop: R requests/s in total, each connection on its own fixed schedule (staggered
     across connections).  Latency runs from the *scheduled* send time, so a stalled server
-    cannot hide its stall by slowing the sender (no coordinated omission).  uvloop's timers
-    tick in milliseconds, so sends leave in bursts of up to a millisecond: that shows in the
-    latency too, as it would for a real client.
+    cannot hide its stall by slowing the sender (no coordinated omission).  Sends are timed
+    by a Linux timerfd (``_Ticker``), so they leave within some tens of microseconds of
+    their schedule (on a busy machine, later: that shows in the latency too, as it would for
+    a real client); elsewhere by uvloop's timers.
 
 A run sends ``--warmup`` requests per connection first (not measured), then up to
 ``--count`` requests in total, stopping early after ``--duration`` seconds; responses still
@@ -47,13 +55,15 @@ Reported: requests acknowledged per second in the measured phase (an ``ok`` resp
 business reject both acknowledge a request; they are counted apart, and places, crossing
 places and cancels apart too), round-trip latency p50 / p99 / p99.9 / max, the CPU used by
 the server and the client processes over the phase (a client near 100 % means the figure is
-client-bound), the machine's CPU use and what of it the bench's processes do not account
-for (a neighbour's load on a shared machine: over ``OTHER_LOAD_WARNING`` cores the report
-warns that the figures are disturbed), and, with subscribers, the messages per second each
-subscriber received, whether every subscriber saw contiguous book ``seq``s with the same
-final seq, and how long after the bots' last response the subscribers got their last
-message.  ``--fanout`` runs the saturation measurement twice, with no subscriber and with M
-(default 100), each on a fresh server, and reports the ratio.
+client-bound) and per request answered, the machine's CPU use and what of it the
+bench's processes do not account for (a neighbour's load on a shared machine: over
+``OTHER_LOAD_WARNING`` cores the report warns that the figures are disturbed), and, with
+subscribers, the messages per second each subscriber received, whether every subscriber saw
+contiguous book ``seq``s with the same final seq, and how long after the bots' last response
+the subscribers got their last message (a book update may cover several of the book's
+changes, ``first_seq`` to ``seq``; trades may come one per message or as a list).
+``--fanout`` runs the saturation measurement twice, with no subscriber and with M (default
+100), each on a fresh server, and reports the ratio.
 
 ``--profile FILE`` samples the server with py-spy during the measured phase (collapsed
 stacks to FILE, every thread; sampling pauses the server briefly, so a profiled run's rates
@@ -68,6 +78,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import heapq
 import json
 import os
 import random
@@ -83,10 +95,17 @@ from array import array
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from picows import WSCloseCode, WSListener, WSMsgType, ws_connect
+
+try:
+    from websockets.speedups import apply_mask as _apply_mask  # C
+except ImportError:  # a pure-Python install of websockets
+    from websockets.utils import apply_mask as _apply_mask
 
 from benchmarks.common import machine_info, percentile
 
@@ -161,14 +180,22 @@ class _StreamData(msgspec.Struct):
     type: str = ""
 
 
+class _Item(msgspec.Struct):
+    """An element of a list in ``data`` (a trade): only counted, so no field is kept."""
+
+
 class _Message(msgspec.Struct):
-    """A subscriber's message: a response (``id``) or a stream message (``channel``)."""
+    """A subscriber's message: a response (``id``) or a stream message (``channel``).
+    ``data`` is an object (a book message, or one trade) or a list (the trades of a batch).
+    A book update covers the book's changes ``first_seq`` to ``seq``; without ``first_seq``
+    it is one change, ``seq``."""
 
     id: int | str | None = None
     ok: bool | None = None
     channel: str = ""
+    first_seq: int | None = None
     seq: int = -1
-    data: _StreamData | None = None
+    data: _StreamData | list[_Item] | None = None
 
 
 _decode_response = msgspec.json.Decoder(_Response).decode
@@ -230,15 +257,12 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
 def _die_with_parent() -> None:
     """In a child before exec: get SIGTERM if the driver dies, even by SIGKILL (Linux), so no
     server or worker outlives the bench."""
-    try:
-        import ctypes
-
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _connect(url: str) -> Any:
+    """A ``websockets`` client connection, for the driver's venue set-up (not timed)."""
     from websockets.asyncio.client import connect
 
     return connect(
@@ -249,6 +273,136 @@ def _connect(url: str) -> Any:
         open_timeout=STARTUP_TIMEOUT,
         close_timeout=2,
     )
+
+
+# -- the workers' websocket client (picows) --------------------------------------------------------
+#
+# The workers' client costs CPU on the machine the server runs on, so it is made cheap per
+# message: picows parses the server's frames in C and hands each to ``on_ws_frame`` (no
+# coroutine, no queue, no Python frame parser per message), the payload is decoded straight
+# from picows' read buffer by a typed msgspec decoder that keeps only the fields read, and the
+# bots frame their requests themselves, so that all the requests a read buffer's responses let
+# go leave in one write (one system call) instead of one each.
+
+_TEXT = WSMsgType.TEXT
+_CLOSE = WSMsgType.CLOSE
+
+# timerfd (Linux), for the fixed-rate mode's _Ticker.
+_CLOCK_MONOTONIC = 1
+_TFD_TIMER_ABSTIME = 1
+_TFD_NONBLOCK = os.O_NONBLOCK
+_TFD_CLOEXEC = os.O_CLOEXEC
+
+
+class _TimeSpec(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+
+class _ITimerSpec(ctypes.Structure):
+    _fields_ = (("it_interval", _TimeSpec), ("it_value", _TimeSpec))
+
+
+def _mask_key(rng: random.Random) -> bytes:
+    """A fresh masking key for a client frame (RFC 6455 5.3).  It protects proxies' caches,
+    not secrets, and picows' own client draws it from C ``rand()``: a seeded PRNG, apart from
+    the flow's, is as good and much cheaper than ``os.urandom`` per frame."""
+    return rng.getrandbits(32).to_bytes(4, "little")
+
+
+def _text_frame(payload: bytes, key: bytes) -> bytes:
+    """One masked, final text frame, as a client must send it (RFC 6455 5.2)."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        header = b"\x81\xfe" + n.to_bytes(2, "big")
+    else:
+        header = b"\x81\xff" + n.to_bytes(8, "big")
+    return header + key + _apply_mask(payload, key)
+
+
+class _Connection(WSListener):
+    """A client websocket connection on picows.  Until a subclass takes its text messages
+    over, they are queued for ``recv`` (the set-up: login, subscribe).  The close handshake is
+    the listener's to answer (picows leaves it to it); pings picows answers itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transport: Any = None
+        self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.disconnected = asyncio.get_running_loop().create_future()
+        self.closing = False  # this side is closing: the server's close is no error
+        self.error: str | None = None  # why the connection ended, if not by this side
+
+    def on_ws_connected(self, transport: Any) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: Any, frame: Any) -> None:
+        if frame.msg_type is _TEXT:
+            self.inbox.put_nowait(frame.get_payload_as_bytes())
+        else:
+            self.on_control(frame)
+
+    def on_control(self, frame: Any) -> None:
+        """A frame other than text: a close (answered, then the connection is dropped), a
+        fragment (the server never fragments: the connection is given up)."""
+        msg_type = frame.msg_type
+        if msg_type is _CLOSE:
+            if not self.closing and self.error is None:
+                code, reason = frame.get_close_code(), frame.get_close_reason()
+                self.error = f"closed by the server: {code} {reason}"
+            self.transport.send_close(frame.get_close_code(), frame.get_close_message())
+            self.transport.disconnect()
+        elif msg_type is WSMsgType.BINARY or msg_type is WSMsgType.CONTINUATION:
+            self.fail(f"unexpected {msg_type.name} frame")
+        # PING is answered by picows (enable_auto_pong); PONG is ignored.
+
+    def fail(self, reason: str) -> None:
+        """Give the connection up: an error of the run."""
+        if self.error is None:
+            self.error = reason
+        self.transport.disconnect()
+
+    def on_ws_disconnected(self, transport: Any) -> None:
+        if not self.closing and self.error is None:
+            self.error = "connection lost"
+        self.inbox.put_nowait(None)
+        if not self.disconnected.done():
+            self.disconnected.set_result(None)
+
+    def send(self, data: bytes) -> None:
+        self.transport.send(_TEXT, data)
+
+    async def recv(self) -> bytes:
+        """The next text message of the set-up phase."""
+        data = await self.inbox.get()
+        if data is None:
+            raise ConnectionError(self.error or "connection closed")
+        return data
+
+    async def close(self) -> None:
+        """Close handshake, then drop the connection (after 2 s without the server's answer)."""
+        self.closing = True
+        transport = self.transport
+        if transport is None or self.disconnected.done():
+            return
+        transport.send_close(WSCloseCode.OK)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.disconnected), 2)
+        except TimeoutError:
+            transport.disconnect(graceful=False)
+
+
+async def _open(factory: Any, url: str) -> Any:
+    """A picows client connection; its listener (made by ``factory``) is returned."""
+    _, listener = await ws_connect(
+        factory,
+        url,
+        websocket_handshake_timeout=STARTUP_TIMEOUT,
+        max_frame_size=2**24,
+        enable_auto_pong=True,
+    )
+    return listener
 
 
 # -- the bots (a worker process) -------------------------------------------------------------------
@@ -271,14 +425,25 @@ class _Stats:
         self.connection_errors: list[str] = []
 
 
-class _Bot:
-    """One connection's order flow and its requests in flight."""
+class _Bot(_Connection):
+    """One connection's order flow and its requests in flight.
 
-    def __init__(self, ws: Any, spec: dict[str, Any], index: int, stats: _Stats) -> None:
-        self.ws = ws
+    Requests are numbered 1, 2, ... on each connection (warm-up first), so what is in flight
+    is kept in arrays indexed by id (``sent_ns``: the latency's start, 0 once answered;
+    ``kinds``), not in a dict of tuples: nothing is allocated per request but its bytes.
+
+    Sending is ``pump``: it frames every request that may go now and writes them in one call.
+    At saturation it is called once per read buffer, after the responses in it (each frees a
+    slot of the window), and at the start; in the fixed-rate mode, by the ``_Ticker`` at each
+    request's scheduled time, and once per read buffer while the connection waits for room
+    (``MAX_INFLIGHT_OPEN_LOOP``)."""
+
+    def __init__(self, spec: dict[str, Any], index: int, stats: _Stats) -> None:
+        super().__init__()
         self.index = index
         self.stats = stats
         self.rng = random.Random(spec["seed"] * 1_000_003 + index)
+        self.mask_rng = random.Random(index)
         market = spec["market"].encode()
         self.place_tpl = (
             b'{"id":%d,"method":"order.place","params":{"market":"'
@@ -294,10 +459,22 @@ class _Bot:
         self.mid = SPREAD_TICKS  # index of the reference price in self.prices
         self.max_open = spec["max_open"]
         self.open: list[int] = []
-        self.inflight: dict[int, tuple[int, int, bool]] = {}  # id -> (t0 ns, kind, measured)
-        self.next_id = 0
+        self.next_id = 0  # the last id sent
         self.warmup = spec["warmup"]
         self.total = spec["warmup"] + spec["counts"][index]
+        self.sent_ns = array("q", [0]) * (self.total + 1)
+        self.kinds = bytearray(self.total + 1)
+        self.inflight = 0
+        self.window = spec["window"]
+        # Set by start():
+        self.running = False  # responses are the flow's (not the set-up's)
+        self.sending = False
+        self.deadline = 0
+        self.start_ns = 0
+        self.interval_ns = 0.0  # > 0: the fixed-rate mode
+        self.waiting_for_room = False
+        self.ticker: _Ticker | None = None
+        self.finished = asyncio.get_running_loop().create_future()
 
     def request(self) -> tuple[bytes, int]:
         """The next request of the flow and its kind."""
@@ -319,25 +496,120 @@ class _Bot:
         price = self.prices[self.mid - offset if buy else self.mid + offset]
         return self.place_tpl % (self.next_id, b"buy" if buy else b"sell", price, qty), PLACE
 
-    async def send_next(self, t0: int) -> None:
-        data, kind = self.request()
-        measured = self.next_id > self.warmup
-        stats = self.stats
-        if measured:
-            stats.sent[kind] += 1
-            if stats.first_send_ns is None:
-                stats.first_send_ns = t0
-        self.inflight[self.next_id] = (t0, kind, measured)
-        await self.ws.send(data, text=True)
+    def start(
+        self, start_ns: int, deadline: int, interval_ns: float, ticker: _Ticker | None
+    ) -> None:
+        """Begin the flow: at saturation, send the first window now; in the fixed-rate mode,
+        from ``start_ns`` on, one request every ``interval_ns``."""
+        self.running = self.sending = True
+        self.start_ns = start_ns
+        self.deadline = deadline
+        self.interval_ns = interval_ns
+        self.ticker = ticker
+        if ticker is None:
+            self.pump(time.perf_counter_ns())
+        else:
+            ticker.add(self, start_ns)
 
-    def on_response(self, data: bytes, now: int) -> None:
-        response = _decode_response(data)
-        entry = self.inflight.pop(response.id, None)  # type: ignore[arg-type]
+    def pump(self, now: int) -> int:
+        """Send, in one write, every request that may go at ``now``.  Returns when the next
+        one is due (the fixed-rate mode; 0: none is scheduled: done, or waiting for room)."""
+        if not self.sending:
+            return 0
+        if now >= self.deadline or self.next_id >= self.total:
+            self.stop_sending()
+            return 0
+        if self.interval_ns:
+            # Every request scheduled by now, as room allows; latency counts from the schedule.
+            start, interval = self.start_ns, self.interval_ns
+            room = MAX_INFLIGHT_OPEN_LOOP - self.inflight
+            due = 0
+            while due < room and self.next_id + due < self.total:
+                if start + round((self.next_id + due) * interval) > now:
+                    break
+                due += 1
+        else:
+            due = min(self.window - self.inflight, self.total - self.next_id)
+        if due > 0:
+            self.send_batch(due)
+        if self.next_id >= self.total:
+            self.stop_sending()
+            return 0
+        if not self.interval_ns:
+            return 0
+        if self.inflight >= MAX_INFLIGHT_OPEN_LOOP:
+            self.waiting_for_room = True  # on_ws_frame sends on when a response makes room
+            return 0
+        return self.start_ns + round(self.next_id * self.interval_ns)
+
+    def send_batch(self, n: int) -> None:
+        """Frame the next ``n`` requests of the flow and write them with one call."""
         stats = self.stats
-        if entry is None:
+        kinds = self.kinds
+        warmup = self.warmup
+        mask_rng = self.mask_rng
+        first = self.next_id + 1
+        frames = []
+        for _ in range(n):
+            data, kind = self.request()
+            kinds[self.next_id] = kind
+            if self.next_id > warmup:
+                stats.sent[kind] += 1
+            frames.append(_text_frame(data, _mask_key(mask_rng)))
+        sent_ns = self.sent_ns
+        if self.interval_ns:
+            start, interval = self.start_ns, self.interval_ns
+            for i in range(first, self.next_id + 1):
+                sent_ns[i] = start + round((i - 1) * interval)
+        else:
+            t0 = time.perf_counter_ns()  # just before the write
+            for i in range(first, self.next_id + 1):
+                sent_ns[i] = t0
+        if stats.first_send_ns is None and self.next_id > warmup:
+            stats.first_send_ns = sent_ns[max(first, warmup + 1)]
+        self.inflight += n
+        self.transport.underlying_transport.write(frames[0] if n == 1 else b"".join(frames))
+
+    def stop_sending(self) -> None:
+        self.sending = False
+        self.waiting_for_room = False
+        if not self.inflight and not self.finished.done():
+            self.finished.set_result(None)
+
+    def on_ws_frame(self, transport: Any, frame: Any) -> None:
+        if not self.running or frame.msg_type is not _TEXT:
+            super().on_ws_frame(transport, frame)
+            return
+        now = time.perf_counter_ns()
+        try:
+            self.on_response(frame.get_payload_as_memoryview(), now)
+            if frame.last_in_buffer:
+                # The read buffer's responses are in: send what they let go, in one write.
+                if self.waiting_for_room:
+                    if self.inflight < MAX_INFLIGHT_OPEN_LOOP:
+                        self.waiting_for_room = False
+                        due = self.pump(now)
+                        if due and self.ticker is not None:
+                            self.ticker.add(self, due)
+                elif not self.interval_ns:
+                    self.pump(now)
+                if not self.inflight and not self.sending and not self.finished.done():
+                    self.finished.set_result(None)
+        except Exception as exc:
+            self.fail(f"bot {self.index}: {exc!r}")
+
+    def on_response(self, data: memoryview, now: int) -> None:
+        response = _decode_response(data)
+        rid = response.id
+        stats = self.stats
+        if type(rid) is not int or not 0 < rid <= self.next_id or not self.sent_ns[rid]:
             stats.stray += 1
             return
-        t0, kind, measured = entry
+        t0 = self.sent_ns[rid]
+        self.sent_ns[rid] = 0
+        self.inflight -= 1
+        kind = self.kinds[rid]
+        measured = rid > self.warmup
         if response.ok:
             result = response.result
             if kind != CANCEL and type(result) is _Result:
@@ -356,90 +628,100 @@ class _Bot:
         stats.latency_us[kind].append((now - t0) // 1000)
         stats.last_ack_ns = now
 
+    def on_ws_disconnected(self, transport: Any) -> None:
+        super().on_ws_disconnected(transport)
+        self.sending = False
+        if not self.finished.done():
+            self.finished.set_result(None)
 
-async def _bot_saturation(bot: _Bot, window: int, deadline: int) -> None:
-    """Keep ``window`` requests in flight until the bot's total is sent or the deadline."""
-    now = time.perf_counter_ns
-    ws = bot.ws
-    for _ in range(min(window, bot.total)):
-        await bot.send_next(now())
-    while bot.inflight:
-        data = await ws.recv(decode=False)
-        t = now()
-        bot.on_response(data, t)
-        if bot.next_id < bot.total and t < deadline:
-            await bot.send_next(now())
+    def lost(self) -> int:
+        """Measured requests still unanswered."""
+        sent_ns = self.sent_ns
+        return sum(1 for i in range(self.warmup + 1, self.next_id + 1) if sent_ns[i])
 
 
-async def _bot_open_loop(bot: _Bot, interval_ns: float, start_ns: int, deadline: int) -> None:
-    """Send on a fixed schedule from ``start_ns``; latency counts from the schedule."""
-    now = time.perf_counter_ns
-    ws = bot.ws
-    sending = True
-    room = asyncio.Event()
-    room.set()
+class _Ticker:
+    """The fixed-rate mode's clock: calls each bot's ``pump`` at its next scheduled send.
 
-    async def receive() -> None:
+    uvloop's timers round to whole milliseconds (a shorter wait runs at once), so waiting for
+    a schedule with ``asyncio.sleep`` either sends late or spins the event loop until the time
+    comes; a Linux timerfd, armed at the earliest due time of all the bots (a heap) and
+    watched by the event loop, wakes the worker within microseconds of it at the cost of a few
+    system calls.  Without timerfd (not Linux), the event loop's timers are used."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.heap: list[tuple[int, int, _Bot]] = []
+        self.armed = 0  # the time the alarm is set for (0: unset)
+        self.handle: asyncio.TimerHandle | None = None
+        self.fd = -1
         try:
-            while sending or bot.inflight:
-                data = await ws.recv(decode=False)
-                bot.on_response(data, now())
-                if len(bot.inflight) < MAX_INFLIGHT_OPEN_LOOP:
-                    room.set()
-        finally:
-            room.set()  # a sender waiting for room must see that the receiver is gone
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+            if fd >= 0 and time.get_clock_info("perf_counter").implementation.endswith(
+                "(CLOCK_MONOTONIC)"
+            ):
+                self.fd = fd
+                self.settime = libc.timerfd_settime
+                self.spec = _ITimerSpec()
+                self.loop.add_reader(fd, self.on_timerfd)
+            elif fd >= 0:
+                os.close(fd)
+        except (OSError, AttributeError):
+            pass
 
-    receiver = asyncio.ensure_future(receive())
-    try:
-        k = 0
-        while k < bot.total:
-            scheduled = start_ns + round(k * interval_ns)
-            t = now()
-            if scheduled > t:
-                await asyncio.sleep((scheduled - t) / 1e9)
-            if now() >= deadline:
-                break
-            while len(bot.inflight) >= MAX_INFLIGHT_OPEN_LOOP and not receiver.done():
-                room.clear()
-                await room.wait()
-            if receiver.done():
-                break
-            await bot.send_next(scheduled)
-            k += 1
-        sending = False
-        if not bot.inflight:
-            receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiver
-    finally:
-        receiver.cancel()
+    def add(self, bot: _Bot, at_ns: int) -> None:
+        heapq.heappush(self.heap, (at_ns, bot.index, bot))
+        if not self.armed or at_ns < self.armed:
+            self.arm(at_ns)
 
-
-async def _run_bot(
-    bot: _Bot, spec: dict[str, Any], start_ns: int, deadline: int, interval_ns: float
-) -> None:
-    from websockets.exceptions import ConnectionClosed
-
-    async def watchdog() -> None:
-        # Past the deadline and the drain time: give up on what is still in flight.
-        await asyncio.sleep(max(0.0, (deadline - time.perf_counter_ns()) / 1e9) + DRAIN_TIMEOUT)
-        await bot.ws.close()
-
-    guard = asyncio.ensure_future(watchdog())
-    try:
-        if spec["rate"] > 0:
-            await _bot_open_loop(bot, interval_ns, start_ns, deadline)
+    def arm(self, at_ns: int) -> None:
+        self.armed = at_ns
+        if self.fd >= 0:
+            self.spec.it_value.tv_sec, self.spec.it_value.tv_nsec = divmod(at_ns, 1_000_000_000)
+            self.settime(self.fd, _TFD_TIMER_ABSTIME, ctypes.byref(self.spec), None)
         else:
-            await _bot_saturation(bot, spec["window"], deadline)
-    except ConnectionClosed as exc:
-        if time.perf_counter_ns() < deadline + DRAIN_TIMEOUT * 1e9 - 1e8:
-            bot.stats.connection_errors.append(f"connection closed: {exc}")
-    finally:
-        guard.cancel()
-        bot.stats.lost += sum(1 for _, _, measured in bot.inflight.values() if measured)
+            if self.handle is not None:
+                self.handle.cancel()
+            delay = (at_ns - time.perf_counter_ns()) / 1e9
+            self.handle = self.loop.call_later(max(delay, 0.0), self.tick)
+
+    def on_timerfd(self) -> None:
+        try:
+            os.read(self.fd, 8)
+        except BlockingIOError:  # re-armed since it became readable
+            return
+        self.tick()
+
+    def tick(self) -> None:
+        now = time.perf_counter_ns()
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            _, _, bot = heapq.heappop(heap)
+            try:
+                due = bot.pump(now)
+            except Exception as exc:
+                bot.fail(f"bot {bot.index}: {exc!r}")
+                continue
+            if due:
+                heapq.heappush(heap, (due, bot.index, bot))
+        self.armed = 0
+        if heap:
+            self.arm(heap[0][0])
+        elif self.handle is not None:
+            self.handle.cancel()
+
+    def close(self) -> None:
+        self.heap.clear()
+        if self.handle is not None:
+            self.handle.cancel()
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
 
 
-async def _login(ws: Any, api_key: str, api_secret: str) -> None:
+async def _login(bot: _Bot, api_key: str, api_secret: str) -> None:
     from gateway.auth import sign
 
     ts = time.time_ns() // 1_000_000
@@ -448,8 +730,8 @@ async def _login(ws: Any, api_key: str, api_secret: str) -> None:
         "method": "auth.login",
         "params": {"api_key": api_key, "timestamp": ts, "signature": sign(api_secret, api_key, ts)},
     }
-    await ws.send(msgspec.json.encode(request), text=True)
-    response = _decode_response(await ws.recv(decode=False))
+    bot.send(msgspec.json.encode(request))
+    response = _decode_response(await bot.recv())
     if not response.ok:
         raise RuntimeError(f"login of {api_key} failed: {response.error}")
 
@@ -459,18 +741,17 @@ async def _bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     commands = _stdin_lines(asyncio.get_running_loop())
     stats = _Stats()
-    sockets = [await _connect(spec["url"]) for _ in spec["bots"]]
+    bots: list[_Bot] = []
+    ticker: _Ticker | None = None
     try:
+        for entry in spec["bots"]:
+            bots.append(await _open(partial(_Bot, spec, entry["index"], stats), spec["url"]))
         await asyncio.gather(
             *(
-                _login(ws, bot["api_key"], bot["api_secret"])
-                for ws, bot in zip(sockets, spec["bots"], strict=True)
+                _login(bot, entry["api_key"], entry["api_secret"])
+                for bot, entry in zip(bots, spec["bots"], strict=True)
             )
         )
-        bots = [
-            _Bot(ws, spec, bot["index"], stats)
-            for ws, bot in zip(sockets, spec["bots"], strict=True)
-        ]
         print("ready", flush=True)
         command = await commands.get()
         if not command.startswith("go"):
@@ -483,16 +764,26 @@ async def _bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter_ns()
         interval_ns = spec["clients"] * 1e9 / spec["rate"] if spec["rate"] > 0 else 0.0
-        tasks = []
+        ticker = _Ticker() if interval_ns else None
         for bot in bots:
             # Stagger the connections' schedules evenly over one interval.
             offset = round(interval_ns * bot.index / spec["clients"])
-            tasks.append(_run_bot(bot, spec, start_ns + offset, deadline, interval_ns))
-        await asyncio.gather(*tasks)
+            bot.start(start_ns + offset, deadline, interval_ns, ticker)
+        # Past the deadline and the drain time: give up on what is still in flight (lost).
+        drain = max(0.0, (deadline - time.perf_counter_ns()) / 1e9) + DRAIN_TIMEOUT
+        await asyncio.wait([bot.finished for bot in bots], timeout=drain)
         t1 = time.perf_counter_ns()
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        if ticker is not None:
+            ticker.close()
+        for bot in bots:
+            bot.sending = False
+        await asyncio.gather(*(bot.close() for bot in bots), return_exceptions=True)
+    for bot in bots:
+        stats.lost += bot.lost()
+        if bot.error is not None:
+            stats.connection_errors.append(f"connection closed: {bot.error}")
     cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     return {
         "sent": stats.sent,
@@ -515,11 +806,16 @@ async def _bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
 # -- the subscribers (a worker process) ------------------------------------------------------------
 
 
-class _Subscriber:
+class _Subscriber(_Connection):
+    """A read-only connection following a market's book and trades: it counts what arrives
+    and checks that the book's ``seq`` rises by exactly one per message after the snapshot."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.counting = False
         self.messages = 0
-        self.book = 0
+        self.book = 0  # book messages (snapshots included)
+        self.book_seqs = 0  # the book changes the counted updates cover
         self.trades = 0
         self.gaps = 0
         self.snapshots = 0
@@ -527,43 +823,49 @@ class _Subscriber:
         self.last_seq: int | None = None
         self.first_ns = 0
         self.last_ns = 0
-        self.closed: str | None = None
         self.subscribed = asyncio.Event()
 
+    def on_ws_frame(self, transport: Any, frame: Any) -> None:
+        if frame.msg_type is not _TEXT:
+            self.on_control(frame)
+            return
+        try:
+            self.on_message(_decode_message(frame.get_payload_as_memoryview()))
+        except Exception as exc:
+            self.fail(f"subscriber: {exc!r}")
 
-async def _read_stream(ws: Any, sub: _Subscriber) -> None:
-    from websockets.exceptions import ConnectionClosed
-
-    now = time.perf_counter_ns
-    try:
-        while True:
-            message = _decode_message(await ws.recv(decode=False))
-            if message.id is not None:
-                if not message.ok:
-                    sub.closed = "subscribe refused"
-                continue
-            if message.channel == "book":
-                kind = message.data.type if message.data is not None else ""
-                if kind == "snapshot":
-                    sub.snapshots += 1
-                    if sub.snapshot_seq is None:
-                        sub.snapshot_seq = message.seq
-                    sub.subscribed.set()
-                elif sub.last_seq is None or message.seq != sub.last_seq + 1:
-                    sub.gaps += 1
-                sub.last_seq = message.seq
-                if sub.counting:
-                    sub.book += 1
-            elif message.channel == "trades" and sub.counting:
-                sub.trades += 1
-            if sub.counting:
-                t = now()
-                if not sub.messages:
-                    sub.first_ns = t
-                sub.messages += 1
-                sub.last_ns = t
-    except ConnectionClosed as exc:
-        sub.closed = f"closed by the server: {exc}"
+    def on_message(self, message: _Message) -> None:
+        if message.id is not None:
+            if not message.ok:
+                self.error = "subscribe refused"
+            return
+        counting = self.counting
+        if message.channel == "book":
+            data = message.data
+            if type(data) is _StreamData and data.type == "snapshot":
+                self.snapshots += 1
+                if self.snapshot_seq is None:
+                    self.snapshot_seq = message.seq
+                self.subscribed.set()
+            else:
+                first = message.seq if message.first_seq is None else message.first_seq
+                if self.last_seq is None or first != self.last_seq + 1:
+                    self.gaps += 1
+                if counting:
+                    self.book_seqs += message.seq - first + 1
+            self.last_seq = message.seq
+            if counting:
+                self.book += 1
+        elif message.channel == "trades" and counting:
+            # One trade per message, or (batched) a list of the trades of one batch.
+            data = message.data
+            self.trades += len(data) if type(data) is list else 1
+        if counting:
+            t = time.perf_counter_ns()
+            if not self.messages:
+                self.first_ns = t
+            self.messages += 1
+            self.last_ns = t
 
 
 async def _subscribers_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -574,17 +876,12 @@ async def _subscribers_worker(spec: dict[str, Any]) -> dict[str, Any]:
     request = msgspec.json.encode(
         {"id": 1, "method": "subscribe", "params": {"channels": channels}}
     )
-    sockets = []
-    subs = []
-    readers = []
+    subs: list[_Subscriber] = []
     try:
         for _ in range(spec["subscribers"]):
-            ws = await _connect(spec["url"])
-            sockets.append(ws)
-            sub = _Subscriber()
+            sub = await _open(_Subscriber, spec["url"])
             subs.append(sub)
-            readers.append(asyncio.ensure_future(_read_stream(ws, sub)))
-            await ws.send(request, text=True)
+            sub.send(request)
         await asyncio.wait_for(
             asyncio.gather(*(sub.subscribed.wait() for sub in subs)), STARTUP_TIMEOUT
         )
@@ -609,9 +906,8 @@ async def _subscribers_worker(spec: dict[str, Any]) -> dict[str, Any]:
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
         end_ns = time.perf_counter_ns()
     finally:
-        for reader in readers:
-            reader.cancel()
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        closed = [sub.error for sub in subs]  # what happened before this side closes
+        await asyncio.gather(*(sub.close() for sub in subs), return_exceptions=True)
     cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     return {
         "go_ns": go_ns,
@@ -622,6 +918,7 @@ async def _subscribers_worker(spec: dict[str, Any]) -> dict[str, Any]:
             {
                 "messages": s.messages,
                 "book": s.book,
+                "book_seqs": s.book_seqs,
                 "trades": s.trades,
                 "gaps": s.gaps,
                 "snapshots": s.snapshots,
@@ -629,9 +926,9 @@ async def _subscribers_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 "final_seq": s.last_seq,
                 "first_ns": s.first_ns,
                 "last_ns": s.last_ns,
-                "closed": s.closed,
+                "closed": error,
             }
-            for s in subs
+            for s, error in zip(subs, closed, strict=True)
         ],
     }
 
@@ -1006,6 +1303,7 @@ def _combine(
     for lat in latencies:
         every.extend(lat)
     acknowledged = len(every)
+    warmup_acks = sum(b["warmup_acks"] for b in bots)
     starts = [b["first_send_ns"] for b in bots if b["first_send_ns"] is not None]
     ends = [b["last_ack_ns"] for b in bots if b["last_ack_ns"]]
     seconds = (max(ends) - min(starts)) / 1e9 if starts and ends else 0.0
@@ -1051,12 +1349,16 @@ def _combine(
         **_latency_ms(every),
         "kinds": per_kind,
         "crossing_orders_filled": sum(b["cross_filled"] for b in bots),
-        "warmup_acks": sum(b["warmup_acks"] for b in bots),
+        "warmup_acks": warmup_acks,
         "open_orders_at_end": sum(sum(b["open_orders"]) for b in bots),
         "max_open_per_client": max((max(b["open_orders"], default=0) for b in bots), default=0),
         "client_cpu_percent": [
             round(100 * b["cpu_s"] / b["wall_s"], 1) if b["wall_s"] else None for b in bots
         ],
+        # Like the server's: over every request answered, the warm-up's included.
+        "client_cpu_us_per_request": round(
+            1e6 * sum(b["cpu_s"] for b in bots) / max(1, acknowledged + warmup_acks), 1
+        ),
     }
     if subs:
         report["fanout"] = _combine_subscribers(subs, max(ends) if ends else 0)
@@ -1076,7 +1378,7 @@ def _combine_subscribers(subs: list[dict[str, Any]], bots_end_ns: int) -> dict[s
         and row["closed"] is None
         and row["snapshots"] == 1
         and row["final_seq"] is not None
-        and row["final_seq"] - row["snapshot_seq"] == row["book"]
+        and row["final_seq"] - row["snapshot_seq"] == row["book_seqs"]
         for row in rows
     )
     last = max((row["last_ns"] for row in rows), default=0)
@@ -1273,7 +1575,8 @@ def _format_run(r: dict[str, Any]) -> list[str]:
     cpu = ", ".join(f"{c}%" for c in r["client_cpu_percent"])
     lines.append(
         f"CPU: server {server.get('cpu_percent')}% of a core"
-        f" ({server.get('cpu_us_per_request')} us per request), client process(es) {cpu},"
+        f" ({server.get('cpu_us_per_request')} us per request), client process(es) {cpu}"
+        f" ({r.get('client_cpu_us_per_request')} us per request),"
         f" machine {r.get('machine_busy_percent')}% busy"
     )
     if (r.get("other_load_cores") or 0) > OTHER_LOAD_WARNING:
