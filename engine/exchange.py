@@ -11,6 +11,10 @@ How a new order goes through:
    participant's open orders, time in force allowed for the order type).
 2. The pre-trade check chain (``engine.licensing``): licences, KYC, market rules, band,
    limits, funds.  The first failure rejects the order; every decision is an ``Audit``.
+   The checks whose verdict only an admin command or midnight can change (licences,
+   account, permissions, limits the participant does not have) run once per participant
+   and shape of order, and the registry's records are looked up once (``_Admission``):
+   this is the hot path of every order, and what is skipped could only have passed.
 3. Accept: hold the funds the order may need, reserve its usage (open orders, daily
    notional, retail monthly buys), then hand it to the market's book.
 4. Settle each trade the book reports, release what a closed order no longer needs, and
@@ -34,8 +38,11 @@ Holds and fees (the rules are the product's, written here and in docs/exchange.m
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
+
+import msgspec
 
 from .commands import (
     AmendOrder,
@@ -62,8 +69,16 @@ from .events import (
     OrderRejected,
     Trade,
 )
+from .fixedpoint import POW10
 from .ledger import VENUE_ACCOUNT, Ledger
-from .licensing import CheckChain, OrderContext, ParticipantUsage, Registry
+from .licensing import (
+    ChainPlan,
+    CheckChain,
+    Decision,
+    OrderContext,
+    ParticipantUsage,
+    Registry,
+)
 from .markets import PPM, Market, Rejection
 from .reports import (
     AdminApplied,
@@ -81,6 +96,16 @@ from .types import SIDE_NAMES, OrderType, Side, TimeInForce
 DAY_MS = 86_400_000
 MAX_AMOUNT = 10**15  # units; keeps every book aggregate far inside int64
 ALMATY_OFFSET_MS = 5 * 3_600_000  # days and months roll over at Almaty midnight (UTC+5)
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+
+# Enum members read through their class cost ~0.1 us each on CPython 3.11 (the enum
+# metaclass's attribute lookup), and the hot path tests them several times per command.
+_BUY, _SELL = Side.BUY, Side.SELL
+_LIMIT, _MARKET = OrderType.LIMIT, OrderType.MARKET
+_GTC = TimeInForce.GTC
+
+_BAND_COPIES = 64
+"""Copies of a market with a last trade price as the band's reference kept per market."""
 
 
 class Usage:
@@ -97,7 +122,8 @@ class Usage:
         self.monthly_retail_buys = 0
 
     def roll(self, ts: int) -> None:
-        day = day_of(ts)
+        """Start a new day (and month) of counters if ``ts`` (ms) is in a later one."""
+        day = (ts + ALMATY_OFFSET_MS) // DAY_MS  # day_of(ts), inline: every order rolls
         if day == self.day:
             return  # the month can only change when the day does
         self.day, self.daily_notional = day, 0
@@ -106,44 +132,60 @@ class Usage:
             self.month, self.monthly_retail_buys = month, 0
 
 
-class _Order:
-    """The exchange's record of one open order (the book knows only ids and numbers)."""
+class _Order(msgspec.Struct, gc=False):
+    """The exchange's record of one open order (the book knows only ids and numbers).
 
-    __slots__ = (
-        "client_order_id",
-        "counts_retail",
-        "day",
-        "fee_num",
-        "fee_paid",
-        "filled_qty",
-        "hold",
-        "hold_asset",
-        "limit",
-        "market",
-        "month",
-        "order_id",
-        "order_type",
-        "paid",
-        "participant_id",
-        "qty",
-        "side",
-        "spent_num",
-        "usage_notional",
-    )
+    A mutable msgspec Struct: one is made per accepted order, and its C constructor takes
+    the fields positionally for a fraction of what a Python ``__init__`` assigning them
+    costs.  ``gc=False``: it holds only strings and integers, so it can be in no cycle.
+    The counters start at 0 for a new order; ``engine.state.rebuild`` names every field.
+    """
 
-    def __init__(self, **fields: Any) -> None:
-        # Counters start at 0; the caller names the rest.  (One dict merge, not a loop.)
-        for name, value in _ORDER_DEFAULTS.items():
-            setattr(self, name, value)
-        for name, value in fields.items():
-            setattr(self, name, value)
+    order_id: int  # engine-assigned
+    participant_id: str
+    market: str
+    side: int
+    order_type: int
+    limit: int  # the worst price it may trade at, quote minor units
+    qty: int  # base minor units, filled part included
+    client_order_id: str | None
+    hold_asset: str
+    hold: int  # minor units of hold_asset the ledger holds for it
+    counts_retail: bool  # a retail buy: counts against the monthly cap
+    day: int  # the Almaty day and month its usage was reserved in
+    month: int
+    filled_qty: int = 0  # base minor units
+    paid: int = 0  # quote minor units paid so far (buys), rounded up cumulatively
+    fee_paid: int = 0  # quote minor units of fees paid so far (buys)
+    spent_num: int = 0  # exact sum of price * qty over its fills
+    fee_num: int = 0  # exact sum of price * qty * rate over its fills (buys)
+    usage_notional: int = 0  # tiyn it counts against the daily notional
 
     @property
     def remaining(self) -> int:
         return self.qty - self.filled_qty
 
 
-_ORDER_DEFAULTS = {name: 0 for name in _Order.__slots__}
+class _Admission:
+    """The registry's view of one participant, for one registry, chain and Almaty day.
+
+    Orders are checked against records that change only with admin commands (the registry
+    is replaced then) and licence dates that change only at midnight, so the exchange looks
+    them up once per participant and keeps:
+
+    * ``blank``: the participant's part of every ``OrderContext`` (time, profile, registry,
+      participant, licences), the order's fields empty.  A new order's context is a copy
+      with the 14 order fields replaced: CPython passes a call of 16 or more keyword
+      arguments through a dict, and the full 20-argument constructor cost ~1 us more.
+    * ``plans``: per shape of order (market, order type, time in force), the checks still
+      to run once the static ones have passed (``CheckChain.plan``).
+    """
+
+    __slots__ = ("blank", "plans")
+
+    def __init__(self, blank: OrderContext) -> None:
+        self.blank = blank
+        self.plans: dict[tuple[str, int, int], ChainPlan] = {}
 
 
 def day_of(ts: int) -> int:
@@ -153,9 +195,7 @@ def day_of(ts: int) -> int:
 
 def month_of(ts: int) -> int:
     """The Almaty calendar month number (year * 12 + month - 1) of a timestamp (ms)."""
-    import datetime
-
-    date = datetime.date(1970, 1, 1) + datetime.timedelta(days=day_of(ts))
+    date = datetime.date.fromordinal(_EPOCH_ORDINAL + day_of(ts))
     return date.year * 12 + date.month - 1
 
 
@@ -169,11 +209,35 @@ def _buy_hold(
     """What a buy must still hold (quote minor units) to pay for ``qty`` more at ``price``
     at the highest fee rate, given what it has traded (``spent_num``, ``fee_num``: exact
     numerators) and paid so far.  Buys pay cumulatively rounded up, so this is exact."""
-    scale = 10**market.base_scale
-    rate = max(market.maker_fee_ppm, market.taker_fee_ppm)
+    scale = POW10[market.base_scale]
+    maker, taker = market.maker_fee_ppm, market.taker_fee_ppm
+    rate = maker if maker > taker else taker
     cost = _ceil_div(spent_num + price * qty, scale) - paid
     fee = _ceil_div(fee_num + price * qty * rate, scale * PPM) - fee_paid
     return cost + fee
+
+
+def _new_order_amounts(
+    market: Market, side: int, limit: int | None, qty: int
+) -> tuple[int, str, int]:
+    """(notional, asset, hold) of a new order at its ``limit`` (quote minor units; None when
+    a market order has no reference) for ``qty`` (base minor units).
+
+    The notional is ``limit * qty`` in tiyn rounded up (0 without a positive limit).  A sell
+    holds its base quantity; a buy the quote cost at its limit rounded up plus the largest
+    fee it could pay (``_buy_hold`` of an order that has traded nothing), both from the one
+    product ``limit * qty``: every order computes these.
+    """
+    price = limit or 0
+    gross = price * qty  # quote minor units x 10**base_scale
+    scale = POW10[market.base_scale]
+    cost = -(-gross // scale)
+    notional = cost if limit is not None and limit > 0 else 0
+    if side == _SELL:
+        return notional, market.base, qty
+    maker, taker = market.maker_fee_ppm, market.taker_fee_ppm
+    fee = -(-(gross * (maker if maker > taker else taker)) // (scale * PPM))
+    return notional, market.quote, cost + fee
 
 
 class Exchange:
@@ -197,7 +261,7 @@ class Exchange:
         self.registry = registry
         self.chain = chain
         self.last_price: dict[str, int] = {}
-        self._band_markets: dict[str, tuple[Market, Market]] = {}
+        self._band_markets: dict[str, tuple[Market, dict[int, Market]]] = {}
         self._orders: dict[int, _Order] = {}
         self._by_client_id: dict[tuple[str, str], int] = {}
         self._owner_numbers: dict[str, int] = {}
@@ -205,6 +269,10 @@ class Exchange:
         self._next_order_id = 1
         self._reports: list[Report] = []
         self._ts = 0
+        # The registry's view per participant (see _Admission), for the registry, the day
+        # and the chain they were made for: a change of any of them starts afresh.
+        self._admissions: dict[str, _Admission] = {}
+        self._admitted_for: tuple[Registry, int, CheckChain] | None = None
         # The next moment a licence runs out: commands at or after it cancel orders first.
         self._license_deadline = self._next_license_deadline()
 
@@ -305,17 +373,23 @@ class Exchange:
         market = self.markets.get(cmd.market)
         code, message, check = self._precheck(cmd, market)
         intent = None
+        limit = None
         if code is None:
-            intent = self._intent(cmd, market)
-            decision = self.chain.evaluate(intent)
+            admission = self._admission(cmd.participant_id, day_of(cmd.ts))
+            if market is not None:
+                limit = self._limit_price(cmd, market)
+            intent = self._intent(cmd, market, limit, admission)
+            decision = self._evaluate(intent, admission)
             check = decision.check
             if not decision.accepted:
                 code, message = decision.code, decision.message
-            elif cmd.post_only and market is not None:
-                limit = self._limit_price(cmd, market) or 0
-                if self._would_cross(self.books[cmd.market], cmd.side, limit):
-                    code, check = "POST_ONLY_WOULD_TRADE", "post_only"
-                    message = "the post-only order would trade on entry"
+            elif (
+                cmd.post_only
+                and market is not None
+                and self._would_cross(self.books[cmd.market], cmd.side, limit or 0)
+            ):
+                code, check = "POST_ONLY_WOULD_TRADE", "post_only"
+                message = "the post-only order would trade on entry"
         self._reports.append(
             Audit(
                 ts=cmd.ts,
@@ -332,58 +406,60 @@ class Exchange:
         if code is not None or intent is None or market is None:
             self._reject_place(cmd, code or "INVALID_PARAMS", message)
             return
-        self._accept(cmd, market, intent)
+        self._accept(cmd, market, limit or 0, intent)
 
     def _precheck(self, cmd: PlaceOrder, market: Market | None) -> tuple[str | None, str, str]:
         """Checks of the request's own shape, before the licensing chain."""
-        key = (cmd.participant_id, cmd.client_order_id or "")
-        if cmd.client_order_id is not None and key in self._by_client_id:
-            return (
-                "DUPLICATE_CLIENT_ORDER_ID",
-                f"client_order_id {cmd.client_order_id!r} is already used by an open order",
-                "client_order_id",
-            )
-        if cmd.order_type == OrderType.MARKET and cmd.tif == TimeInForce.GTC:
-            return "INVALID_TIF", "a market order cannot rest: use IOC or FOK", "order_type"
-        if cmd.post_only and (cmd.order_type == OrderType.MARKET or cmd.tif != TimeInForce.GTC):
-            return "INVALID_TIF", "post_only needs a limit GTC order", "order_type"
-        if cmd.order_type == OrderType.LIMIT and cmd.price is None:
-            return "INVALID_PRICE", "a limit order needs a price", "order_type"
-        if cmd.qty > MAX_AMOUNT or (cmd.price or 0) > MAX_AMOUNT:
-            return "ORDER_SIZE_LIMIT", f"price and qty must be at most {MAX_AMOUNT} units", "size"
-        if cmd.order_type == OrderType.MARKET and cmd.price is not None:
-            return "INVALID_PRICE", "a market order takes no price", "order_type"
+        client_order_id = cmd.client_order_id
         if (
-            market is not None
-            and cmd.order_type == OrderType.MARKET
-            and self.reference_price(cmd.market) is None
+            client_order_id is not None
+            and (cmd.participant_id, client_order_id) in self._by_client_id
         ):
             return (
-                "NO_REFERENCE_PRICE",
-                f"{cmd.market} has no reference price yet: market orders are refused",
-                "price_protection",
+                "DUPLICATE_CLIENT_ORDER_ID",
+                f"client_order_id {client_order_id!r} is already used by an open order",
+                "client_order_id",
             )
+        order_type, price = cmd.order_type, cmd.price
+        if order_type == _MARKET and cmd.tif == _GTC:
+            return "INVALID_TIF", "a market order cannot rest: use IOC or FOK", "order_type"
+        if cmd.post_only and (order_type == _MARKET or cmd.tif != _GTC):
+            return "INVALID_TIF", "post_only needs a limit GTC order", "order_type"
+        if order_type == _LIMIT and price is None:
+            return "INVALID_PRICE", "a limit order needs a price", "order_type"
+        if cmd.qty > MAX_AMOUNT or (price or 0) > MAX_AMOUNT:
+            return "ORDER_SIZE_LIMIT", f"price and qty must be at most {MAX_AMOUNT} units", "size"
+        if order_type == _MARKET:
+            if price is not None:
+                return "INVALID_PRICE", "a market order takes no price", "order_type"
+            if market is not None and self.reference_price(cmd.market) is None:
+                return (
+                    "NO_REFERENCE_PRICE",
+                    f"{cmd.market} has no reference price yet: market orders are refused",
+                    "price_protection",
+                )
         return None, "", "precheck"
 
-    def _intent(self, cmd: PlaceOrder, market: Market | None) -> OrderContext:
-        """The check chain's view of a new order, with the numbers the exchange computes."""
+    def _intent(
+        self, cmd: PlaceOrder, market: Market | None, limit: int | None, admission: _Admission
+    ) -> OrderContext:
+        """The check chain's view of a new order, with the numbers the exchange computes.
+
+        ``limit`` is ``_limit_price`` of the order (None without a market or a reference).
+        """
         usage = self.usage(cmd.participant_id)
         usage.roll(cmd.ts)
-        limit = None
         notional = 0
         funds_asset = ""
         required = 0
         available = 0
         if market is not None:
             market = self._market_for_checks(cmd.market)
-            limit = self._limit_price(cmd, market)
-            if limit is not None and limit > 0:
-                notional = market.quote_amount(limit, cmd.qty, round_up=True)
-            funds_asset, required = self._hold_for(market, cmd.side, limit or 0, cmd.qty)
+            notional, funds_asset, required = _new_order_amounts(market, cmd.side, limit, cmd.qty)
             available = self.ledger.available(cmd.participant_id, funds_asset)
-        return self._context(
-            cmd.ts,
-            cmd.participant_id,
+        return msgspec.structs.replace(
+            admission.blank,
+            ts=cmd.ts,
             market_symbol=cmd.market,
             market=market,
             side=cmd.side,
@@ -403,19 +479,67 @@ class Exchange:
             funds_available=available,
         )
 
-    def _context(self, ts: int, participant_id: str, **order: Any) -> OrderContext:
-        """An ``OrderContext`` with the registry's view of the participant filled in."""
-        participant = self.registry.participant(participant_id)
-        return OrderContext(
-            ts=ts,
-            profile=self.chain.profile,
-            registry=self.registry,
-            participant_id=participant_id,
-            participant=participant,
-            license=self.registry.license_for(participant),
-            venue_license=self.registry.venue_license,
-            **order,
-        )
+    @staticmethod
+    def _context(admission: _Admission, ts: int, **order: Any) -> OrderContext:
+        """An ``OrderContext``: the participant's ``blank`` one with the order's fields."""
+        return msgspec.structs.replace(admission.blank, ts=ts, **order)
+
+    def _admission(self, participant_id: str, day: int) -> _Admission:
+        """The registry's view of ``participant_id`` on the Almaty ``day`` (``day_of``). O(1).
+
+        Kept per participant until the registry, the day or the chain changes (the registry
+        is replaced, never changed in place, so an identity test sees every admin change).
+        An unknown participant's view is not kept: any number of ids may be sent.
+        """
+        registry, chain = self.registry, self.chain
+        admitted = self._admitted_for
+        if (
+            admitted is None
+            or admitted[0] is not registry
+            or admitted[1] != day
+            or admitted[2] is not chain
+        ):
+            self._admissions.clear()
+            self._admitted_for = (registry, day, chain)
+        admission = self._admissions.get(participant_id)
+        if admission is None:
+            participant = registry.participant(participant_id)
+            blank = OrderContext(
+                ts=0,
+                profile=chain.profile,
+                registry=registry,
+                participant_id=participant_id,
+                participant=participant,
+                license=registry.license_for(participant),
+                venue_license=registry.venue_license,
+                market_symbol="",
+                market=None,
+                side=_BUY,
+                order_type=_LIMIT,
+                tif=_GTC,
+                price=None,
+                qty=0,
+                notional=0,
+                funds_asset="",
+                funds_required=0,
+                funds_available=0,
+            )
+            admission = _Admission(blank)
+            if participant is not None:
+                self._admissions[participant_id] = admission
+        return admission
+
+    def _evaluate(self, ctx: OrderContext, admission: _Admission) -> Decision:
+        """The chain's decision on ``ctx``.  The checks whose verdict is static for the
+        participant (licences, account, permissions, limits it does not have) run once per
+        shape of order it sends in a day under one registry (``CheckChain.plan``)."""
+        shape = (ctx.market_symbol, ctx.order_type, ctx.tif)
+        plan = admission.plans.get(shape)
+        if plan is None:
+            plan = self.chain.plan(ctx)
+            if ctx.market is not None:  # known markets only: a client may send any symbol
+                admission.plans[shape] = plan
+        return self.chain.evaluate(ctx, plan=plan)
 
     def _market_for_checks(self, symbol: str) -> Market:
         """The market with the band's live reference (the last trade, once there is one)."""
@@ -423,61 +547,67 @@ class Exchange:
         last = self.last_price.get(symbol)
         if last is None or last == market.reference_price:
             return market
+        # A validated copy per last price, not per order, kept while the market's own spec
+        # is unchanged: trades move the last price back and forth among a few ticks.
         cached = self._band_markets.get(symbol)
-        if cached is None or cached[0] is not market or cached[1].reference_price != last:
-            # A validated copy per new last price, not per order: orders far outnumber trades.
-            cached = self._band_markets[symbol] = (market, market.with_reference(last))
-        return cached[1]
+        if cached is None or cached[0] is not market:
+            cached = self._band_markets[symbol] = (market, {})
+        copies = cached[1]
+        band_market = copies.get(last)
+        if band_market is None:
+            if len(copies) >= _BAND_COPIES:
+                copies.clear()
+            band_market = copies[last] = market.with_reference(last)
+        return band_market
 
     def _limit_price(self, cmd: PlaceOrder, market: Market) -> int | None:
         """The worst price the order may trade at: its limit, or for a market order the
         edge of the band around the reference (its price protection)."""
-        if cmd.order_type == OrderType.LIMIT:
+        if cmd.order_type == _LIMIT:
             return cmd.price
         reference = self.reference_price(cmd.market)
         if reference is None:
             return None
         span = reference * market.band_bps // 10_000
-        if cmd.side == Side.BUY:
+        if cmd.side == _BUY:
             return reference + span
         return max(reference - span, market.tick)
 
-    def _hold_for(self, market: Market, side: int, limit: int, qty: int) -> tuple[str, int]:
-        """(asset, amount) an order must hold: base qty for a sell; for a buy the quote
-        cost at its limit rounded up plus the largest fee it could pay."""
-        if side == Side.SELL:
-            return market.base, qty
-        return market.quote, _buy_hold(market, 0, 0, 0, 0, limit, qty)
+    def _accept(self, cmd: PlaceOrder, market: Market, limit: int, intent: OrderContext) -> None:
+        """Hold the funds, record the order and its usage, and hand it to the book.
 
-    def _accept(self, cmd: PlaceOrder, market: Market, intent: OrderContext) -> None:
-        book = self.books[cmd.market]
-        limit = self._limit_price(cmd, market) or 0
+        ``limit``: the worst price it may trade at (``_limit_price``), quote minor units."""
+        participant_id = cmd.participant_id
         order_id = self._next_order_id
-        self._next_order_id += 1
+        self._next_order_id = order_id + 1
+        usage = self.usage(participant_id)
+        participant = intent.participant  # the registry's record as of this command
         order = _Order(
-            order_id=order_id,
-            participant_id=cmd.participant_id,
-            market=cmd.market,
-            side=cmd.side,
-            order_type=cmd.order_type,
-            limit=limit,
-            qty=cmd.qty,
-            client_order_id=cmd.client_order_id,
-            hold_asset=intent.funds_asset,
-            hold=intent.funds_required,
-            counts_retail=cmd.side == Side.BUY and self._is_retail(cmd.participant_id),
+            order_id,
+            participant_id,
+            cmd.market,
+            cmd.side,
+            cmd.order_type,
+            limit,
+            cmd.qty,
+            cmd.client_order_id,
+            intent.funds_asset,
+            intent.funds_required,
+            counts_retail=cmd.side == _BUY
+            and participant is not None
+            and participant.category == "RETAIL",
+            day=usage.day,
+            month=usage.month,
         )
-        self.ledger.hold(order.participant_id, order.hold_asset, order.hold)
+        self.ledger.hold(participant_id, order.hold_asset, order.hold)
         self._orders[order_id] = order
         if cmd.client_order_id is not None:
-            self._by_client_id[(cmd.participant_id, cmd.client_order_id)] = order_id
-        usage = self.usage(cmd.participant_id)
-        order.day, order.month = usage.day, usage.month
+            self._by_client_id[(participant_id, cmd.client_order_id)] = order_id
         usage.open_orders += 1
         self._set_usage_notional(order, intent.notional)
-        events = book.place(
+        events = self.books[cmd.market].place(
             order_id,
-            self._owner_number(cmd.participant_id),
+            self._owner_number(participant_id),
             int(cmd.side),
             limit,
             cmd.qty,
@@ -493,7 +623,7 @@ class Exchange:
         if order is None:
             return
         events = self.books[order.market].cancel(order.order_id)
-        self._apply_book_events(self.markets[order.market], events, cancel_reason=cmd.reason)
+        self._apply_book_events(self.markets[order.market], events, cmd.reason)
 
     def _amend(self, cmd: AmendOrder) -> None:
         order = self._find_order(cmd, "amend")
@@ -517,7 +647,7 @@ class Exchange:
         # What the order must hold at its new price and quantity, given what it has paid,
         # and what it will count against the participant's notional limits.
         new_hold = self._hold_needed(market, order, price, remaining)
-        open_notional = _ceil_div(price * remaining, 10**market.base_scale)
+        open_notional = _ceil_div(price * remaining, POW10[market.base_scale])
         new_usage = self._filled_notional(market, order) + open_notional
         if new_hold > order.hold or new_usage > order.usage_notional or qty > order.qty:
             rejection = self._check_amend(cmd, market, order, price, remaining, new_hold)
@@ -553,9 +683,10 @@ class Exchange:
         usage = self.usage(order.participant_id)
         usage.roll(cmd.ts)
         own_open = order.usage_notional - self._filled_notional(market, order)
+        admission = self._admission(order.participant_id, day_of(cmd.ts))
         context = self._context(
+            admission,
             cmd.ts,
-            order.participant_id,
             market_symbol=order.market,
             market=market,
             side=Side(order.side),
@@ -563,7 +694,7 @@ class Exchange:
             tif=TimeInForce.GTC,
             price=price,
             qty=remaining,
-            notional=_ceil_div(price * remaining, 10**market.base_scale),
+            notional=_ceil_div(price * remaining, POW10[market.base_scale]),
             usage=ParticipantUsage(
                 open_orders=usage.open_orders,
                 daily_notional=usage.daily_notional - (own_open if usage.day == order.day else 0),
@@ -576,7 +707,7 @@ class Exchange:
             + order.hold,
             amend=True,
         )
-        decision = self.chain.evaluate(context)
+        decision = self._evaluate(context, admission)
         self._reports.append(
             Audit(
                 ts=cmd.ts,
@@ -640,27 +771,28 @@ class Exchange:
         bids: list[tuple[int, int]] = []
         asks: list[tuple[int, int]] = []
         seq = 0
+        orders = self._orders
+        # The most frequent kinds first: a resting order (accepted, level) and a cancel.
         for event in events:
             kind = type(event)
-            if kind is Trade:
+            if kind is BookLevel:
+                (bids if event.side == "buy" else asks).append((event.price, event.qty))
+                seq = event.seq
+            elif kind is OrderAccepted:
+                self._reports.append(self._order_report(orders[event.order_id], "new"))
+            elif kind is OrderCanceled:
+                reason = event.reason if event.reason == "self_trade" else cancel_reason
+                self._close(orders[event.order_id], market, "canceled", reason)
+            elif kind is Trade:
                 self._settle(market, event)
             elif kind is OrderFilled:
                 # Settled with its Trade (which wrote the fill report); close it if done.
                 if event.remaining_qty == 0:
-                    self._close(self._orders[event.order_id], "filled", None)
-            elif kind is BookLevel:
-                (bids if event.side == "buy" else asks).append((event.price, event.qty))
-                seq = event.seq
-            elif kind is OrderAccepted:
-                order = self._orders[event.order_id]
-                self._reports.append(self._order_report(order, "new"))
-            elif kind is OrderCanceled:
-                reason = event.reason if event.reason == "self_trade" else cancel_reason
-                self._close(self._orders[event.order_id], "canceled", reason)
+                    self._close(orders[event.order_id], market, "filled", None)
             elif kind is OrderExpired:
-                self._close(self._orders[event.order_id], "expired", None)
+                self._close(orders[event.order_id], market, "expired", None)
             elif kind is OrderAmended:
-                order = self._orders[event.order_id]
+                order = orders[event.order_id]
                 self._reports.append(self._order_report(order, self._status(order)))
             elif kind in (OrderRejected, CancelRejected, AmendRejected):
                 raise BookIntegrityError(f"the book refused a checked command: {event}")
@@ -683,7 +815,7 @@ class Exchange:
         )
         for order, liquidity in ((maker, "maker"), (taker, "taker")):
             rate = market.maker_fee_ppm if liquidity == "maker" else market.taker_fee_ppm
-            if order.side == Side.BUY:
+            if order.side == _BUY:
                 fee = self._settle_buy(market, order, trade.price, trade.qty, rate)
             else:
                 fee = self._settle_sell(market, order, trade.price, trade.qty, rate)
@@ -710,7 +842,7 @@ class Exchange:
 
     def _settle_buy(self, market: Market, order: _Order, price: int, qty: int, rate: int) -> int:
         """The buyer pays from its hold, cumulatively rounded up; gets the base."""
-        scale = 10**market.base_scale
+        scale = POW10[market.base_scale]
         order.spent_num += price * qty
         order.fee_num += price * qty * rate
         paid = _ceil_div(order.spent_num, scale)
@@ -726,7 +858,7 @@ class Exchange:
 
     def _settle_sell(self, market: Market, order: _Order, price: int, qty: int, rate: int) -> int:
         """The seller delivers held base; gets proceeds rounded down less its fee."""
-        scale = 10**market.base_scale
+        scale = POW10[market.base_scale]
         order.spent_num += price * qty
         proceeds = (price * qty) // scale
         fee = min(_ceil_div(price * qty * rate, scale * PPM), proceeds)
@@ -736,13 +868,12 @@ class Exchange:
         self.ledger.credit(VENUE_ACCOUNT, market.quote, fee)
         return fee
 
-    def _close(self, order: _Order, status: str, reason: str | None) -> None:
-        """An order left the book: release its hold and the usage its open part reserved."""
+    def _close(self, order: _Order, market: Market, status: str, reason: str | None) -> None:
+        """An order of ``market`` left the book: release its hold and the usage its open
+        part reserved."""
         self.ledger.release(order.participant_id, order.hold_asset, order.hold)
         order.hold = 0
-        usage = self.usage(order.participant_id)
-        usage.open_orders -= 1
-        market = self.markets[order.market]
+        self.usage(order.participant_id).open_orders -= 1
         self._set_usage_notional(order, self._filled_notional(market, order))
         del self._orders[order.order_id]
         if order.client_order_id is not None:
@@ -753,12 +884,12 @@ class Exchange:
 
     def _filled_notional(self, market: Market, order: _Order) -> int:
         """Notional of what an order has traded, at its fill prices, rounded up (tiyn)."""
-        if order.side == Side.BUY:
+        if order.side == _BUY:
             return order.paid
-        return _ceil_div(order.spent_num, 10**market.base_scale)
+        return _ceil_div(order.spent_num, POW10[market.base_scale])
 
     def _update_usage_after_fill(self, market: Market, order: _Order) -> None:
-        scale = 10**market.base_scale
+        scale = POW10[market.base_scale]
         open_part = _ceil_div(order.limit * order.remaining, scale)
         self._set_usage_notional(order, self._filled_notional(market, order) + open_part)
 
@@ -914,7 +1045,7 @@ class Exchange:
                 order_id=None,
                 client_order_id=cmd.client_order_id,
                 side=SIDE_NAMES[cmd.side],
-                order_type="market" if cmd.order_type == OrderType.MARKET else "limit",
+                order_type="market" if cmd.order_type == _MARKET else "limit",
                 price=cmd.price,
                 qty=cmd.qty,
                 filled_qty=0,
@@ -948,11 +1079,13 @@ class Exchange:
             order_id=order.order_id,
             client_order_id=order.client_order_id,
             side=SIDE_NAMES[order.side],
-            order_type="market" if order.order_type == OrderType.MARKET else "limit",
-            price=order.limit if order.order_type == OrderType.LIMIT else None,
+            order_type="market" if order.order_type == _MARKET else "limit",
+            price=order.limit if order.order_type == _LIMIT else None,
             qty=order.qty,
             filled_qty=order.filled_qty,
-            remaining_qty=order.remaining if status in ("new", "partially_filled") else 0,
+            remaining_qty=order.qty - order.filled_qty
+            if status in ("new", "partially_filled")
+            else 0,
             status=status,  # type: ignore[arg-type]
             reason=reason,
         )
@@ -962,10 +1095,9 @@ class Exchange:
         return "partially_filled" if order.filled_qty else "new"
 
     def _report_balances(self) -> None:
-        for account, asset in self.ledger.drain_changed():
+        for account, asset, total, held in self.ledger.drain_changed_balances():
             if account == VENUE_ACCOUNT:
                 continue
-            total, held = self.ledger.total(account, asset), self.ledger.held(account, asset)
             self._reports.append(
                 BalanceReport(
                     participant_id=account,
@@ -976,10 +1108,6 @@ class Exchange:
                 )
             )
 
-    def _is_retail(self, participant_id: str) -> bool:
-        participant = self.registry.participant(participant_id)
-        return participant is not None and participant.category == "RETAIL"
-
     def _owner_number(self, participant_id: str) -> int:
         number = self._owner_numbers.get(participant_id)
         if number is None:
@@ -988,10 +1116,10 @@ class Exchange:
 
     @staticmethod
     def _would_cross(book: Any, side: int, price: int) -> bool:
-        best = book.best_ask() if side == Side.BUY else book.best_bid()
+        best = book.best_ask() if side == _BUY else book.best_bid()
         if best is None:
             return False
-        return best[0] <= price if side == Side.BUY else best[0] >= price
+        return best[0] <= price if side == _BUY else best[0] >= price
 
     _HANDLERS: ClassVar[dict[type, Callable[[Exchange, Any], None]]] = {
         PlaceOrder: _place,

@@ -26,7 +26,10 @@ class Ledger:
         # (account, asset) -> [total, held]
         self._balances: dict[tuple[str, str], list[int]] = {}
         self._net_deposits: dict[str, int] = {}
-        self._changed: dict[tuple[str, str], None] = {}
+        # (account, asset) -> its [total, held] entry, for the balances changed since the
+        # last drain, in first-change order (a dict keeps insertion order).  Entries are
+        # changed in place and never replaced, so the drain reads them as they are then.
+        self._changed: dict[tuple[str, str], list[int]] = {}
 
     # -- reading -----------------------------------------------------------------------
 
@@ -65,6 +68,19 @@ class Ledger:
         self._changed.clear()
         return changed
 
+    def drain_changed_balances(self) -> list[tuple[str, str, int, int]]:
+        """``drain_changed`` with each balance as it is now: (account, asset, total, held).
+
+        What the exchange reports after every command, in one pass over the entries."""
+        changed = self._changed
+        if not changed:
+            return []
+        drained: list[tuple[str, str, int, int]] = []
+        for (account, asset), (total, held) in changed.items():  # a loop: no comprehension call
+            drained.append((account, asset, total, held))
+        changed.clear()
+        return drained
+
     # -- moving money ------------------------------------------------------------------
 
     def deposit(self, account: str, asset: str, amount: int) -> None:
@@ -81,20 +97,26 @@ class Ledger:
         self._net_deposits[asset] = self._net_deposits.get(asset, 0) - amount
 
     def hold(self, account: str, asset: str, amount: int) -> None:
-        """Move ``amount`` from available to held."""
+        """Move ``amount`` from available to held.  (Every order does this: one lookup.)"""
         if amount == 0:
             return
-        if amount < 0 or self.available(account, asset) < amount:
+        key = (account, asset)
+        entry = self._balances.get(key)
+        if amount < 0 or entry is None or entry[0] - entry[1] < amount:
             raise LedgerError(f"cannot hold {amount} {asset} for {account}")
-        self._entry(account, asset)[1] += amount
+        self._changed[key] = entry
+        entry[1] += amount
 
     def release(self, account: str, asset: str, amount: int) -> None:
-        """Move ``amount`` from held back to available."""
+        """Move ``amount`` from held back to available.  (Every closed order: one lookup.)"""
         if amount == 0:
             return
-        if amount < 0 or self.held(account, asset) < amount:
+        key = (account, asset)
+        entry = self._balances.get(key)
+        if amount < 0 or entry is None or entry[1] < amount:
             raise LedgerError(f"cannot release {amount} {asset} for {account}")
-        self._entry(account, asset)[1] -= amount
+        self._changed[key] = entry
+        entry[1] -= amount
 
     def spend_held(self, account: str, asset: str, amount: int) -> None:
         """Pay ``amount`` out of held funds (a fill settling)."""
@@ -122,10 +144,10 @@ class Ledger:
 
     def _entry(self, account: str, asset: str) -> list[int]:
         key = (account, asset)
-        self._changed[key] = None
         entry = self._balances.get(key)
         if entry is None:
             entry = self._balances[key] = [0, 0]
+        self._changed[key] = entry
         return entry
 
     @staticmethod

@@ -35,7 +35,7 @@ import msgspec
 
 from . import reject
 from .errors import ConfigError
-from .fixedpoint import MAX_SCALE, NumberFormatError, format_units, parse_units
+from .fixedpoint import MAX_SCALE, POW10, NumberFormatError, format_units, parse_units
 
 __all__ = [
     "FIAT_CURRENCIES",
@@ -168,17 +168,22 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
         contract (the spec's check chain, steps 9 and 10): ``INVALID_TICK``,
         ``INVALID_LOT``, ``BELOW_MIN_QTY``, ``BELOW_MIN_NOTIONAL``, ``PRICE_OUT_OF_BAND``.
         Halted and unknown markets are ``check_market``'s job, one step earlier.
+
+        This runs for every order, so each rule is tested inline and only a broken one
+        calls its ``_check_*`` helper, which words the rejection.
         """
-        if price is not None:
-            rejection = self._check_tick(price)
-            if rejection is not None:
-                return rejection
-        rejection = self._check_qty(qty)
-        if rejection is not None or price is None:
-            return rejection
-        rejection = self._check_notional(price, qty)
-        if rejection is not None:
-            return rejection
+        if price is not None and (price <= 0 or price % self.tick):
+            return self._check_tick(price)
+        if qty <= 0 or qty % self.lot or qty < self.min_qty:
+            return self._check_qty(qty)
+        if price is None:
+            return None
+        # Exact: both sides in quote minor units x 10**base_scale, no division, no rounding.
+        if price * qty < self.min_notional * POW10[self.base_scale]:
+            return self._check_notional(price, qty)
+        ref = self.reference_price
+        if ref is None or abs(price - ref) * BPS <= self.band_bps * ref:
+            return None
         return self._check_band(price)
 
     def _check_tick(self, price: int) -> Rejection | None:
@@ -193,7 +198,6 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
     def _check_qty(self, qty: int) -> Rejection | None:
-        # Messages are formatted only on the way out: this runs for every order.
         if qty <= 0:
             return Rejection("INVALID_LOT", f"qty {_plain(qty, self.base_scale)} is not positive")
         if qty % self.lot:
@@ -211,8 +215,7 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
     def _check_notional(self, price: int, qty: int) -> Rejection | None:
-        # Exact: both sides in quote minor units x 10**base_scale, no division, no rounding.
-        if price * qty >= self.min_notional * 10**self.base_scale:
+        if price * qty >= self.min_notional * POW10[self.base_scale]:
             return None
         # Shown rounded down, so the message never prints a notional equal to the minimum.
         notional = self.format_price(self.quote_amount(price, qty, round_up=False))
@@ -254,7 +257,7 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
         what a seller receives, so the venue never pays out a tiyn it did not take in.
         """
         numerator = price * qty
-        denominator = 10**self.base_scale
+        denominator = POW10[self.base_scale]
         if round_up:
             return -(-numerator // denominator)
         return numerator // denominator
@@ -272,7 +275,7 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
         So any non-zero trade at a non-zero rate pays at least 1 tiyn.  With a negative rate
         (a rebate) the same ceiling rounds the rebate towards zero, still the venue's way.
         """
-        return -(-(price * qty * fee_ppm) // (10**self.base_scale * PPM))
+        return -(-(price * qty * fee_ppm) // (POW10[self.base_scale] * PPM))
 
     # -- changed copies (for admin commands) ------------------------------------------------
 

@@ -19,13 +19,14 @@ custom check that returns something invalid.
 from .chain import (
     ACCEPTED,
     REQUIRED_CHECKS,
+    ChainPlan,
     CheckChain,
     CustomCheckError,
     Decision,
     chain_from_toml,
     load_chain,
 )
-from .checks import BUILTIN_CHECKS, Check
+from .checks import BUILTIN_CHECKS, STATIC_CHECKS, Check, StaticWhen
 from .context import OrderContext, ParticipantUsage
 from .profiles import (
     AFSA,
@@ -56,7 +57,9 @@ __all__ = [
     "NBK",
     "PROFILES",
     "REQUIRED_CHECKS",
+    "STATIC_CHECKS",
     "CategoryRules",
+    "ChainPlan",
     "Check",
     "CheckChain",
     "CustomCheckError",
@@ -68,6 +71,7 @@ __all__ = [
     "ParticipantUsage",
     "Profile",
     "Registry",
+    "StaticWhen",
     "activity_for",
     "chain_from_toml",
     "get_profile",

@@ -4,6 +4,13 @@
 construction, so a bad option is a ``ConfigError`` when the venue starts, never a surprise on
 an order.  ``evaluate(ctx)`` runs the checks in order and stops at the first that rejects.
 
+Many checks give every order of a participant with the same market, order type and time in
+force the same verdict for a day under one registry (the licence, account, jurisdiction and
+permission checks, and a limit check when the participant has no such limit:
+``engine.licensing.checks.STATIC_CHECKS``).  ``plan(ctx)`` runs those once and returns the
+checks still to run for such orders; ``evaluate(ctx, plan=...)`` runs only those.  A check
+that passes changes nothing in the outcome, so skipping it gives the same decision.
+
 Custom checks (``extra``) are named ``"package.module:callable"`` and imported with
 ``importlib``; the callable is a function ``(ctx) -> Rejection | None`` or a class whose
 instances are (it is created once, with no arguments).  A custom check may return any code:
@@ -29,13 +36,14 @@ import msgspec
 from ..errors import ConfigError, EngineError
 from ..markets import Rejection
 from . import _config as cfg
-from .checks import BUILTIN_CHECKS, Check
+from .checks import BUILTIN_CHECKS, STATIC_CHECKS, Check
 from .context import OrderContext
 from .profiles import DEFAULT_PROFILE, Profile, get_profile
 
 __all__ = [
     "ACCEPTED",
     "REQUIRED_CHECKS",
+    "ChainPlan",
     "CheckChain",
     "CustomCheckError",
     "Decision",
@@ -50,6 +58,12 @@ participant and a known, open market."""
 _CUSTOM_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _CUSTOM_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _TARGET = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)")
+
+
+Step = tuple[str, Check, bool]  # (check id, check, custom)
+
+ChainPlan = tuple[Step, ...]
+"""The checks of a chain still to run for one shape of order (``CheckChain.plan``)."""
 
 
 class CustomCheckError(EngineError):
@@ -105,13 +119,13 @@ class CheckChain:
         ids = _without(ids, disabled)
         if order is not None:
             ids = _reordered(ids, order)
-        steps: list[tuple[str, Check, bool]] = []
+        steps: list[Step] = []
         for check_id in ids:
             if check_id in custom:
                 steps.append((check_id, custom[check_id], True))
             else:
                 steps.append((check_id, BUILTIN_CHECKS[check_id], False))
-        self._steps = tuple(steps)
+        self._steps: ChainPlan = tuple(steps)
 
     @property
     def profile(self) -> Profile:
@@ -128,19 +142,20 @@ class CheckChain:
         """The ids of the custom checks (whether or not they run)."""
         return self._custom_ids
 
-    def evaluate(self, ctx: OrderContext) -> Decision:
+    def evaluate(self, ctx: OrderContext, *, plan: ChainPlan | None = None) -> Decision:
         """The decision on ``ctx``: the first check that rejects it, or ``ACCEPTED``.
+
+        ``plan``: what ``plan`` returned for an order of the same participant, market, order
+        type and time in force on the same Almaty day under the same registry; only its
+        checks run.  None runs every check.
 
         ``EngineError`` if ``ctx.profile`` is not this chain's profile (the checks would
         read the wrong parameters); ``CustomCheckError`` if a custom check misbehaves.
         Exceptions a check raises propagate: they are bugs, not decisions.
         """
-        if ctx.profile is not self._profile and ctx.profile != self._profile:
-            raise EngineError(
-                f"the order context carries profile {ctx.profile.name}, "
-                f"the chain runs {self._profile.name}: build it with profile=chain.profile"
-            )
-        for check_id, check, custom in self._steps:
+        if ctx.profile is not self._profile:
+            self._check_profile(ctx)
+        for check_id, check, custom in self._steps if plan is None else plan:
             rejection = check(ctx)
             if rejection is not None:
                 if custom:
@@ -149,6 +164,39 @@ class CheckChain:
                     accepted=False, check=check_id, code=rejection.code, message=rejection.message
                 )
         return ACCEPTED
+
+    def plan(self, ctx: OrderContext) -> ChainPlan:
+        """The checks still to run for orders like ``ctx``: those whose verdict is not static
+        for its participant (``STATIC_CHECKS``; custom checks never are), once the static
+        ones have passed ``ctx``.  Every check when one of them rejects ``ctx`` or the
+        participant is unknown, so that the first rejection in the chain's order is reported.
+
+        The plan holds for every order of the same participant, market, order type and time
+        in force on the same Almaty day under the same registry: the caller keeps it and
+        passes it to ``evaluate``.  O(number of checks).
+        """
+        if ctx.profile is not self._profile:
+            self._check_profile(ctx)
+        participant = ctx.participant
+        if participant is None:
+            return self._steps
+        static: list[Step] = []
+        for step in self._steps:
+            when = None if step[2] else STATIC_CHECKS.get(step[0])
+            if when is not None and when(participant, self._profile):
+                static.append(step)
+        if any(check(ctx) is not None for _, check, _ in static):
+            return self._steps
+        return tuple(step for step in self._steps if step not in static)
+
+    def _check_profile(self, ctx: OrderContext) -> None:
+        """``EngineError`` unless ``ctx.profile`` equals the chain's (the caller has seen it
+        is not the same object, which is the common case's test)."""
+        if ctx.profile != self._profile:
+            raise EngineError(
+                f"the order context carries profile {ctx.profile.name}, "
+                f"the chain runs {self._profile.name}: build it with profile=chain.profile"
+            )
 
     def __len__(self) -> int:
         return len(self._steps)
