@@ -18,6 +18,7 @@ command that is rejected moves the exchange's clock and changes nothing else.
 from __future__ import annotations
 
 import hashlib
+import operator
 from typing import Any
 
 import msgspec
@@ -36,7 +37,10 @@ class BookState(msgspec.Struct, array_like=True):
     orders: list[tuple[int, int, int, int, int, bool, int]]
 
 
-class OrderState(msgspec.Struct, array_like=True):
+class OrderState(msgspec.Struct, array_like=True, gc=False):
+    """One open order (``gc=False``: strings and integers only; a snapshot makes one per
+    open order, and tracking them would set the collector scanning mid-snapshot)."""
+
     order_id: int
     participant_id: str
     market: str
@@ -85,12 +89,16 @@ class ExchangeState(msgspec.Struct):
 
 
 _ORDER_FIELDS = tuple(OrderState.__struct_fields__)
+# One C call reads an order's fields in OrderState's order: a snapshot runs this on every
+# open order while the venue waits, so it must not build a dict per order.
+_order_fields = operator.attrgetter(*_ORDER_FIELDS)
 
 
 def capture(exchange: Exchange) -> ExchangeState:
     """The exchange's whole state, in a canonical order."""
     registry = exchange.registry
     ledger = exchange.ledger
+    orders = exchange._orders
     return ExchangeState(
         version=STATE_VERSION,
         ts=exchange._ts,
@@ -114,16 +122,13 @@ def capture(exchange: Exchange) -> ExchangeState:
             )
             for p, u in sorted(exchange._usage.items())
         ],
-        orders=[
-            OrderState(**{name: getattr(o, name) for name in _ORDER_FIELDS})
-            for _, o in sorted(exchange._orders.items())
-        ],
+        orders=[OrderState(*_order_fields(orders[k])) for k in sorted(orders)],
         books=[
             BookState(
                 market=symbol,
                 seq=book.seq,
                 last_trade_id=book.last_trade_id,
-                orders=[tuple(record) for record in book.export_orders()],
+                orders=list(map(tuple, book.export_orders())),
             )
             for symbol, book in sorted(exchange.books.items())
         ],
