@@ -198,6 +198,25 @@ def _order_ref(market: str, order_id: int | None, client_order_id: str | None) -
     return params
 
 
+def _batch_results(items: list[Message], method: str) -> list[Message | ApiError]:
+    """A batch response's items: each result, or its error as an ``ApiError``."""
+    out: list[Message | ApiError] = []
+    for item in items:
+        if item.get("ok"):
+            out.append(item["result"])
+        else:
+            error = item.get("error") or {}
+            out.append(
+                ApiError(
+                    str(error.get("code", "INTERNAL")),
+                    str(error.get("message", "")),
+                    method=method,
+                    error=error,
+                )
+            )
+    return out
+
+
 def _channel_of(message: Message) -> str | None:
     """The subscription a stream message belongs to (``book:BTC-KZT``, ``orders``)."""
     channel = message.get("channel")
@@ -612,21 +631,17 @@ class Client:
         raised: one refused order does not hide the others' results)."""
         params = [_order_params(**order) for order in orders]
         results = await self.call("order.batch", {"orders": params})
-        out: list[Message | ApiError] = []
-        for item in results:
-            if item.get("ok"):
-                out.append(item["result"])
-            else:
-                error = item.get("error") or {}
-                out.append(
-                    ApiError(
-                        str(error.get("code", "INTERNAL")),
-                        str(error.get("message", "")),
-                        method="order.batch",
-                        error=error,
-                    )
-                )
-        return out
+        return _batch_results(results, "order.batch")
+
+    async def cancel_batch(self, orders: Iterable[Message]) -> list[Message | ApiError]:
+        """``order.cancel_batch``: up to 50 cancels (dicts with ``market`` and ``order_id``
+        or ``client_order_id``), in order.  Returns, per cancel, the canceled order or the
+        ``ApiError`` it got (``UNKNOWN_ORDER`` for one that is no longer open), not raised."""
+        params = [
+            _order_ref(o["market"], o.get("order_id"), o.get("client_order_id")) for o in orders
+        ]
+        results = await self.call("order.cancel_batch", {"orders": params})
+        return _batch_results(results, "order.cancel_batch")
 
     # -- subscriptions and streams
 

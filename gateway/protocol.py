@@ -78,6 +78,10 @@ class BatchParams(_Params):
     orders: Annotated[list[PlaceParams], Meta(min_length=1, max_length=MAX_BATCH)]
 
 
+class CancelBatchParams(_Params):
+    orders: Annotated[list[CancelParams], Meta(min_length=1, max_length=MAX_BATCH)]
+
+
 class OpenOrdersParams(_Params):
     market: Symbol | None = None
 
@@ -146,6 +150,10 @@ class Batch(Request, tag="order.batch"):
     params: BatchParams
 
 
+class CancelBatch(Request, tag="order.cancel_batch"):
+    params: CancelBatchParams
+
+
 class OpenOrders(Request, tag="orders.open"):
     params: OpenOrdersParams = OpenOrdersParams()
 
@@ -203,6 +211,7 @@ AnyRequest = (
     | Amend
     | CancelAllOrders
     | Batch
+    | CancelBatch
     | OpenOrders
     | Balances
     | CancelOnDisconnect

@@ -463,17 +463,36 @@ class Session:
         return True, result
 
     def _batch(self, request: protocol.Batch) -> None:
-        builders: list[Any] = []
+        builders: list[Callable | WireError] = []
         for params in request.params.orders:
             try:
                 builders.append(self._place_command(params, request.id))
             except WireError as exc:
                 builders.append(exc)
+        self._submit_batch(request.id, builders, self._place_outcome)
+
+    def _cancel_batch(self, request: protocol.CancelBatch) -> None:
+        builders: list[Callable | WireError] = []
+        for params in request.params.orders:
+            try:
+                builders.append(self._cancel_command(params, request.id))
+            except WireError as exc:
+                builders.append(exc)
+        self._submit_batch(request.id, builders, self._change_outcome)
+
+    def _submit_batch(
+        self,
+        request_id: Any,
+        builders: list[Callable | WireError],
+        outcome: Callable[[list[Report]], tuple[bool, dict[str, Any]]],
+    ) -> None:
+        """Submit a batch's commands in order (an item that failed its own checks is not
+        submitted); answer once every one has run, with one result or error per item."""
         results: list[Any] = [None] * len(builders)
         remaining = [sum(1 for b in builders if not isinstance(b, WireError))]
 
         def finish() -> None:
-            self._reply(request.id, results)
+            self._reply(request_id, results)
 
         for index, build in enumerate(builders):
             if isinstance(build, WireError):
@@ -484,7 +503,7 @@ class Session:
                 continue
 
             def done(reports: list[Report], index: int = index) -> None:
-                accepted, body = self._place_outcome(reports)
+                accepted, body = outcome(reports)
                 results[index] = (
                     {"ok": True, "result": body} if accepted else {"ok": False, "error": body}
                 )
@@ -503,9 +522,9 @@ class Session:
             )
         return params.order_id, params.client_order_id
 
-    def _cancel(self, request: protocol.Cancel) -> None:
-        market = self._market(request.params.market, request.id)
-        order_id, client_order_id = self._order_ref(request.params, request.id)
+    def _cancel_command(self, params: protocol.CancelParams, request_id: Any) -> Callable:
+        market = self._market(params.market, request_id)
+        order_id, client_order_id = self._order_ref(params, request_id)
         participant_id = self.participant_id
 
         def build(ts: int) -> CancelOrder:
@@ -517,6 +536,10 @@ class Session:
                 client_order_id=client_order_id,
             )
 
+        return build
+
+    def _cancel(self, request: protocol.Cancel) -> None:
+        build = self._cancel_command(request.params, request.id)
         self.venue.submit(build, lambda reports: self._answer_change(request.id, reports))
 
     def _amend(self, request: protocol.Amend) -> None:
@@ -547,20 +570,27 @@ class Session:
 
     def _answer_change(self, request_id: Any, reports: list[Report]) -> None:
         """Answer a cancel or amend: the order's last state (with fills), or the refusal."""
+        accepted, body = self._change_outcome(reports)
+        if accepted:
+            self._reply(request_id, body)
+        else:
+            self.send(protocol.error(request_id, body["code"], body["message"]))
+
+    def _change_outcome(self, reports: list[Report]) -> tuple[bool, dict[str, Any]]:
+        """(accepted, result-or-error) of a cancel or amend, from its reports."""
         markets = self.venue.exchange.markets
         for report in reports:
             if type(report) is CommandRejected:
-                self.send(protocol.error(request_id, report.code, report.message))
-                return
+                return False, {"code": report.code, "message": report.message}
         target = None
+        last: Any = None
         for report in reports:
             if type(report) is OrderReport and report.participant_id == self.participant_id:
                 target = target or report.order_id
                 if report.order_id == target:
                     last = report
         if target is None:
-            self.send(protocol.error(request_id, "INTERNAL", "the order was not reported"))
-            return
+            return False, {"code": "INTERNAL", "message": "the order was not reported"}
         market = markets[last.market]
         result = _without_type(order_view(last, market))
         result["fills"] = [
@@ -570,7 +600,7 @@ class Session:
         ]
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((last.market, target))
-        self._reply(request_id, result)
+        return True, result
 
     def _cancel_all(self, request: protocol.CancelAllOrders) -> None:
         params = request.params
@@ -692,6 +722,7 @@ _HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     protocol.Amend: Session._amend,
     protocol.CancelAllOrders: Session._cancel_all,
     protocol.Batch: Session._batch,
+    protocol.CancelBatch: Session._cancel_batch,
     protocol.OpenOrders: Session._open_orders,
     protocol.Balances: Session._balances,
     protocol.CancelOnDisconnect: Session._cancel_on_disconnect,

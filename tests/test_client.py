@@ -245,6 +245,32 @@ def test_batch_returns_a_result_or_an_api_error_per_order(server: Server) -> Non
     run(scenario())
 
 
+def test_cancel_batch_returns_the_order_or_an_api_error_per_cancel(server: Server) -> None:
+    async def scenario() -> None:
+        async with await logged_in(server.url, BOB) as client:
+            first = await client.place("BTC-KZT", "buy", "0.001", "43000000")
+            second = await client.place(
+                "BTC-KZT", "buy", "0.001", "43000100", client_order_id="keep-me-not"
+            )
+            results = await client.cancel_batch(
+                [
+                    {"market": "BTC-KZT", "order_id": first["order_id"]},
+                    {"market": "BTC-KZT", "client_order_id": "keep-me-not"},
+                    {"market": "BTC-KZT", "order_id": first["order_id"]},
+                ]
+            )
+            assert [r["status"] if isinstance(r, dict) else r.code for r in results] == [
+                "canceled",
+                "canceled",
+                "UNKNOWN_ORDER",
+            ]
+            assert results[1]["order_id"] == second["order_id"]  # type: ignore[index]
+            assert results[2].method == "order.cancel_batch"  # type: ignore[union-attr]
+            assert await client.open_orders("BTC-KZT") == []
+
+    run(scenario())
+
+
 def test_api_errors_carry_the_stable_code(server: Server) -> None:
     """Refused calls raise ApiError with the table's code; the connection stays usable."""
 

@@ -426,6 +426,48 @@ async def test_batch_answers_each_order_in_order() -> None:
 
 
 @async_test
+async def test_cancel_batch_answers_each_cancel_in_order() -> None:
+    async with running_venue() as v:
+        mm1, bob = await v.login("mm1"), await v.login("bob")
+        placed = await mm1.ok(
+            "order.batch",
+            {
+                "orders": [
+                    limit("buy", 44_000_000, "0.01", client_order_id="a"),
+                    limit("buy", 44_100_000, "0.01"),
+                    limit("sell", 46_000_000, "0.01"),
+                ]
+            },
+        )
+        _, b, c = (item["result"]["order_id"] for item in placed)
+        bobs = await bob.ok("order.place", limit("buy", 43_000_000, "0.01"))
+        cancels = [
+            {"market": BTC, "client_order_id": "a"},
+            {"market": BTC, "order_id": b},
+            {"market": BTC, "order_id": b},  # already canceled by the item before
+            {"market": BTC, "order_id": bobs["order_id"]},  # not mm1's
+            {"market": "DOGE-KZT", "order_id": c},  # UNKNOWN_MARKET
+            {"market": BTC},  # neither id
+        ]
+        results = await mm1.ok("order.cancel_batch", {"orders": cancels})
+        assert [r["ok"] for r in results] == [True, True, False, False, False, False]
+        assert [r["error"]["code"] for r in results if not r["ok"]] == [
+            "UNKNOWN_ORDER",
+            "UNKNOWN_ORDER",
+            "UNKNOWN_MARKET",
+            "INVALID_PARAMS",
+        ]
+        assert_order(results[0]["result"], client_order_id="a", status="canceled")
+        assert results[1]["result"]["order_id"] == b
+        assert results[1]["result"]["status"] == "canceled"
+        # what was not canceled is still open, on both sides
+        assert await open_ids(mm1) == {c}
+        assert await open_ids(bob) == {bobs["order_id"]}
+        error = await mm1.error("order.cancel_batch", {"orders": []})
+        assert error["code"] == "INVALID_PARAMS" and "$.params.orders" in error["message"]
+
+
+@async_test
 async def test_orders_open_and_account_balances() -> None:
     async with running_venue() as v:
         bob = await v.login("bob")
