@@ -15,11 +15,20 @@ and offset.
 A snapshot is written every ``snapshot_every`` commands and at clean shutdown: to a
 temporary file, fsynced, then renamed over, so a crash never leaves a half snapshot.  Each
 snapshot starts a new journal segment; the segments and snapshots older than the previous
-snapshot are deleted.
+snapshot are deleted once the new snapshot is on disk.
+
+The periodic snapshots are written by a forked child process (where ``os.fork`` exists):
+the child sees the exchange exactly as it was at the fork, copy-on-write, so the venue goes
+on at once instead of stopping for the snapshot (about 120 ms at 100,000 open orders, 5 ms
+at 4,000, in this project's measurements).  If the child fails, nothing is lost: the
+previous snapshot and every segment since are kept, and the failure is logged.  The final
+snapshot at shutdown is written in-process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import logging
 import os
@@ -85,6 +94,27 @@ def read_snapshot(path: Path) -> SnapshotFile:
     return _snapshot_decoder.decode(payload)
 
 
+def _write_snapshot(data_dir: Path, seq: int, exchange: Exchange) -> tuple[Path, int]:
+    """Write the snapshot of ``exchange`` (the state after ``seq``) atomically: (path, size)."""
+    payload = _encoder.encode(SnapshotFile(seq, capture(exchange)))
+    path = data_dir / snapshot_name(seq)
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(SNAPSHOT_MAGIC + _CRC.pack(zlib.crc32(payload)) + payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(data_dir)
+    return path, len(payload)
+
+
+def _open_file_limit() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        return 1024
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -97,7 +127,12 @@ class Storage:
     """The journal the sequencer writes to, plus snapshots: one per data directory."""
 
     def __init__(
-        self, data_dir: str | Path, *, mode: str = "fsync", snapshot_every: int = 100_000
+        self,
+        data_dir: str | Path,
+        *,
+        mode: str = "fsync",
+        snapshot_every: int = 100_000,
+        background_snapshots: bool | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +141,10 @@ class Storage:
         self.journal: Journal | None = None
         self.exchange: Exchange | None = None
         self._since_snapshot = 0
+        if background_snapshots is None:
+            background_snapshots = hasattr(os, "fork")
+        self.background_snapshots = background_snapshots
+        self._snapshot_child: tuple[int, int] | None = None  # (pid, seq) being written
 
     # -- startup -------------------------------------------------------------------------
 
@@ -187,6 +226,8 @@ class Storage:
 
     @property
     def snapshot_due(self) -> bool:
+        if self._snapshot_child is not None:
+            self._reap_snapshot_child(block=False)
         return self.mode != "off" and self._since_snapshot >= self.snapshot_every
 
     async def commit(self) -> None:
@@ -197,28 +238,74 @@ class Storage:
         assert self.journal is not None
         self.journal.sync()
         if self.snapshot_due:
-            self.snapshot()
+            if self.background_snapshots:
+                self.snapshot_in_background()
+            else:
+                self.snapshot()
 
     # -- snapshots -----------------------------------------------------------------------
 
     def snapshot(self) -> Path:
         """Write the state after the last committed command and start a new segment."""
         assert self.journal is not None and self.exchange is not None
+        self._reap_snapshot_child(block=True)
         seq = self.journal.last_seq
-        payload = _encoder.encode(SnapshotFile(seq, capture(self.exchange)))
-        path = self.data_dir / snapshot_name(seq)
-        temporary = path.with_suffix(".tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(SNAPSHOT_MAGIC + _CRC.pack(zlib.crc32(payload)) + payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        _fsync_dir(self.data_dir)
+        path, size = _write_snapshot(self.data_dir, seq, self.exchange)
         self._since_snapshot = 0
         self._open_segment_after_snapshot(seq)
         self._prune()
-        log.info("snapshot at seq %d: %s (%d bytes)", seq, path.name, len(payload))
+        log.info("snapshot at seq %d: %s (%d bytes)", seq, path.name, size)
         return path
+
+    def snapshot_in_background(self) -> None:
+        """Start a snapshot of the state after the last committed command in a forked
+        child, and a new segment; the old ones are pruned when the child has succeeded.
+        If the previous child is still writing, wait for the next commit instead."""
+        assert self.journal is not None and self.exchange is not None
+        if self._snapshot_child is not None:
+            return
+        seq = self.journal.last_seq
+        pid = os.fork()
+        if pid == 0:  # the child: write, and leave without running any of the parent's code
+            status = 1
+            try:
+                gc.disable()  # a collection would copy every page it touches, for nothing
+                os.closerange(3, _open_file_limit())  # the clients' sockets stay the parent's
+                _write_snapshot(self.data_dir, seq, self.exchange)
+                status = 0
+            finally:
+                os._exit(status)
+        self._snapshot_child = (pid, seq)
+        self._since_snapshot = 0
+        self._open_segment_after_snapshot(seq)
+        log.info("snapshot at seq %d: being written by process %d", seq, pid)
+
+    def wait_for_snapshot(self) -> None:
+        """Wait until a snapshot being written in the background is done (and pruned)."""
+        self._reap_snapshot_child(block=True)
+
+    def _reap_snapshot_child(self, *, block: bool) -> None:
+        """Collect a finished snapshot child: prune after a success, log a failure."""
+        if self._snapshot_child is None:
+            return
+        pid, seq = self._snapshot_child
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        if done == 0:
+            return
+        self._snapshot_child = None
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
+            log.info("snapshot at seq %d: written", seq)
+            self._prune()
+        else:
+            log.error(
+                "snapshot at seq %d failed (child exit %d): the previous snapshot and every "
+                "journal segment since it are kept",
+                seq,
+                code,
+            )
+            with contextlib.suppress(OSError):
+                (self.data_dir / snapshot_name(seq)).with_suffix(".tmp").unlink()
 
     def _open_segment_after_snapshot(self, seq: int) -> None:
         if self.journal is not None:
@@ -240,6 +327,7 @@ class Storage:
 
     def close(self, *, final_snapshot: bool = True) -> None:
         """Clean shutdown: a last snapshot (so the next start replays nothing), then close."""
+        self._reap_snapshot_child(block=True)
         if final_snapshot and self.mode != "off" and self.journal is not None:
             self.snapshot()
         if self.journal is not None:

@@ -56,11 +56,57 @@ def test_replay_after_crash_restores_the_same_state(tmp_path):
     assert digest(recovered) == expected
 
 
+def test_a_snapshot_is_of_the_state_at_its_seq_not_at_the_end_of_its_writing(tmp_path):
+    """The background child writes the state as it was at the fork, while the parent goes
+    on executing and journaling: recovery from that snapshot plus the journal is exact."""
+    storage, exchange, _ = recover(tmp_path, snapshot_every=100)
+    assert storage.background_snapshots
+    run_commands(storage, exchange, 150, seed=4)  # a child forked at 100 or so
+    at_fork = storage._snapshot_child
+    run_commands(storage, exchange, 80, seed=5)  # the parent goes on meanwhile
+    expected = digest(exchange)
+    storage.wait_for_snapshot()
+    seqs = [int(p.stem.split("-")[1]) for p in list_snapshots(tmp_path)]
+    assert at_fork is None or at_fork[1] in seqs
+    storage.journal.close()  # a crash
+    _, recovered, last_seq = recover(tmp_path)
+    assert last_seq == 230
+    assert digest(recovered) == expected
+
+
+def test_a_failed_background_snapshot_loses_nothing(tmp_path, monkeypatch, caplog):
+    """If the child cannot write its snapshot, the previous one and every segment since are
+    kept, so recovery still finds every command."""
+    import gateway.storage as storage_module
+
+    storage, exchange, _ = recover(tmp_path, snapshot_every=200)
+    run_commands(storage, exchange, 250, seed=6)  # one good snapshot near 200
+    storage.wait_for_snapshot()
+    good = list_snapshots(tmp_path)
+    assert len(good) == 1
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage_module, "_write_snapshot", broken)  # the child inherits it
+    run_commands(storage, exchange, 250, seed=7)  # the next one fails in the child
+    storage.wait_for_snapshot()
+    assert "failed" in caplog.text
+    assert list_snapshots(tmp_path) == good
+    expected = digest(exchange)
+    storage.journal.close()
+    monkeypatch.undo()
+    _, recovered, last_seq = recover(tmp_path)
+    assert last_seq == 500
+    assert digest(recovered) == expected
+
+
 def test_snapshots_rotate_segments_and_recovery_uses_them(tmp_path):
     """Periodic snapshots start new segments; recovery = newest snapshot + later records."""
     storage, exchange, _ = recover(tmp_path, snapshot_every=500)
     run_commands(storage, exchange, 1800, seed=2)
     expected = digest(exchange)
+    storage.wait_for_snapshot()  # the one at 1500 may still be being written
     assert len(list_snapshots(tmp_path)) == 2  # older ones pruned
     storage.journal.close()
     storage2, recovered, last_seq = recover(tmp_path, snapshot_every=500)
