@@ -40,6 +40,7 @@ from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from . import protocol
 from .auth import admin_key_matches, verify_signature
 from .protocol import PUBLIC_METHODS, WireError
+from .queries import BalancesQuery, OpenOrdersQuery
 from .ratelimit import TokenBucket
 from .venue import Venue
 from .views import balance_view, fill_view, market_view, order_view
@@ -133,6 +134,7 @@ class Session:
         self.channels: set[str] = set()
         self.cancel_on_disconnect = False
         self.placed: set[tuple[str, int]] = set()  # (market, order_id) placed by this session
+        self._pruning = False  # a query for what of ``placed`` is still open is under way
         self.closed = False
         self._bucket = TokenBucket(
             gateway.limits.connection_rate, gateway.limits.connection_burst, gateway.monotonic()
@@ -236,7 +238,7 @@ class Session:
             )
 
     def _market(self, symbol: str, request_id: Any) -> Market:
-        market = self.venue.exchange.markets.get(symbol)
+        market = self.venue.markets.get(symbol)
         if market is None:
             raise WireError("UNKNOWN_MARKET", f"no market {symbol[:32]!r}", request_id)
         return market
@@ -248,7 +250,7 @@ class Session:
 
     def _login(self, request: protocol.Login) -> None:
         params = request.params
-        registry = self.venue.exchange.registry
+        registry = self.venue.registry
         participant = registry.participant_by_api_key(params.api_key)
         reason = "unknown api_key"
         if participant is not None and participant.api_secret:
@@ -286,10 +288,10 @@ class Session:
         self._reply(request.id, {"pong": True, "time": self.venue.now_ms()})
 
     def _markets(self, request: protocol.MarketsList) -> None:
-        exchange = self.venue.exchange
+        venue = self.venue
         self._reply(
             request.id,
-            [market_view(m, exchange.reference_price(s)) for s, m in exchange.markets.items()],
+            [market_view(m, venue.reference_price(s)) for s, m in venue.markets.items()],
         )
 
     def _subscribe(self, request: protocol.Subscribe) -> None:
@@ -359,29 +361,35 @@ class Session:
     # -- account -------------------------------------------------------------------------
 
     def _balances(self, request: protocol.Balances) -> None:
-        ledger = self.venue.exchange.ledger
         scales = self.venue.scales
-        result = []
-        for asset, (total, available, held) in ledger.balances(self.participant_id).items():
-            scale = scales.get(asset, 0)
-            view = balance_view(
-                _Balance(asset, total, available, held),  # type: ignore[arg-type]
-                scale,
-            )
-            del view["type"]
-            result.append(view)
-        self._reply(request.id, result)
+
+        def done(rows: list[tuple[str, int, int, int]]) -> None:
+            result = []
+            for asset, total, available, held in rows:
+                view = balance_view(
+                    _Balance(asset, total, available, held),  # type: ignore[arg-type]
+                    scales.get(asset, 0),
+                )
+                del view["type"]
+                result.append(view)
+            self._reply(request.id, result)
+
+        self.venue.query(BalancesQuery(self.participant_id), done)  # type: ignore[arg-type]
 
     def _open_orders(self, request: protocol.OpenOrders) -> None:
-        exchange = self.venue.exchange
         market = request.params.market
         if market is not None:
             self._market(market, request.id)
-        orders = exchange.open_orders(self.participant_id, market)  # type: ignore[arg-type]
-        self._reply(
-            request.id,
-            [_without_type(order_view(o, exchange.markets[o.market])) for o in orders],
-        )
+        markets = self.venue.markets
+
+        def done(orders: list[OrderReport]) -> None:
+            self._reply(
+                request.id,
+                [_without_type(order_view(o, markets[o.market])) for o in orders],
+            )
+
+        query = OpenOrdersQuery(self.participant_id, market)  # type: ignore[arg-type]
+        self.venue.query(query, done)
 
     # -- order entry ---------------------------------------------------------------------
 
@@ -428,7 +436,7 @@ class Session:
 
     def _place_outcome(self, reports: list[Report]) -> tuple[bool, dict[str, Any]]:
         """(accepted, result-or-error) of a place command, from its reports."""
-        markets = self.venue.exchange.markets
+        markets = self.venue.markets
         mine = None
         last = None
         fills = []
@@ -450,17 +458,27 @@ class Session:
             return False, {"code": mine.reason, "message": mine.message or mine.reason}
         market = markets[mine.market]
         self.placed.add((mine.market, mine.order_id))  # type: ignore[arg-type]
-        if len(self.placed) > 10_000:  # forget orders that have since closed
-            still_open = {
-                (o.market, o.order_id) for o in self.venue.exchange.open_orders(self.participant_id)
-            }  # type: ignore[arg-type]
-            self.placed &= still_open
+        if len(self.placed) > 10_000 and not self._pruning:
+            self._forget_closed_orders()
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((mine.market, mine.order_id))  # type: ignore[arg-type]
         result = order_view(last, market)
         del result["type"]
         result["fills"] = [_without_type(fill_view(f, market)) for f in fills]
         return True, result
+
+    def _forget_closed_orders(self) -> None:
+        """Drop from ``placed`` the orders that have closed since (filled as a maker, say),
+        so cancel-on-disconnect has no more to go through than what is open."""
+        self._pruning = True
+        asked = set(self.placed)
+
+        def done(orders: list[OrderReport]) -> None:
+            self._pruning = False
+            still_open = {(o.market, o.order_id) for o in orders}
+            self.placed -= asked - still_open  # placed meanwhile: kept
+
+        self.venue.query(OpenOrdersQuery(self.participant_id), done)  # type: ignore[arg-type]
 
     def _batch(self, request: protocol.Batch) -> None:
         builders: list[Callable | WireError] = []
@@ -578,7 +596,7 @@ class Session:
 
     def _change_outcome(self, reports: list[Report]) -> tuple[bool, dict[str, Any]]:
         """(accepted, result-or-error) of a cancel or amend, from its reports."""
-        markets = self.venue.exchange.markets
+        markets = self.venue.markets
         for report in reports:
             if type(report) is CommandRejected:
                 return False, {"code": report.code, "message": report.message}
@@ -653,7 +671,7 @@ class Session:
         except ConfigError as exc:
             raise WireError("INVALID_PARAMS", str(exc), request.id) from None
         try:
-            self.venue.exchange.registry.with_participant(record)
+            self.venue.registry.with_participant(record)
         except ConfigError as exc:
             raise WireError("INVALID_PARAMS", str(exc), request.id) from None
         self._admin_submit(request.id, lambda ts: SetParticipant(ts=ts, participant=record))

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 from engine.commands import Command
 from engine.errors import EngineError
 from engine.exchange import Exchange
+from engine.licensing import Registry
+from engine.markets import Market
 from engine.reports import (
     Audit,
     BalanceReport,
@@ -43,6 +45,7 @@ from engine.reports import (
 from . import protocol
 from .marketdata import Channels
 from .protocol import WireError
+from .queries import QUERY_TYPES, Query, answer
 from .views import asset_scales, balance_view, fill_view, order_view, trade_view
 
 log = logging.getLogger("alatau.venue")
@@ -132,6 +135,24 @@ class Venue:
         self._pending.append((build, done))
         self._wakeup.set()
 
+    def query(self, query: Query, done: Callable[[Any], None]) -> None:
+        """Queue a read-only query; ``done(answer)`` runs when it has been answered, in
+        sequence with the commands around it (see ``gateway.queries``)."""
+        self.submit(lambda ts: query, done)  # type: ignore[arg-type,return-value]
+
+    # -- what the sessions read (configuration-like state, changed only by admin commands) --
+
+    @property
+    def markets(self) -> dict[str, Market]:
+        return self.exchange.markets
+
+    @property
+    def registry(self) -> Registry:
+        return self.exchange.registry
+
+    def reference_price(self, symbol: str) -> int | None:
+        return self.exchange.reference_price(symbol)
+
     def now_ms(self) -> int:
         return self.clock_ms()
 
@@ -174,6 +195,9 @@ class Venue:
                 ts = self._last_ts
             self._last_ts = ts
             command = build(ts)
+            if isinstance(command, QUERY_TYPES):
+                results.append(([], _answering(done, answer(self.exchange, command))))
+                continue
             reports = execute(command)
             if journal is not None:
                 journal.append(command)
@@ -274,7 +298,7 @@ class Venue:
         self, book_changes: dict[str, list[BookChanged]], trades: dict[str, list[TradePrinted]]
     ) -> None:
         """A batch's trades, then its book changes: one message per market and channel."""
-        markets = self.exchange.markets
+        markets = self.markets
         channels = self.channels
         for symbol, printed in trades.items():
             channel = f"trades:{symbol}"
@@ -296,7 +320,7 @@ class Venue:
     def _private_view(self, report: OrderReport | FillReport | BalanceReport) -> dict[str, Any]:
         if type(report) is BalanceReport:
             return balance_view(report, self.scales[report.asset])
-        market = self.exchange.markets[report.market]
+        market = self.markets[report.market]
         if type(report) is FillReport:
             return fill_view(report, market)
         return order_view(report, market)
@@ -310,3 +334,10 @@ class Venue:
             listeners.discard(session)
             if not listeners:
                 del self.order_listeners[participant_id]
+
+
+def _answering(done: Any, result: Any) -> Done | None:
+    """A query's callback in the shape of a command's: it gets the answer, not reports."""
+    if done is None:
+        return None
+    return lambda _reports: done(result)

@@ -468,6 +468,25 @@ async def test_cancel_batch_answers_each_cancel_in_order() -> None:
 
 
 @async_test
+async def test_queries_are_answered_in_sequence_with_the_orders_before_them() -> None:
+    """A pipelined place, then orders.open and account.balances: the answers include the
+    order and its hold, because queries go through the command stream in order."""
+    async with running_venue() as v:
+        bob = await v.login("bob")
+        placed = await bob.send("order.place", limit("buy", 44_000_000, "0.01"))
+        listed = await bob.send("orders.open")
+        balances = await bob.send("account.balances")
+        canceled = await bob.send("order.cancel_all")
+        after = await bob.send("orders.open")
+        order_id = (await placed)["result"]["order_id"]
+        assert [o["order_id"] for o in (await listed)["result"]] == [order_id]
+        kzt = next(b for b in (await balances)["result"] if b["asset"] == "KZT")
+        assert kzt["held"] == "440440.00"  # the order's cost at its limit plus the top fee
+        assert (await canceled)["result"]["order_ids"] == [order_id]
+        assert (await after)["result"] == []
+
+
+@async_test
 async def test_orders_open_and_account_balances() -> None:
     async with running_venue() as v:
         bob = await v.login("bob")

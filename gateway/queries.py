@@ -1,0 +1,47 @@
+"""Read-only questions to the exchange that go through the command stream.
+
+A session does not read the exchange's balances or open orders directly: it sends a query
+to the venue, which answers it in sequence with the commands, as of the moment it reaches
+the engine.  So a client that pipelines an order and then ``orders.open`` sees its order,
+the answer is as durable as the commands before it, and the same code works whether the
+exchange runs in this process or in an engine process of its own (``gateway.engine_process``):
+queries and their answers are msgspec Structs and plain values, so they cross a pipe as is.
+Queries are not journaled: they change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from engine.exchange import Exchange
+
+
+class BalancesQuery(msgspec.Struct, tag="balances", frozen=True, array_like=True):
+    """(asset, total, available, held) per asset of a participant, sorted by asset."""
+
+    participant_id: str
+
+
+class OpenOrdersQuery(msgspec.Struct, tag="open_orders", frozen=True, array_like=True):
+    """A participant's open orders (``OrderReport``s), in order id order."""
+
+    participant_id: str
+    market: str | None = None
+
+
+Query = BalancesQuery | OpenOrdersQuery
+QUERY_TYPES = (BalancesQuery, OpenOrdersQuery)
+
+
+def answer(exchange: Exchange, query: Query) -> Any:
+    """The answer to ``query`` from the exchange as it stands."""
+    if type(query) is BalancesQuery:
+        return [
+            (asset, total, available, held)
+            for asset, (total, available, held) in exchange.ledger.balances(
+                query.participant_id
+            ).items()
+        ]
+    return exchange.open_orders(query.participant_id, query.market)
