@@ -33,6 +33,7 @@ from .venue import Venue
 log = logging.getLogger("alatau")
 
 ADMIN_KEY_ENV = "ALATAU_ADMIN_KEY"
+ENGINE_PROCESS_ENV = "ALATAU_ENGINE_PROCESS"  # "1": as --engine-process
 
 # Demo balances, in whole units of each asset (the venue file's participants get them all).
 DEMO_FUNDS = {"KZT": 1_000_000_000, "BTC": 100, "ETH": 1_000, "USDT": 1_000_000, "USDC": 1_000_000}
@@ -51,6 +52,7 @@ class ServeOptions:
     production: bool = False
     quiet: bool = False
     transport: str | None = None  # None: gateway.server's default
+    engine_process: bool = False  # the engine in a process of its own (gateway.engine_process)
     limits: Limits = field(default_factory=Limits)
 
 
@@ -96,6 +98,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="websocket server implementation (default picows, the faster one measured)",
     )
+    parser.add_argument(
+        "--engine-process",
+        action="store_true",
+        help="run the engine (matching, journal, snapshots) in a process of its own, so the "
+        "gateway and the engine each get a core",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
@@ -111,6 +119,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         production=args.production,
         quiet=args.quiet,
         transport=args.transport,
+        engine_process=args.engine_process or os.environ.get(ENGINE_PROCESS_ENV) == "1",
         limits=Limits(
             connection_rate=args.rate,
             connection_burst=args.rate * 2,
@@ -128,9 +137,10 @@ def build_exchange(options: ServeOptions) -> Exchange:
     )
 
 
-def demo_deposits(exchange: Exchange) -> tuple[list[Deposit], list[str]]:
+def demo_deposits(exchange: Exchange | Venue) -> tuple[list[Deposit], list[str]]:
     """Deposits that give every registered participant the demo balances (ts filled in by
-    the caller), and printable lines with the participants' demo keys."""
+    the caller), and printable lines with the participants' demo keys.  ``exchange``: what
+    has ``markets`` and ``registry`` (an exchange, or a venue whose engine is elsewhere)."""
     scales = {}
     for market in exchange.markets.values():
         scales[market.base] = market.base_scale
@@ -181,8 +191,14 @@ async def serve(
         )
         return 2
     storage = None
-    if options.data_dir is None:
-        exchange = build_exchange(options)
+    venue: Venue
+    if options.engine_process:
+        from .engine_process import start_engine_process
+
+        remote = await start_engine_process(options)
+        venue, last_seq, recovered = remote, remote.last_seq, remote.recovered
+    elif options.data_dir is None:
+        venue = Venue(build_exchange(options))
         last_seq = 0
         recovered = "in memory only: nothing is kept (--ephemeral)"
     else:
@@ -194,13 +210,15 @@ async def serve(
         exchange, last_seq, recovered = storage.recover(
             load_chain(options.venue_file), lambda: build_exchange(options)
         )
-    venue = Venue(exchange, journal=storage)
+        venue = Venue(exchange, journal=storage)
     admin_key = options.admin_key
-    banner = [recovered if storage is None else f"data dir {options.data_dir}: {recovered}"]
+    banner = [
+        recovered if options.data_dir is None else f"data dir {options.data_dir}: {recovered}"
+    ]
     if not options.production:
         import msgspec
 
-        deposits, lines = demo_deposits(exchange)
+        deposits, lines = demo_deposits(venue)
         if last_seq == 0:
             for deposit in deposits:
                 venue.submit(lambda ts, d=deposit: msgspec.structs.replace(d, ts=ts))
@@ -231,7 +249,7 @@ async def serve(
     )
     host, port = await asyncio.wait_for(asyncio.shield(bound), timeout=30)
     if not options.quiet:
-        print(f"markets: {', '.join(exchange.markets)}")
+        print(f"markets: {', '.join(venue.markets)}")
         for line in banner:
             print(line)
     print(f"alatau: listening on ws://{host}:{port}", flush=True)

@@ -18,13 +18,13 @@ import msgspec
 from engine.exchange import Exchange
 
 
-class BalancesQuery(msgspec.Struct, tag="balances", frozen=True, array_like=True):
+class BalancesQuery(msgspec.Struct, tag="balances", frozen=True):
     """(asset, total, available, held) per asset of a participant, sorted by asset."""
 
     participant_id: str
 
 
-class OpenOrdersQuery(msgspec.Struct, tag="open_orders", frozen=True, array_like=True):
+class OpenOrdersQuery(msgspec.Struct, tag="open_orders", frozen=True):
     """A participant's open orders (``OrderReport``s), in order id order."""
 
     participant_id: str

@@ -237,6 +237,11 @@ class Storage:
         exchange as it is after the last appended command."""
         assert self.journal is not None
         self.journal.sync()
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write a snapshot if one is due (in the background where possible).  Only once
+        everything appended is durable, and with no command executed meanwhile."""
         if self.snapshot_due:
             if self.background_snapshots:
                 self.snapshot_in_background()

@@ -41,6 +41,7 @@ from engine.reports import (
     Report,
     TradePrinted,
 )
+from engine.types import Side
 
 from . import protocol
 from .marketdata import Channels
@@ -89,23 +90,41 @@ class Venue:
     ) -> None:
         self.exchange = exchange
         self.journal = journal
-        self.clock_ms = clock_ms
-        self.channels = Channels(exchange.markets)
-        for symbol, book in exchange.books.items():
-            mirror = self.channels.mirrors[symbol]
-            from engine.types import Side
+        self._setup(
+            exchange.markets,
+            [
+                (symbol, book.seq, book.depth(Side.BUY), book.depth(Side.SELL))
+                for symbol, book in exchange.books.items()
+            ],
+            clock_ms,
+            audit_log_size,
+        )
 
-            mirror.bids.update(book.depth(Side.BUY))
-            mirror.asks.update(book.depth(Side.SELL))
-            mirror.seq = book.seq
-        self.scales = asset_scales(exchange.markets)
+    def _setup(
+        self,
+        markets: dict[str, Market],
+        books: list[tuple[str, int, list[tuple[int, int]], list[tuple[int, int]]]],
+        clock_ms: Callable[[], int],
+        audit_log_size: int,
+    ) -> None:
+        """What every venue has: the streams' mirrors (from each book's (symbol, seq, bids,
+        asks)), the sequencer's queues and the fan-out's listeners."""
+        self.clock_ms = clock_ms
+        self.channels = Channels(markets)
+        for symbol, seq, bids, asks in books:
+            mirror = self.channels.mirrors[symbol]
+            mirror.bids.update(bids)
+            mirror.asks.update(asks)
+            mirror.seq = seq
+        self.scales = asset_scales(markets)
         self.order_listeners: dict[str, set[Any]] = {}  # participant -> sessions on "orders"
         self.audit_log: deque[Audit] = deque(maxlen=audit_log_size)
         self.commands_executed = 0
         self._pending: deque[tuple[Builder, Done | None]] = deque()
-        # Executed batches waiting to be durable: (the journal's future or None, results).
+        # Executed batches waiting to be durable: (the journal's future or None, results);
+        # results None: the future's value is the results (an engine in another process).
         self._unpublished: deque[
-            tuple[asyncio.Future[None] | None, list[tuple[list[Report], Done | None]]]
+            tuple[asyncio.Future[Any] | None, list[tuple[list[Report], Done | None]] | None]
         ] = deque()
         self._published = asyncio.Event()  # set (and replaced) whenever batches go out
         self._failed = False
@@ -131,6 +150,10 @@ class Venue:
     def submit(self, build: Builder, done: Done | None = None) -> None:
         """Queue a command; ``done(reports)`` runs once it is executed, durable and published."""
         if self._closed:
+            if self._failed:
+                raise WireError(
+                    "INTERNAL", "the venue stopped (its journal or engine failed): not run"
+                )
             raise WireError("INTERNAL", "the venue is shutting down: the request did not run")
         self._pending.append((build, done))
         self._wakeup.set()
@@ -233,15 +256,17 @@ class Venue:
                     self._fail(error)
                     break
             unpublished.popleft()
-            self.publish_batch(results)
+            if results is None:
+                results = durable.result()  # type: ignore[union-attr]
+            self.publish_batch(results)  # type: ignore[arg-type]
         self._published.set()
         self._published = asyncio.Event()
 
     def _fail(self, error: BaseException | None) -> None:
-        """The journal could not make a batch durable: acknowledge nothing more."""
+        """A batch could not be made durable: acknowledge nothing more."""
         log.error(
-            "the journal failed (%r): %d executed batch(es) will not be acknowledged; the "
-            "venue stops accepting commands",
+            "a batch could not be made durable (%r): %d executed batch(es) will not be "
+            "acknowledged; the venue stops accepting commands",
             error,
             len(self._unpublished),
         )

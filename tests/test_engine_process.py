@@ -1,0 +1,156 @@
+"""``alatau serve --engine-process``: the engine in a process of its own behaves like the
+engine in the gateway's process, keeps what it acknowledged across a restart, and when it
+dies the gateway stops acknowledging instead of carrying on without it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import websockets
+
+from gateway.app import ServeOptions, serve
+from gateway.session import Limits
+from gateway.venue import JournalFailed
+
+from .gateway_harness import ADMIN_KEY, Client, L2Book, async_test, login_params, trades_of
+
+BTC = "BTC-KZT"
+
+
+def limit(side: str, price: int, qty: str, **extra: object) -> dict:
+    return {"market": BTC, "side": side, "price": str(price), "qty": qty, **extra}
+
+
+@contextlib.asynccontextmanager
+async def serving(data_dir: Path) -> AsyncIterator[tuple[str, list[Client]]]:
+    """``serve`` with the engine in its own process; yields the url and a list to which
+    the test adds its clients (closed at the end)."""
+    started: asyncio.Future = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    options = ServeOptions(
+        port=0,
+        quiet=True,
+        admin_key=ADMIN_KEY,
+        limits=Limits(),
+        data_dir=str(data_dir),
+        engine_process=True,
+    )
+    server = asyncio.create_task(serve(options, started=started, stop=stop))
+    host, port = await asyncio.wait_for(started, 30)
+    clients: list[Client] = []
+    try:
+        yield f"ws://{host}:{port}", clients
+    finally:
+        for client in clients:
+            await client.close()
+        stop.set()
+        await asyncio.wait_for(server, 30)
+
+
+async def connect(url: str, clients: list[Client], name: str | None = None) -> Client:
+    client = Client(await websockets.connect(url))
+    client.start_reading()
+    clients.append(client)
+    if name is not None:
+        await client.ok("auth.login", login_params(name))
+    return client
+
+
+def engine_pids(data_dir: Path) -> list[int]:
+    """The engine processes serving ``data_dir`` (found by their command line)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"gateway.engine_process" in cmdline and str(data_dir).encode() in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the engine process in /proc")
+@async_test
+async def test_trading_through_the_engine_process_and_a_restart(tmp_path) -> None:
+    async with serving(tmp_path) as (url, clients):
+        assert len(engine_pids(tmp_path)) == 1
+        watcher = await connect(url, clients)
+        await watcher.ok("subscribe", {"channels": [f"book:{BTC}", f"trades:{BTC}"]})
+        mm1, bob = await connect(url, clients, "mm1"), await connect(url, clients, "bob")
+        asks = await mm1.ok(
+            "order.batch",
+            {"orders": [limit("sell", 45_000_000 + 1_000 * i, "0.01") for i in range(5)]},
+        )
+        ask_ids = [item["result"]["order_id"] for item in asks]
+        taken = await bob.ok("order.place", limit("buy", 45_001_000, "0.015", tif="IOC"))
+        assert taken["status"] == "filled"
+        assert [f["fill_price"] for f in taken["fills"]] == ["45000000.00", "45001000.00"]
+        canceled = await mm1.ok(
+            "order.cancel_batch",
+            {"orders": [{"market": BTC, "order_id": ask_ids[4]}, {"market": BTC, "order_id": 1}]},
+        )
+        assert [item["ok"] for item in canceled] == [True, False]
+        # queries are answered by the engine process, in sequence
+        open_ids = {o["order_id"] for o in await mm1.ok("orders.open")}
+        assert open_ids == set(ask_ids[1:4])
+        kzt = next(b for b in await bob.ok("account.balances") if b["asset"] == "KZT")
+        assert kzt["held"] == "0.00"
+        # the reference price follows the last trade; an operator's halt reaches the gateway
+        btc = next(m for m in await bob.ok("markets.list") if m["symbol"] == BTC)
+        assert btc["reference_price"] == "45001000.00"
+        admin = await connect(url, clients)
+        await admin.ok("auth.admin", {"admin_key": ADMIN_KEY})
+        await admin.ok("admin.market", {"market": BTC, "status": "halted"})
+        refused = await bob.error("order.place", limit("buy", 44_000_000, "0.01"))
+        assert refused["code"] == "MARKET_HALTED"
+        btc = next(m for m in await bob.ok("markets.list") if m["symbol"] == BTC)
+        assert btc["status"] == "halted"
+        await admin.ok("admin.market", {"market": BTC, "status": "open"})
+        # the streamed book, rebuilt, is the book a fresh snapshot shows
+        trades = await watcher.wait_stream(f"trades:{BTC}", lambda ms: len(trades_of(ms)) == 2)
+        assert [t["price"] for t in trades_of(trades)] == ["45000000.00", "45001000.00"]
+        late = await connect(url, clients)
+        await late.ok("subscribe", {"channels": [f"book:{BTC}"]})
+        (snapshot,) = await late.wait_stream(f"book:{BTC}", lambda ms: len(ms) == 1)
+        streamed = await watcher.wait_stream(
+            f"book:{BTC}", lambda ms: ms[-1]["seq"] == snapshot["seq"]
+        )
+        rebuilt = L2Book.rebuild(streamed)
+        assert rebuilt == L2Book.rebuild([snapshot])
+        balances_before = await mm1.ok("account.balances")
+
+    assert engine_pids(tmp_path) == []  # it exited with the gateway
+    async with serving(tmp_path) as (url, clients):
+        mm1 = await connect(url, clients, "mm1")
+        assert {o["order_id"] for o in await mm1.ok("orders.open")} == set(ask_ids[1:4])
+        assert await mm1.ok("account.balances") == balances_before
+        late = await connect(url, clients)
+        await late.ok("subscribe", {"channels": [f"book:{BTC}"]})
+        (again,) = await late.wait_stream(f"book:{BTC}", lambda ms: len(ms) == 1)
+        assert again == snapshot  # the same book at the same seq
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the engine process in /proc")
+@async_test
+async def test_when_the_engine_process_dies_nothing_more_is_acknowledged(tmp_path) -> None:
+    with pytest.raises(JournalFailed):
+        async with serving(tmp_path) as (url, clients):
+            bob = await connect(url, clients, "bob")
+            await bob.ok("order.place", limit("buy", 44_000_000, "0.01"))
+            (pid,) = engine_pids(tmp_path)
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(100):  # until the gateway has seen the link go
+                response = await bob.call("order.place", limit("buy", 44_000_000, "0.01"))
+                if not response["ok"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert response["error"]["code"] == "INTERNAL", response
+            assert "failed" in response["error"]["message"]
