@@ -34,30 +34,50 @@ cancels instead of placing, so open orders stay bounded.  A cancel of an order a
 in the meantime gets ``UNKNOWN_ORDER``: that business reject is expected and counted apart.
 Any other error code is unexpected and makes the exit status 1.
 
+``--batch K`` (1 to 50; default 1: one ``order.place`` or ``order.cancel`` per request) sends
+the same flow K operations per request, as a market maker entering and pulling quotes in
+bulk would: the operations are drawn one by one as with 1, the places (passive and IOC) go
+to the connection's next ``order.batch`` and the cancels to its next ``order.cancel_batch``,
+and a request leaves as soon as one of the two holds K; once the flow's operations are all
+drawn, what is left goes too (so every request but a connection's last two carries K, and
+the flow's mix is the one above).  A cancel picks its order when it is drawn, so it may wait
+in its group while an IOC fills that order: with K > 1 a few more cancels get
+``UNKNOWN_ORDER`` (per item: the batch's other items are unaffected).  The bot learns its
+placed orders' ids from the batch response's items, in order.  ``--max-open`` counts the
+orders known to be open, so with K > 1 a connection may hold up to ``--window`` times K
+more before the cancels catch up.  The window stays in requests.
+
 Two modes:
 
 ``--rate 0`` (saturation, the default)
     Each connection keeps ``--window`` requests in flight; latency runs from just before the
     request's send to its response (matched by id), so it includes the window's queueing.
 ``--rate R``
-    Open loop: R requests/s in total, each connection on its own fixed schedule (staggered
-    across connections).  Latency runs from the *scheduled* send time, so a stalled server
+    Open loop: R orders (operations) per second in total, each connection on its own fixed
+    schedule (staggered across connections): one request every ``clients`` / R seconds, or
+    with ``--batch K`` one request of K every ``clients`` * K / R seconds (R / K requests/s
+    in total).  Latency runs from the *scheduled* send time, so a stalled server
     cannot hide its stall by slowing the sender (no coordinated omission).  Sends are timed
     by a Linux timerfd (``_Ticker``), so they leave within some tens of microseconds of
     their schedule (on a busy machine, later: that shows in the latency too, as it would for
     a real client); elsewhere by uvloop's timers.
 
-A run sends ``--warmup`` requests per connection first (not measured), then up to
-``--count`` requests in total, stopping early after ``--duration`` seconds; responses still
-missing ``DRAIN_TIMEOUT`` seconds later are counted as lost.
+A run sends ``--warmup`` operations per connection first (not measured), then up to
+``--count`` operations in total, stopping early after ``--duration`` seconds; responses still
+missing ``DRAIN_TIMEOUT`` seconds later are counted as lost.  (With K > 1 a request may carry
+the last warm-up operations and the first measured ones: only the latter are counted, and
+the request is a measured one.)
 
-Reported: requests acknowledged per second in the measured phase (an ``ok`` response and a
-business reject both acknowledge a request; they are counted apart, and places, crossing
-places and cancels apart too), round-trip latency p50 / p99 / p99.9 / max, the CPU used by
-the server and the client processes over the phase (a client near 100 % means the figure is
-client-bound) and per request answered, the machine's CPU use and what of it the
-bench's processes do not account for (a neighbour's load on a shared machine: over
-``OTHER_LOAD_WARNING`` cores the report warns that the figures are disturbed), and, with
+Reported: orders (operations) acknowledged per second in the measured phase (an ``ok`` and a
+business reject both acknowledge an order; they are counted apart, and places, crossing
+places and cancels apart too); requests acknowledged per second (the same figure with K 1);
+round-trip latency p50 / p99 / p99.9 / max per request (a batch's response time, which is
+each of its orders' acknowledgement time; per kind of order, each order counted with its
+request's latency); the CPU used by the server and the client processes over the phase (a
+client near 100 % means the figure is client-bound), per order and per request answered;
+the machine's CPU use and what of it the bench's processes do not account for (a
+neighbour's load on a shared machine: over ``OTHER_LOAD_WARNING`` cores the report warns
+that the figures are disturbed), and, with
 subscribers, the messages per second each subscriber received, whether every subscriber saw
 contiguous book ``seq``s with the same final seq, and how long after the bots' last response
 the subscribers got their last message (a book update may cover several of the book's
@@ -151,6 +171,10 @@ STOP_TIMEOUT = 10.0
 OTHER_LOAD_WARNING = 0.25
 """Cores used by processes other than the bench's beyond which the report warns."""
 
+MAX_BATCH = 50
+"""The most orders an ``order.batch`` or ``order.cancel_batch`` may carry (the server's
+``gateway.protocol.MAX_BATCH``)."""
+
 KINDS = ("place", "cross", "cancel")
 PLACE, CROSS, CANCEL = range(3)
 OPEN_STATES = frozenset({"new", "partially_filled"})
@@ -173,6 +197,24 @@ class _Response(msgspec.Struct):
     id: int | str | None = None
     ok: bool = False
     result: _Result | list | None = None
+    error: _Error | None = None
+
+
+class _BatchItem(msgspec.Struct):
+    """One order's outcome in an ``order.batch`` or ``order.cancel_batch`` response."""
+
+    ok: bool = False
+    result: _Result | None = None
+    error: _Error | None = None
+
+
+class _BatchResponse(msgspec.Struct):
+    """The response to an ``order.batch`` or ``order.cancel_batch``: one item per order, in
+    order (or, if the request as a whole was refused, an error)."""
+
+    id: int | str | None = None
+    ok: bool = False
+    result: list[_BatchItem] | None = None
     error: _Error | None = None
 
 
@@ -199,6 +241,7 @@ class _Message(msgspec.Struct):
 
 
 _decode_response = msgspec.json.Decoder(_Response).decode
+_decode_batch_response = msgspec.json.Decoder(_BatchResponse).decode
 _decode_message = msgspec.json.Decoder(_Message).decode
 
 
@@ -227,6 +270,35 @@ def _process_cpu_s(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (the server's engine process), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def _server_cpu_s(pid: int) -> tuple[float, float] | None:
+    """(CPU seconds of the server and its children, of its children alone) so far: with
+    ``--engine-process`` the engine is a child, and a snapshot is a short-lived forked
+    child (counted once reaped, in the parent's cutime/cstime)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
+    children = sum(_process_cpu_s(child) or 0.0 for child in _children(pid))
+    return own + children, children
 
 
 def _machine_cpu() -> tuple[int, int] | None:
@@ -409,7 +481,10 @@ async def _open(factory: Any, url: str) -> Any:
 
 
 class _Stats:
-    """One worker's tallies, over the measured requests of all its connections."""
+    """One worker's tallies, over the measured operations (and requests) of all its
+    connections.  ``sent``, ``ok``, ``errors`` and ``latency_us`` are per operation, by kind
+    (an operation's latency is its request's); the ``request`` tallies are kept apart only
+    with ``--batch`` > 1 (with 1, a request is an operation)."""
 
     def __init__(self) -> None:
         self.sent = [0, 0, 0]
@@ -417,20 +492,34 @@ class _Stats:
         self.errors: list[Counter[str]] = [Counter(), Counter(), Counter()]
         self.latency_us = [array("q"), array("q"), array("q")]
         self.cross_filled = 0
-        self.warmup_acks = 0
-        self.lost = 0
+        self.warmup_acks = 0  # warm-up operations answered
+        self.lost = 0  # measured operations unanswered
         self.stray = 0  # responses matching no request in flight
         self.first_send_ns: int | None = None
         self.last_ack_ns = 0
         self.connection_errors: list[str] = []
+        # --batch > 1: the requests (measured: carrying at least one measured operation).
+        self.requests_sent = [0, 0]  # order.batch, order.cancel_batch
+        self.request_latency_us = array("q")
+        self.warmup_requests = 0  # requests of warm-up operations only, answered
+        self.lost_requests = 0
 
 
 class _Bot(_Connection):
     """One connection's order flow and its requests in flight.
 
-    Requests are numbered 1, 2, ... on each connection (warm-up first), so what is in flight
-    is kept in arrays indexed by id (``sent_ns``: the latency's start, 0 once answered;
-    ``kinds``), not in a dict of tuples: nothing is allocated per request but its bytes.
+    The flow is a sequence of operations (``operation``: a place, passive or crossing, or a
+    cancel), numbered 1, 2, ... in the order they are sent (warm-up first: the first
+    ``warmup`` are not measured).  With ``batch`` 1 each is one request (``order.place``,
+    ``order.cancel``); with ``batch`` K > 1, places accumulate into the next ``order.batch``
+    and cancels into the next ``order.cancel_batch`` as they are drawn, and a request leaves
+    when its group holds K (``next_group``; at the end of the flow, what is left goes too).
+
+    Requests are numbered 1, 2, ... on each connection, so what is in flight is kept in
+    arrays indexed by id (``sent_ns``: the latency's start, 0 once answered; ``op_end``: the
+    number of the request's last operation, with ``batch`` > 1), and the operations' kinds in
+    one indexed by operation (``kinds``), not in a dict of tuples: nothing is allocated per
+    request but its bytes.
 
     Sending is ``pump``: it frames every request that may go now and writes them in one call.
     At saturation it is called once per read buffer, after the responses in it (each frees a
@@ -445,56 +534,115 @@ class _Bot(_Connection):
         self.rng = random.Random(spec["seed"] * 1_000_003 + index)
         self.mask_rng = random.Random(index)
         market = spec["market"].encode()
-        self.place_tpl = (
-            b'{"id":%d,"method":"order.place","params":{"market":"'
-            + market
-            + b'","side":"%b","price":"%b","qty":"%b"}}'
-        )
-        self.cross_tpl = self.place_tpl[:-2] + b',"tif":"IOC"}}'
-        self.cancel_tpl = (
-            b'{"id":%d,"method":"order.cancel","params":{"market":"' + market + b'","order_id":%d}}'
-        )
+        # An operation's params: an order.place's (passive, or crossing IOC), an order.cancel's.
+        self.place_tpl = b'{"market":"' + market + b'","side":"%b","price":"%b","qty":"%b"}'
+        self.cross_tpl = self.place_tpl[:-1] + b',"tif":"IOC"}'
+        self.cancel_tpl = b'{"market":"' + market + b'","order_id":%d}'
+        # The same as a whole request (batch 1): formatted at once, id first.
+        self.place_req = b'{"id":%d,"method":"order.place","params":' + self.place_tpl + b"}"
+        self.cross_req = b'{"id":%d,"method":"order.place","params":' + self.cross_tpl + b"}"
+        self.cancel_req = b'{"id":%d,"method":"order.cancel","params":' + self.cancel_tpl + b"}"
+        self.batch = batch = spec.get("batch", 1)
+        if batch > 1:
+            # A request, by the kind of its operations (the orders' params joined by commas).
+            place = b'{"id":%d,"method":"order.batch","params":{"orders":[%b]}}'
+            cancel = b'{"id":%d,"method":"order.cancel_batch","params":{"orders":[%b]}}'
+            self.methods = (place, place, cancel)
+            self.on_response = self.on_batch_response  # type: ignore[method-assign]
         self.prices = [p.encode() for p in spec["prices"]]
         self.qtys = [q.encode() for q in spec["qtys"]]
         self.mid = SPREAD_TICKS  # index of the reference price in self.prices
         self.max_open = spec["max_open"]
         self.open: list[int] = []
-        self.next_id = 0  # the last id sent
         self.warmup = spec["warmup"]
-        self.total = spec["warmup"] + spec["counts"][index]
-        self.sent_ns = array("q", [0]) * (self.total + 1)
+        self.total = spec["warmup"] + spec["counts"][index]  # operations
+        # Every request but the last two of the flow carries `batch` operations.
+        self.max_requests = self.total if batch == 1 else self.total // batch + 2
+        self.next_id = 0  # the last request id sent
+        self.ops_sent = 0  # the last operation sent
+        self.drawn = 0  # operations drawn from the flow (batch > 1: some wait in a group)
+        self.places: list[bytes] = []  # batch > 1: the next order.batch's orders ...
+        self.place_kinds = bytearray()  # ... and their kinds (PLACE, CROSS)
+        self.cancels: list[bytes] = []  # batch > 1: the next order.cancel_batch's orders
+        self.cancel_kinds = bytes((CANCEL,)) * batch
+        self.sent_ns = array("q", [0]) * (self.max_requests + 1)
+        self.op_end = array("q", [0]) * (self.max_requests + 1 if batch > 1 else 1)
         self.kinds = bytearray(self.total + 1)
-        self.inflight = 0
+        self.inflight = 0  # requests
         self.window = spec["window"]
         # Set by start():
         self.running = False  # responses are the flow's (not the set-up's)
         self.sending = False
         self.deadline = 0
         self.start_ns = 0
-        self.interval_ns = 0.0  # > 0: the fixed-rate mode
+        self.interval_ns = 0.0  # > 0: the fixed-rate mode (between this connection's requests)
         self.waiting_for_room = False
         self.ticker: _Ticker | None = None
         self.finished = asyncio.get_running_loop().create_future()
 
-    def request(self) -> tuple[bytes, int]:
-        """The next request of the flow and its kind."""
+    def operation(self, rid: int = 0) -> tuple[bytes, int]:
+        """The next operation of the flow and its kind: its params (an item of a batch), or
+        with ``rid`` the whole request of that id (``order.place``, ``order.cancel``).  A
+        cancel takes one of the connection's open orders, at random, off the list at once."""
         rng = self.rng
-        self.next_id += 1
         r = rng.random()
         if self.open and (len(self.open) >= self.max_open or r < MIX["cancel"]):
             k = rng.randrange(len(self.open))
             order_id = self.open[k]
             self.open[k] = self.open[-1]
             self.open.pop()
-            return self.cancel_tpl % (self.next_id, order_id), CANCEL
-        buy = rng.random() < 0.5
+            if rid:
+                return self.cancel_req % (rid, order_id), CANCEL
+            return self.cancel_tpl % order_id, CANCEL
+        side = b"buy" if rng.random() < 0.5 else b"sell"
         qty = self.qtys[rng.randrange(len(self.qtys))]
         if r > 1.0 - MIX["cross"]:
-            price = self.prices[self.mid + CROSS_TICKS if buy else self.mid - CROSS_TICKS]
-            return self.cross_tpl % (self.next_id, b"buy" if buy else b"sell", price, qty), CROSS
+            price = self.prices[self.mid + (CROSS_TICKS if side == b"buy" else -CROSS_TICKS)]
+            if rid:
+                return self.cross_req % (rid, side, price, qty), CROSS
+            return self.cross_tpl % (side, price, qty), CROSS
         offset = rng.randint(1, SPREAD_TICKS)
-        price = self.prices[self.mid - offset if buy else self.mid + offset]
-        return self.place_tpl % (self.next_id, b"buy" if buy else b"sell", price, qty), PLACE
+        price = self.prices[self.mid - offset if side == b"buy" else self.mid + offset]
+        if rid:
+            return self.place_req % (rid, side, price, qty), PLACE
+        return self.place_tpl % (side, price, qty), PLACE
+
+    def next_group(self) -> tuple[list[bytes], bytes | bytearray] | None:
+        """``batch`` > 1: the next request's operations (params) and their kinds.  Operations
+        are drawn from the flow, places to the next order.batch and cancels to the next
+        order.cancel_batch, until one of the two holds ``batch``; once the flow's operations
+        are all drawn, what is left (the places, then the cancels); None when nothing is."""
+        batch = self.batch
+        operation = self.operation
+        while self.drawn < self.total:
+            data, kind = operation()
+            self.drawn += 1
+            if kind == CANCEL:
+                cancels = self.cancels
+                cancels.append(data)
+                if len(cancels) == batch:
+                    self.cancels = []
+                    return cancels, self.cancel_kinds
+            else:
+                places = self.places
+                places.append(data)
+                self.place_kinds.append(kind)
+                if len(places) == batch:
+                    kinds = self.place_kinds
+                    self.places, self.place_kinds = [], bytearray()
+                    return places, kinds
+        if self.places:
+            places, kinds = self.places, self.place_kinds
+            self.places, self.place_kinds = [], bytearray()
+            return places, kinds
+        if self.cancels:
+            cancels, self.cancels = self.cancels, []
+            return cancels, bytes((CANCEL,)) * len(cancels)
+        return None
+
+    def exhausted(self) -> bool:
+        """Every operation of the flow has been sent."""
+        return self.drawn >= self.total and not self.places and not self.cancels
 
     def start(
         self, start_ns: int, deadline: int, interval_ns: float, ticker: _Ticker | None
@@ -516,7 +664,7 @@ class _Bot(_Connection):
         one is due (the fixed-rate mode; 0: none is scheduled: done, or waiting for room)."""
         if not self.sending:
             return 0
-        if now >= self.deadline or self.next_id >= self.total:
+        if now >= self.deadline or self.exhausted():
             self.stop_sending()
             return 0
         if self.interval_ns:
@@ -524,15 +672,15 @@ class _Bot(_Connection):
             start, interval = self.start_ns, self.interval_ns
             room = MAX_INFLIGHT_OPEN_LOOP - self.inflight
             due = 0
-            while due < room and self.next_id + due < self.total:
+            while due < room and self.next_id + due < self.max_requests:
                 if start + round((self.next_id + due) * interval) > now:
                     break
                 due += 1
         else:
-            due = min(self.window - self.inflight, self.total - self.next_id)
+            due = min(self.window - self.inflight, self.max_requests - self.next_id)
         if due > 0:
             self.send_batch(due)
-        if self.next_id >= self.total:
+        if self.exhausted():
             self.stop_sending()
             return 0
         if not self.interval_ns:
@@ -543,19 +691,57 @@ class _Bot(_Connection):
         return self.start_ns + round(self.next_id * self.interval_ns)
 
     def send_batch(self, n: int) -> None:
-        """Frame the next ``n`` requests of the flow and write them with one call."""
+        """Frame the next ``n`` requests of the flow (fewer if it ends first) and write them
+        with one call."""
         stats = self.stats
         kinds = self.kinds
         warmup = self.warmup
         mask_rng = self.mask_rng
         first = self.next_id + 1
+        first_measured = 0  # the first request in this write with a measured operation
         frames = []
-        for _ in range(n):
-            data, kind = self.request()
-            kinds[self.next_id] = kind
+        if self.batch == 1:
+            for _ in range(min(n, self.total - self.next_id)):
+                self.next_id += 1
+                data, kind = self.operation(self.next_id)
+                kinds[self.next_id] = kind
+                if self.next_id > warmup:
+                    stats.sent[kind] += 1
+                frames.append(_text_frame(data, _mask_key(mask_rng)))
+            self.drawn = self.ops_sent = self.next_id
             if self.next_id > warmup:
-                stats.sent[kind] += 1
-            frames.append(_text_frame(data, _mask_key(mask_rng)))
+                first_measured = max(first, warmup + 1)
+        else:
+            sent = stats.sent
+            op_end = self.op_end
+            methods = self.methods
+            for _ in range(n):
+                group = self.next_group()
+                if group is None:
+                    break
+                items, group_kinds = group
+                self.next_id += 1
+                begin = self.ops_sent  # the operations are begin + 1 .. end
+                end = self.ops_sent = begin + len(items)
+                kinds[begin + 1 : end + 1] = group_kinds
+                op_end[self.next_id] = end
+                kind = group_kinds[0]
+                if end > warmup:
+                    if not first_measured:
+                        first_measured = self.next_id
+                    measured = group_kinds[warmup - begin :] if begin < warmup else group_kinds
+                    if kind == CANCEL:
+                        sent[CANCEL] += len(measured)
+                        stats.requests_sent[1] += 1
+                    else:
+                        passive = measured.count(PLACE)
+                        sent[PLACE] += passive
+                        sent[CROSS] += len(measured) - passive
+                        stats.requests_sent[0] += 1
+                frame = methods[kind] % (self.next_id, b",".join(items))
+                frames.append(_text_frame(frame, _mask_key(mask_rng)))
+        if not frames:
+            return
         sent_ns = self.sent_ns
         if self.interval_ns:
             start, interval = self.start_ns, self.interval_ns
@@ -565,10 +751,12 @@ class _Bot(_Connection):
             t0 = time.perf_counter_ns()  # just before the write
             for i in range(first, self.next_id + 1):
                 sent_ns[i] = t0
-        if stats.first_send_ns is None and self.next_id > warmup:
-            stats.first_send_ns = sent_ns[max(first, warmup + 1)]
-        self.inflight += n
-        self.transport.underlying_transport.write(frames[0] if n == 1 else b"".join(frames))
+        if stats.first_send_ns is None and first_measured:
+            stats.first_send_ns = sent_ns[first_measured]
+        self.inflight += len(frames)
+        self.transport.underlying_transport.write(
+            frames[0] if len(frames) == 1 else b"".join(frames)
+        )
 
     def stop_sending(self) -> None:
         self.sending = False
@@ -599,6 +787,7 @@ class _Bot(_Connection):
             self.fail(f"bot {self.index}: {exc!r}")
 
     def on_response(self, data: memoryview, now: int) -> None:
+        """A response to one operation (``batch`` 1)."""
         response = _decode_response(data)
         rid = response.id
         stats = self.stats
@@ -628,6 +817,64 @@ class _Bot(_Connection):
         stats.latency_us[kind].append((now - t0) // 1000)
         stats.last_ack_ns = now
 
+    def on_batch_response(self, data: memoryview, now: int) -> None:
+        """A response to an order.batch or an order.cancel_batch (``batch`` > 1): one item
+        per operation, in order, each acknowledged when the response arrives.  Placed orders
+        still open join the connection's open orders; a reject is counted per item (a whole
+        request refused: for each of its operations)."""
+        response = _decode_batch_response(data)
+        rid = response.id
+        stats = self.stats
+        sent_ns = self.sent_ns
+        if type(rid) is not int or not 0 < rid <= self.next_id or not sent_ns[rid]:
+            stats.stray += 1
+            return
+        latency = (now - sent_ns[rid]) // 1000
+        sent_ns[rid] = 0
+        self.inflight -= 1
+        op = self.op_end[rid - 1]  # the operation before the request's first
+        end = self.op_end[rid]
+        warmup = self.warmup
+        if end > warmup:
+            stats.request_latency_us.append(latency)
+            stats.last_ack_ns = now
+            if op < warmup:
+                stats.warmup_acks += warmup - op
+        else:
+            stats.warmup_requests += 1
+            stats.warmup_acks += end - op
+        kinds = self.kinds
+        items = response.result
+        if not response.ok or items is None:
+            code = response.error.code if response.error is not None else "?"
+            for i in range(max(op, warmup) + 1, end + 1):
+                kind = kinds[i]
+                stats.errors[kind][code] += 1
+                stats.latency_us[kind].append(latency)
+            return
+        if len(items) != end - op:
+            raise ValueError(f"request {rid}: {len(items)} results for {end - op} orders")
+        ok = stats.ok
+        errors = stats.errors
+        latency_us = stats.latency_us
+        open_orders = self.open
+        for item in items:
+            op += 1
+            kind = kinds[op]
+            if item.ok:
+                result = item.result
+                if kind != CANCEL and result is not None:
+                    if result.status in OPEN_STATES:
+                        open_orders.append(result.order_id)
+                    if kind == CROSS and op > warmup and result.filled_qty.strip("0.") != "":
+                        stats.cross_filled += 1
+                if op > warmup:
+                    ok[kind] += 1
+                    latency_us[kind].append(latency)
+            elif op > warmup:
+                errors[kind][item.error.code if item.error is not None else "?"] += 1
+                latency_us[kind].append(latency)
+
     def on_ws_disconnected(self, transport: Any) -> None:
         super().on_ws_disconnected(transport)
         self.sending = False
@@ -635,9 +882,24 @@ class _Bot(_Connection):
             self.finished.set_result(None)
 
     def lost(self) -> int:
-        """Measured requests still unanswered."""
-        sent_ns = self.sent_ns
-        return sum(1 for i in range(self.warmup + 1, self.next_id + 1) if sent_ns[i])
+        """Measured operations still unanswered."""
+        sent_ns, warmup = self.sent_ns, self.warmup
+        if self.batch == 1:
+            return sum(1 for i in range(warmup + 1, self.next_id + 1) if sent_ns[i])
+        op_end = self.op_end
+        return sum(
+            op_end[i] - max(op_end[i - 1], warmup)
+            for i in range(1, self.next_id + 1)
+            if sent_ns[i] and op_end[i] > warmup
+        )
+
+    def lost_requests(self) -> int:
+        """Measured requests (with a measured operation) still unanswered."""
+        sent_ns, warmup = self.sent_ns, self.warmup
+        if self.batch == 1:
+            return self.lost()
+        op_end = self.op_end
+        return sum(1 for i in range(1, self.next_id + 1) if sent_ns[i] and op_end[i] > warmup)
 
 
 class _Ticker:
@@ -741,6 +1003,7 @@ async def _bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     commands = _stdin_lines(asyncio.get_running_loop())
     stats = _Stats()
+    batch = spec.get("batch", 1)
     bots: list[_Bot] = []
     ticker: _Ticker | None = None
     try:
@@ -763,7 +1026,9 @@ async def _bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(delay)
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter_ns()
-        interval_ns = spec["clients"] * 1e9 / spec["rate"] if spec["rate"] > 0 else 0.0
+        # The offered rate is in operations/s: each connection sends one request (of
+        # `batch` operations) every clients * batch / rate seconds.
+        interval_ns = spec["clients"] * batch * 1e9 / spec["rate"] if spec["rate"] > 0 else 0.0
         ticker = _Ticker() if interval_ns else None
         for bot in bots:
             # Stagger the connections' schedules evenly over one interval.
@@ -782,6 +1047,7 @@ async def _bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(bot.close() for bot in bots), return_exceptions=True)
     for bot in bots:
         stats.lost += bot.lost()
+        stats.lost_requests += bot.lost_requests()
         if bot.error is not None:
             stats.connection_errors.append(f"connection closed: {bot.error}")
     cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
@@ -793,6 +1059,11 @@ async def _bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "cross_filled": stats.cross_filled,
         "warmup_acks": stats.warmup_acks,
         "lost": stats.lost,
+        # Requests, apart from operations only with batch > 1 (else they are the same).
+        "requests_sent": stats.requests_sent if batch > 1 else None,
+        "request_latency_us": list(stats.request_latency_us) if batch > 1 else None,
+        "request_warmup_acks": stats.warmup_requests if batch > 1 else stats.warmup_acks,
+        "lost_requests": stats.lost_requests,
         "stray": stats.stray,
         "first_send_ns": stats.first_send_ns,
         "last_ack_ns": stats.last_ack_ns,
@@ -952,9 +1223,10 @@ def _worker(kind: str, spec_json: str) -> int:
 class _Server:
     """``alatau serve`` in its own process, in a fresh temporary directory."""
 
-    def __init__(self, durability: str, transport: str | None) -> None:
+    def __init__(self, durability: str, transport: str | None, engine_process: bool) -> None:
         self.durability = durability
         self.transport = transport
+        self.engine_process = engine_process
         self.admin_key = secrets.token_hex(16)
         self.tmp = Path(tempfile.mkdtemp(prefix="alatau-bench-"))
         self.log_path = self.tmp / "server.log"
@@ -975,6 +1247,8 @@ class _Server:
         if self.transport:
             options["transport"] = self.transport
         args = [f"--{name}={value}" for name, value in options.items()]
+        if self.engine_process:
+            args.append("--engine-process")
         return [sys.executable, "-m", "gateway.cli", "serve", "--quiet", *args]
 
     async def start(self) -> None:
@@ -1183,7 +1457,7 @@ async def _run_once(
 ) -> dict[str, Any]:
     """One measurement on a fresh server: set up, run the bots (and subscribers), report."""
     clients = options["clients"]
-    server = _Server(options["durability"], options["transport"])
+    server = _Server(options["durability"], options["transport"], options["engine_process"])
     workers: list[_Worker] = []
     spy: subprocess.Popen[bytes] | None = None
     try:
@@ -1205,6 +1479,7 @@ async def _run_once(
                 "qtys": qtys,
                 "rate": options["rate"],
                 "window": options["window"],
+                "batch": options["batch"],
                 "warmup": options["warmup"],
                 "duration": options["duration"],
                 "max_open": options["max_open"],
@@ -1223,14 +1498,16 @@ async def _run_once(
             ready = await worker.line(STARTUP_TIMEOUT)
             if ready != "ready":
                 raise RuntimeError(f"{worker.name} said {ready!r}")
-        mode = f"{options['rate']:,.0f} req/s" if options["rate"] else "saturation"
+        mode = f"{options['rate']:,.0f} orders/s" if options["rate"] else "saturation"
+        if options["batch"] > 1:
+            mode += f", {options['batch']} orders per request"
         _progress(
             f"{clients} bots in {procs} process(es), {subscribers} subscriber(s): go ({mode},"
-            f" up to {options['count']:,} requests or {options['duration']} s)"
+            f" up to {options['count']:,} orders or {options['duration']} s)"
         )
         if profile:
             spy = _start_py_spy(server.pid, profile, options["profile_native"])
-        cpu0, machine0, t0 = _process_cpu_s(server.pid), _machine_cpu(), time.perf_counter_ns()
+        cpu0, machine0, t0 = _server_cpu_s(server.pid), _machine_cpu(), time.perf_counter_ns()
         for worker in sub_workers:
             worker.tell("go")
         start_ns = time.perf_counter_ns() + 50_000_000
@@ -1238,7 +1515,7 @@ async def _run_once(
             worker.tell(f"go {start_ns}")
         timeout = options["duration"] + DRAIN_TIMEOUT + 30
         bot_results = [await worker.result(timeout) for worker in bot_workers]
-        cpu1, machine1, t1 = _process_cpu_s(server.pid), _machine_cpu(), time.perf_counter_ns()
+        cpu1, machine1, t1 = _server_cpu_s(server.pid), _machine_cpu(), time.perf_counter_ns()
         if spy is not None:
             spy.send_signal(signal.SIGINT)
         for worker in sub_workers:
@@ -1254,10 +1531,18 @@ async def _run_once(
         status = server.stop()
         report = _combine(options, subscribers, bot_results, sub_results)
         wall = (t1 - t0) / 1e9
-        cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-        requests = max(1, report["acknowledged"] + report["warmup_acks"])
+        cpu = cpu1[0] - cpu0[0] if cpu0 is not None and cpu1 is not None else None
+        engine_cpu = cpu1[1] - cpu0[1] if cpu0 is not None and cpu1 is not None else None
+        # Per operation and per request answered, the warm-up's included (as the CPU is).
+        orders = max(1, report["acknowledged"] + report["warmup_acks"])
+        requests = max(1, report["requests_acknowledged"] + report["request_warmup_acks"])
         report["server"] = {
             "cpu_percent": round(100 * cpu / wall, 1) if cpu is not None else None,
+            # with --engine-process: the engine process's share of cpu_percent
+            "engine_cpu_percent": round(100 * engine_cpu / wall, 1)
+            if engine_cpu is not None and options["engine_process"]
+            else None,
+            "cpu_us_per_order": round(1e6 * cpu / orders, 2) if cpu is not None else None,
             "cpu_us_per_request": round(1e6 * cpu / requests, 1) if cpu is not None else None,
             "exit_status": status,
             "url": server.url,
@@ -1293,7 +1578,11 @@ def _combine(
     bots: list[dict[str, Any]],
     subs: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """One report from the workers' results."""
+    """One report from the workers' results.  Counts, rates and per-kind latencies are per
+    operation (an order placed or canceled); the overall latency is per request (with
+    ``--batch`` 1 the same thing; with K, each of a request's operations is acknowledged when
+    its response arrives)."""
+    batch = options["batch"]
     sent = [sum(b["sent"][k] for b in bots) for k in range(3)]
     ok = [sum(b["ok"][k] for b in bots) for k in range(3)]
     errors = [sum((Counter(b["errors"][k]) for b in bots), Counter()) for k in range(3)]
@@ -1304,10 +1593,22 @@ def _combine(
         every.extend(lat)
     acknowledged = len(every)
     warmup_acks = sum(b["warmup_acks"] for b in bots)
+    if batch == 1:
+        request_latency = every
+        by_method = {"order.place": sent[PLACE] + sent[CROSS], "order.cancel": sent[CANCEL]}
+    else:
+        request_latency = array("q", (x for b in bots for x in b["request_latency_us"]))
+        by_method = {
+            "order.batch": sum(b["requests_sent"][0] for b in bots),
+            "order.cancel_batch": sum(b["requests_sent"][1] for b in bots),
+        }
+    requests_acknowledged = len(request_latency)
+    request_warmup_acks = sum(b["request_warmup_acks"] for b in bots)
     starts = [b["first_send_ns"] for b in bots if b["first_send_ns"] is not None]
     ends = [b["last_ack_ns"] for b in bots if b["last_ack_ns"]]
     seconds = (max(ends) - min(starts)) / 1e9 if starts and ends else 0.0
     rate = acknowledged / seconds if seconds > 0 else 0.0
+    request_rate = requests_acknowledged / seconds if seconds > 0 else 0.0
     per_kind = {}
     for k, name in enumerate(KINDS):
         per_kind[name] = {
@@ -1323,30 +1624,39 @@ def _combine(
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "durability": options["durability"],
         "transport": options["transport"] or "server default",
+        "engine_process": options["engine_process"],
         "market": options["market"],
         "clients": options["clients"],
         "client_procs": max(1, min(options["client_procs"], options["clients"])),
         "window": options["window"] if not options["rate"] else None,
+        "batch": batch,
         "offered_rate": options["rate"],
+        "offered_requests_per_sec": round(options["rate"] / batch, 1),
         "mode": "fixed-rate" if options["rate"] else "saturation",
         "subscribers": subscribers,
         "count": options["count"],
         "warmup_per_client": options["warmup"],
         "sent": sum(sent),
         "acknowledged": acknowledged,
+        "requests_sent": sum(by_method.values()),
+        "requests_sent_by_method": by_method,
+        "requests_acknowledged": requests_acknowledged,
+        "request_warmup_acks": request_warmup_acks,
         "ok": sum(ok),
         "business_rejects": sum(all_errors.values()),
         "errors": dict(all_errors),
         "unexpected_errors": sum(unexpected.values()),
         "unexpected_codes": unexpected,
         "lost": sum(b["lost"] for b in bots),
+        "lost_requests": sum(b["lost_requests"] for b in bots),
         "stray_responses": sum(b["stray"] for b in bots),
         "connection_errors": [e for b in bots for e in b["connection_errors"]],
         "seconds": round(seconds, 3),
         "orders_per_sec": round(rate),
+        "requests_per_sec": round(request_rate),
         "places_per_sec": per_kind["place"]["per_sec"] + per_kind["cross"]["per_sec"],
         "cancels_per_sec": per_kind["cancel"]["per_sec"],
-        **_latency_ms(every),
+        **_latency_ms(request_latency),
         "kinds": per_kind,
         "crossing_orders_filled": sum(b["cross_filled"] for b in bots),
         "warmup_acks": warmup_acks,
@@ -1355,11 +1665,20 @@ def _combine(
         "client_cpu_percent": [
             round(100 * b["cpu_s"] / b["wall_s"], 1) if b["wall_s"] else None for b in bots
         ],
-        # Like the server's: over every request answered, the warm-up's included.
+        # Like the server's: over every operation (request) answered, the warm-up's included.
+        "client_cpu_us_per_order": round(
+            1e6 * sum(b["cpu_s"] for b in bots) / max(1, acknowledged + warmup_acks), 2
+        ),
         "client_cpu_us_per_request": round(
-            1e6 * sum(b["cpu_s"] for b in bots) / max(1, acknowledged + warmup_acks), 1
+            1e6
+            * sum(b["cpu_s"] for b in bots)
+            / max(1, requests_acknowledged + request_warmup_acks),
+            1,
         ),
     }
+    if batch > 1:
+        # Each operation's latency is its request's: weighted by the requests' sizes.
+        report["order_latency"] = _latency_ms(every)
     if subs:
         report["fanout"] = _combine_subscribers(subs, max(ends) if ends else 0)
     return report
@@ -1514,16 +1833,24 @@ def _machine_line(report: dict[str, Any]) -> str:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    mode = (
-        f"fixed rate {report['offered_rate']:,.0f} req/s offered"
-        if report["offered_rate"]
-        else f"saturation (window {report['window']} per connection)"
-    )
+    batch = report.get("batch", 1)
+    if report["offered_rate"] and batch > 1:
+        mode = (
+            f"fixed rate {report['offered_rate']:,.0f} orders/s offered"
+            f" ({report['offered_rate'] / batch:,.0f} requests/s)"
+        )
+    elif report["offered_rate"]:
+        mode = f"fixed rate {report['offered_rate']:,.0f} req/s offered"
+    else:
+        mode = f"saturation (window {report['window']} requests per connection)"
+    if batch > 1:
+        mode += f", {batch} orders per request (order.batch, order.cancel_batch)"
     lines = [
         f"Alatau gateway benchmark: {report['market']}, {report['clients']} bot connections in"
         f" {report['client_procs']} client process(es), {mode}, durability"
         f" {report['durability']}, {report['subscribers']} subscriber(s),"
-        f" transport {report['transport']}",
+        f" transport {report['transport']}"
+        + (", engine in its own process" if report.get("engine_process") else ""),
         _machine_line(report) + f"; code {report.get('code')}",
         f"command: {report['command']}",
     ]
@@ -1538,16 +1865,18 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"fan-out: {report['subscribers']} subscribers keep {report['fanout_ratio']:.2f}x of"
             f" the saturation rate without subscribers"
-            f" ({report['orders_per_sec']:,} vs {report['baseline']['orders_per_sec']:,} req/s)"
+            f" ({report['orders_per_sec']:,} vs {report['baseline']['orders_per_sec']:,}"
+            f" {'req/s' if batch == 1 else 'orders/s'})"
         )
     return "\n".join(lines)
 
 
 def _format_run(r: dict[str, Any]) -> list[str]:
+    batch = r.get("batch", 1)
     lines = [
         "",
-        f"{'request':<16} {'acked':>9} {'ok':>9} {'rejects':>8} {'per s':>8} {'p50 ms':>8}"
-        f" {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8}",
+        f"{'request' if batch == 1 else 'order':<16} {'acked':>9} {'ok':>9} {'rejects':>8}"
+        f" {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8}",
     ]
     labels = {"place": "place (passive)", "cross": "place (IOC)", "cancel": "cancel"}
     for name in KINDS:
@@ -1558,26 +1887,55 @@ def _format_run(r: dict[str, Any]) -> list[str]:
             f" {k['per_sec']:>8,} {k['p50_ms']:>8.3f} {k['p99_ms']:>8.3f} {k['p999_ms']:>9.3f}"
             f" {k['max_ms']:>8.3f}"
         )
+    every = r.get("order_latency", r)  # batch 1: a request's latency is its order's
     lines.append(
         f"{'all':<16} {r['acknowledged']:>9,} {r['ok']:>9,} {r['business_rejects']:>8,}"
-        f" {r['orders_per_sec']:>8,} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
-        f" {r['p999_ms']:>9.3f} {r['max_ms']:>8.3f}"
+        f" {r['orders_per_sec']:>8,} {every['p50_ms']:>8.3f} {every['p99_ms']:>8.3f}"
+        f" {every['p999_ms']:>9.3f} {every['max_ms']:>8.3f}"
     )
+    if batch > 1:
+        lines.append(
+            f"{'requests':<16} {r['requests_acknowledged']:>9,} {'':>9} {'':>8}"
+            f" {r['requests_per_sec']:>8,} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
+            f" {r['p999_ms']:>9.3f} {r['max_ms']:>8.3f}"
+        )
     errors = ", ".join(f"{c} {n:,}" for c, n in sorted(r["errors"].items())) or "none"
+    if batch == 1:
+        rate = f"{r['orders_per_sec']:,} requests/s"
+        lost = f"{r['lost']:,}"
+    else:
+        methods = ", ".join(f"{m} {n:,}" for m, n in r["requests_sent_by_method"].items())
+        rate = (
+            f"{r['orders_per_sec']:,} orders/s in {r['requests_per_sec']:,} requests/s"
+            f" (sent: {methods})"
+        )
+        lost = f"{r['lost']:,} orders in {r['lost_requests']:,} requests"
     lines += [
         "",
-        f"acknowledged: {r['orders_per_sec']:,} requests/s over {r['seconds']} s"
+        f"acknowledged: {rate} over {r['seconds']} s"
         f" (places {r['places_per_sec']:,}/s, cancels {r['cancels_per_sec']:,}/s);"
         f" IOC orders that traded: {r['crossing_orders_filled']:,}",
-        f"rejects: {errors}; unexpected: {r['unexpected_errors']:,}; lost: {r['lost']:,}",
+        f"rejects: {errors}; unexpected: {r['unexpected_errors']:,}; lost: {lost}",
     ]
     server = r.get("server", {})
     cpu = ", ".join(f"{c}%" for c in r["client_cpu_percent"])
+    if batch == 1:
+        server_per = f"{server.get('cpu_us_per_request')} us per request"
+        client_per = f"{r.get('client_cpu_us_per_request')} us per request"
+    else:
+        server_per = (
+            f"{server.get('cpu_us_per_order')} us per order,"
+            f" {server.get('cpu_us_per_request')} per request"
+        )
+        client_per = (
+            f"{r.get('client_cpu_us_per_order')} us per order,"
+            f" {r.get('client_cpu_us_per_request')} per request"
+        )
+    engine = server.get("engine_cpu_percent")
+    engine_part = f", of which the engine process {engine}%" if engine is not None else ""
     lines.append(
-        f"CPU: server {server.get('cpu_percent')}% of a core"
-        f" ({server.get('cpu_us_per_request')} us per request), client process(es) {cpu}"
-        f" ({r.get('client_cpu_us_per_request')} us per request),"
-        f" machine {r.get('machine_busy_percent')}% busy"
+        f"CPU: server {server.get('cpu_percent')}% of a core{engine_part} ({server_per}), client"
+        f" process(es) {cpu} ({client_per}), machine {r.get('machine_busy_percent')}% busy"
     )
     if (r.get("other_load_cores") or 0) > OTHER_LOAD_WARNING:
         lines.append(
@@ -1629,7 +1987,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"a smoke run: {QUICK_COUNT:,} requests, {QUICK_WARMUP} warm-up per connection",
+        help=f"a smoke run: {QUICK_COUNT:,} orders, {QUICK_WARMUP} warm-up per connection",
     )
     parser.add_argument(
         "--clients", type=int, default=DEFAULT_CLIENTS, help="bot connections (default 8)"
@@ -1641,7 +1999,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate",
         type=float,
         default=0.0,
-        help="total offered requests/s, open loop (default 0: saturation)",
+        help="total offered orders/s (operations: places and cancels), open loop; each"
+        " connection sends one request every clients * batch / rate s (default 0: saturation)",
     )
     parser.add_argument(
         "--window",
@@ -1650,10 +2009,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"saturation: requests in flight per connection (default {DEFAULT_WINDOW})",
     )
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help=f"orders per request, 1 to {MAX_BATCH}: K > 1 sends the flow's places K at a time"
+        " as order.batch and its cancels K at a time as order.cancel_batch (default 1:"
+        " order.place, order.cancel)",
+    )
+    parser.add_argument(
         "--count",
         type=int,
         default=None,
-        help=f"measured requests in total (default {DEFAULT_COUNT:,}; --quick {QUICK_COUNT:,})",
+        help="measured orders (operations: places and cancels) in total"
+        f" (default {DEFAULT_COUNT:,}; --quick {QUICK_COUNT:,})",
     )
     parser.add_argument(
         "--duration",
@@ -1665,7 +2033,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup",
         type=int,
         default=None,
-        help=f"unmeasured requests per connection first (default {DEFAULT_WARMUP})",
+        help=f"unmeasured orders (operations) per connection first (default {DEFAULT_WARMUP})",
     )
     parser.add_argument(
         "--durability",
@@ -1678,6 +2046,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("picows", "websockets"),
         default=None,
         help="the server's --transport (default: the server's default)",
+    )
+    parser.add_argument(
+        "--engine-process",
+        action="store_true",
+        help="the server's --engine-process (matching and journal in a second process)",
     )
     parser.add_argument("--market", default=DEFAULT_MARKET, help="the market traded")
     parser.add_argument(
@@ -1719,16 +2092,20 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--clients, --count, --window and --duration must be positive")
     if args.rate < 0 or warmup < 0 or args.max_open < 1:
         raise SystemExit("--rate and --warmup must not be negative, --max-open must be positive")
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise SystemExit(f"--batch must be 1 to {MAX_BATCH}")
     return {
         "clients": args.clients,
         "client_procs": args.client_procs,
         "rate": args.rate,
         "window": args.window,
+        "batch": args.batch,
         "count": count,
         "duration": args.duration,
         "warmup": warmup,
         "durability": args.durability,
         "transport": args.transport,
+        "engine_process": args.engine_process,
         "market": args.market,
         "max_open": args.max_open,
         "sub_procs": args.sub_procs,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import gateway_bench
+from gateway.protocol import MAX_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNT = 2_000
@@ -93,6 +94,56 @@ def test_cli_bench_gateway_quick_json():
     assert _processes_mentioning(server["url"] + '"') == []
     assert _processes_mentioning(server["data_dir"]) == []
     assert not Path(server["data_dir"]).exists()
+
+
+def test_cli_bench_gateway_batch_quick_json():
+    """`--batch 10`: places go 10 at a time as order.batch, cancels as order.cancel_batch;
+    every order is acknowledged (counted per order, its request's response being its
+    acknowledgement), the flow's mix is kept and the subscriber sees every book update."""
+    args = [*CLI_ARGS, "--batch", "10"]
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads(result.stdout)
+    assert report["batch"] == 10 and report["clients"] == 2
+    assert report["sent"] == COUNT and report["acknowledged"] == COUNT and report["lost"] == 0
+    assert report["ok"] + report["business_rejects"] == COUNT and report["ok"] > 0
+    assert set(report["errors"]) <= gateway_bench.EXPECTED_REJECTS, report["errors"]
+    assert report["unexpected_errors"] == 0 and not report["connection_errors"]
+    by_method = report["requests_sent_by_method"]
+    assert set(by_method) == {"order.batch", "order.cancel_batch"} and all(by_method.values())
+    requests = report["requests_acknowledged"]
+    assert requests == report["requests_sent"] and COUNT / 10 <= requests <= COUNT / 10 + 4
+    assert report["orders_per_sec"] > report["requests_per_sec"] > 0
+    assert 0 < report["p50_ms"] <= report["p99_ms"] <= report["p999_ms"]
+    kinds = report["kinds"]
+    assert kinds["place"]["ok"] > 0 and kinds["cancel"]["ok"] > 0 and kinds["cross"]["ok"] > 0
+    assert 0.25 < kinds["cancel"]["sent"] / COUNT < 0.45
+    assert report["crossing_orders_filled"] > 0
+    server = report["server"]
+    assert server["cpu_us_per_request"] > server["cpu_us_per_order"] > 0
+    fanout = report["fanout"]
+    assert fanout["seq_contiguous"] and fanout["seq_gaps"] == 0 and fanout["closed_count"] == 0
+    assert server["exit_status"] == 0, server
+
+
+def test_batch_option_is_checked():
+    """--batch is 1 to the server's limit of orders per batch."""
+    assert gateway_bench.MAX_BATCH == MAX_BATCH
+    for bad in ("0", str(MAX_BATCH + 1)):
+        result = subprocess.run(
+            [sys.executable, "-m", "benchmarks.gateway_bench", "--batch", bad],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0 and "--batch must be 1 to 50" in result.stderr
 
 
 def test_flow_prices_and_quantities():

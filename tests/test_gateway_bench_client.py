@@ -5,11 +5,15 @@ one fixed-rate run end to end.
 What is checked is what the figures rest on: the frames the bots write are valid masked client
 frames; a connection keeps its window full and writes a read's worth of requests at once;
 every response is matched by id (strays and lost requests are counted); the fixed-rate mode
-sends nothing before its schedule and counts latency from it; the subscriber counts trades
-whether they come one per message or as a list, and sees a gap in the book's ``seq``.
+sends nothing before its schedule and counts latency from it; with ``--batch`` K, places go K
+at a time as ``order.batch`` and cancels as ``order.cancel_batch``, the flow's mix is kept,
+the bot learns its orders' ids from the batch's items and counts each item's reject, and the
+warm-up ends at the right operation; the subscriber counts trades whether they come one per
+message or as a list, and sees a gap in the book's ``seq``.
 """
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -88,8 +92,9 @@ def _answer(request: dict, order_id: int) -> bytes:
     return msgspec.json.encode({"id": request["id"], "ok": True, "result": result})
 
 
-def _bot(count: int, warmup: int = 0, window: int = 4) -> gb._Bot:
+def _bot(count: int, warmup: int = 0, window: int = 4, batch: int = 1) -> gb._Bot:
     spec = {
+        "batch": batch,
         "seed": 1,
         "market": "USDT-KZT",
         "prices": PRICES,
@@ -243,8 +248,10 @@ def test_subscriber_counts_trades_as_objects_or_lists_and_checks_seq():
     asyncio.run(run())
 
 
-def test_cli_bench_gateway_fixed_rate():
-    """`alatau bench gateway --rate R` acknowledges every request of the open-loop schedule."""
+@pytest.mark.parametrize("batch", [1, 10])
+def test_cli_bench_gateway_fixed_rate(batch):
+    """`alatau bench gateway --rate R` acknowledges every request of the open-loop schedule;
+    with --batch K, R is in orders/s, sent as R/K requests/s of K orders."""
     count = 600
     result = subprocess.run(
         [
@@ -253,6 +260,7 @@ def test_cli_bench_gateway_fixed_rate():
             "gateway.cli",
             *("bench", "gateway", "--quick", "--json", "--clients", "2"),
             *("--count", str(count), "--rate", "2000", "--durability", "buffered"),
+            *("--batch", str(batch)),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -262,7 +270,277 @@ def test_cli_bench_gateway_fixed_rate():
     assert result.returncode == 0, result.stderr + result.stdout
     report = json.loads(result.stdout)
     assert report["offered_rate"] == 2000 and report["mode"] == "fixed-rate"
+    assert report["batch"] == batch and report["offered_requests_per_sec"] == 2000 / batch
     assert report["acknowledged"] == count and report["lost"] == 0
     assert report["unexpected_errors"] == 0 and not report["connection_errors"]
     assert 0 < report["p50_ms"] <= report["p99_ms"]
-    assert report["client_cpu_us_per_request"] > 0
+    assert report["client_cpu_us_per_request"] > 0 and report["client_cpu_us_per_order"] > 0
+    # Every request but the last two of each connection carries `batch` orders.
+    requests = report["requests_acknowledged"]
+    assert count / batch <= requests <= count / batch + 2 * 2 and report["lost_requests"] == 0
+    # At 2,000 orders/s the run takes about count / 2,000 s, whatever the batch.
+    assert report["seconds"] >= 0.8 * count / 2000
+
+
+# -- --batch K: order.batch and order.cancel_batch --------------------------------------------
+
+
+class _FakeVenue:
+    """Answers a bot's requests as the server would, with order ids of its own: a passive
+    order rests (``new``), an IOC fills; a cancel of an order that is not resting (filled, or
+    canceled already) gets ``UNKNOWN_ORDER``, per item in a batch."""
+
+    def __init__(self) -> None:
+        self.ids = itertools.count(1000)
+        self.resting: set[int] = set()
+
+    def place(self, params: dict) -> dict:
+        order_id = next(self.ids)
+        if params.get("tif") == "IOC":
+            return {
+                "ok": True,
+                "result": {
+                    "order_id": order_id,
+                    "status": "filled",
+                    "filled_qty": params["qty"],
+                    "fills": [{"p": 1}],
+                },
+            }
+        self.resting.add(order_id)
+        return {
+            "ok": True,
+            "result": {
+                "order_id": order_id,
+                "status": "new",
+                "filled_qty": "0.000000",
+                "fills": [],
+            },
+        }
+
+    def cancel(self, params: dict) -> dict:
+        order_id = params["order_id"]
+        if order_id not in self.resting:
+            return {"ok": False, "error": {"code": "UNKNOWN_ORDER", "message": "no"}}
+        self.resting.discard(order_id)
+        return {"ok": True, "result": {"order_id": order_id, "status": "canceled"}}
+
+    def answer(self, request: dict) -> bytes:
+        method, params = request["method"], request["params"]
+        if method == "order.place":
+            item = self.place(params)
+        elif method == "order.cancel":
+            item = self.cancel(params)
+        else:
+            handle = self.place if method == "order.batch" else self.cancel
+            item = {"ok": True, "result": [handle(order) for order in params["orders"]]}
+        return msgspec.json.encode({"id": request["id"], **item})
+
+
+def _run_against(bot: gb._Bot, venue: _FakeVenue) -> list[dict]:
+    """Run the bot's whole flow at saturation against ``venue``, answering what is in flight
+    one read at a time; the requests it sent, in order."""
+    writes = bot.transport.underlying_transport.writes
+    bot.start(time.perf_counter_ns(), time.perf_counter_ns() + 10**11, 0.0, None)
+    sent: list[dict] = []
+    parsed = 0  # the writes parsed so far
+    while not bot.finished.done():
+        pending = [
+            msgspec.json.decode(p) for _, data in writes[parsed:] for p in _parse_frames(data)
+        ]
+        parsed = len(writes)
+        assert pending, "the bot waits for nothing"
+        sent += pending
+        for i, request in enumerate(pending):
+            frame = _Frame(venue.answer(request), last_in_buffer=i == len(pending) - 1)
+            bot.on_ws_frame(bot.transport, frame)
+    return sent
+
+
+def test_batch_frames_places_and_cancels_k_at_a_time():
+    """Places leave K at a time in order.batch (passive and IOC together), cancels K at a time
+    in order.cancel_batch, each item an order.place's (order.cancel's) params; only the last
+    requests of the flow may carry fewer."""
+
+    async def run() -> None:
+        bot = _bot(count=400, warmup=0, window=3, batch=8)
+        requests = _run_against(bot, _FakeVenue())
+        assert {r["method"] for r in requests} == {"order.batch", "order.cancel_batch"}
+        assert [r["id"] for r in requests] == list(range(1, len(requests) + 1))
+        sizes = [len(r["params"]["orders"]) for r in requests]
+        assert all(size == 8 for size in sizes[:-2]) and all(0 < s <= 8 for s in sizes[-2:])
+        assert sum(sizes) == 400 and bot.lost() == 0
+        for request in requests:
+            for order in request["params"]["orders"]:
+                assert order["market"] == "USDT-KZT"
+                if request["method"] == "order.batch":
+                    assert order["side"] in ("buy", "sell") and order["price"] in PRICES
+                    assert order["qty"] in QTYS and order.get("tif", "IOC") == "IOC"
+                else:
+                    assert set(order) == {"market", "order_id"}
+        # The first window goes before any order is known: places only.
+        assert [r["method"] for r in requests[:3]] == ["order.batch"] * 3
+        stats = bot.stats
+        assert stats.requests_sent == [
+            sum(r["method"] == "order.batch" for r in requests),
+            sum(r["method"] == "order.cancel_batch" for r in requests),
+        ]
+        assert len(stats.request_latency_us) == len(requests)
+
+    asyncio.run(run())
+
+
+def test_batch_keeps_the_flow_mix():
+    """The same flow, one operation per request or 10 per request: the same mix of passive
+    places, crossing places and cancels (the draws follow the open orders the bot knows, so
+    the two flows differ in detail, not in proportion)."""
+
+    async def run() -> dict[int, list[int]]:
+        sent = {}
+        for batch in (1, 10):
+            bot = _bot(count=6000, window=4, batch=batch)
+            bot.max_open = 10**6  # the nominal mix, not the cap's extra cancels
+            _run_against(bot, _FakeVenue())
+            assert (
+                sum(bot.stats.sent) == 6000
+                and sum(bot.stats.ok) + sum(sum(c.values()) for c in bot.stats.errors) == 6000
+            )
+            sent[batch] = bot.stats.sent
+        return sent
+
+    sent = asyncio.run(run())
+    for k in range(3):
+        assert abs(sent[1][k] - sent[10][k]) / 6000 < 0.03, sent
+    assert 0.30 < sent[10][gb.CANCEL] / 6000 < 0.40 and 0.07 < sent[10][gb.CROSS] / 6000 < 0.13
+
+
+def test_batch_learns_order_ids_from_items_and_counts_rejects_per_item():
+    async def run() -> None:
+        bot = _bot(count=40, window=2, batch=4)
+        socket = bot.transport.underlying_transport
+        bot.start(time.perf_counter_ns(), time.perf_counter_ns() + 10**10, 0.0, None)
+        first, second = socket.requests()
+        assert first["method"] == second["method"] == "order.batch"
+        # Two orders rest, one filled, one rejected: only the resting ones become the bot's.
+        items = [
+            {"ok": True, "result": {"order_id": 11, "status": "new", "filled_qty": "0"}},
+            {"ok": True, "result": {"order_id": 12, "status": "filled", "filled_qty": "1"}},
+            {"ok": False, "error": {"code": "INSUFFICIENT_FUNDS", "message": "no"}},
+            {"ok": True, "result": {"order_id": 14, "status": "partially_filled"}},
+        ]
+        answer = {"id": 1, "ok": True, "result": items}
+        bot.on_ws_frame(bot.transport, _Frame(msgspec.json.encode(answer), last_in_buffer=False))
+        assert sorted(bot.open) == [11, 14]
+        stats = bot.stats
+        assert sum(stats.ok) == 3 and sum(stats.errors, gb.Counter()) == {"INSUFFICIENT_FUNDS": 1}
+        assert sum(len(lat) for lat in stats.latency_us) == 4
+        assert len(stats.request_latency_us) == 1 and bot.inflight == 1
+        # A response with fewer items than orders is a broken server: the connection ends.
+        short = {"id": 2, "ok": True, "result": items[:3]}
+        bot.on_ws_frame(bot.transport, _Frame(msgspec.json.encode(short)))
+        assert bot.transport.disconnected and "3 results for 4 orders" in bot.error
+
+    asyncio.run(run())
+
+
+def test_cancel_batch_takes_known_orders_and_counts_unknown_order_per_item():
+    async def run() -> None:
+        bot = _bot(count=200, window=1, batch=5)
+        socket = bot.transport.underlying_transport
+        bot.open = [501, 502, 503, 504, 505, 506, 507]
+        bot.max_open = 1  # over the cap: the bot cancels while it has open orders
+        bot.start(time.perf_counter_ns(), time.perf_counter_ns() + 10**10, 0.0, None)
+        (request,) = socket.requests()
+        assert request["method"] == "order.cancel_batch"
+        ids = [order["order_id"] for order in request["params"]["orders"]]
+        assert len(ids) == 5 and set(ids) <= set(range(501, 508)) and len(set(ids)) == 5
+        assert sorted(bot.open + ids) == list(range(501, 508))  # taken off at once
+        items = [{"ok": True, "result": {"order_id": i, "status": "canceled"}} for i in ids]
+        items[1] = items[3] = {"ok": False, "error": {"code": "UNKNOWN_ORDER", "message": "x"}}
+        answer = {"id": 1, "ok": True, "result": items}
+        bot.on_ws_frame(bot.transport, _Frame(msgspec.json.encode(answer)))
+        stats = bot.stats
+        assert stats.ok[gb.CANCEL] == 3 and stats.errors[gb.CANCEL] == {"UNKNOWN_ORDER": 2}
+        assert len(stats.latency_us[gb.CANCEL]) == 5 and stats.sent[gb.CANCEL] >= 5
+        assert not set(ids) & set(bot.open)  # a cancel, ok or not, never returns an order
+
+    asyncio.run(run())
+
+
+def test_batch_refused_as_a_whole_counts_every_item():
+    async def run() -> None:
+        bot = _bot(count=12, window=1, batch=6)
+        socket = bot.transport.underlying_transport
+        bot.start(time.perf_counter_ns(), time.perf_counter_ns() + 10**10, 0.0, None)
+        (request,) = socket.requests()
+        refused = {"id": request["id"], "ok": False, "error": {"code": "RATE_LIMITED"}}
+        bot.on_ws_frame(bot.transport, _Frame(msgspec.json.encode(refused)))
+        assert sum(bot.stats.errors, gb.Counter()) == {"RATE_LIMITED": 6}
+        assert sum(len(lat) for lat in bot.stats.latency_us) == 6 and not bot.open
+
+    asyncio.run(run())
+
+
+def test_batch_warmup_ends_at_its_operation_and_lost_counts_orders():
+    """--warmup and --count count operations: a request that straddles the end of the warm-up
+    counts only its measured operations (and is a measured request); unanswered requests are
+    lost with their measured operations."""
+
+    async def run() -> None:
+        bot = _bot(count=10, warmup=3, window=2, batch=4)
+        socket = bot.transport.underlying_transport
+        bot.start(time.perf_counter_ns(), time.perf_counter_ns() + 10**10, 0.0, None)
+        first, _ = socket.requests()
+        stats = bot.stats
+        assert sum(stats.sent) == 5 and stats.requests_sent == [2, 0]  # 1 + 4 measured
+        assert bot.lost() == 5 and bot.lost_requests() == 2
+        venue = _FakeVenue()
+        bot.on_ws_frame(bot.transport, _Frame(venue.answer(first)))
+        assert stats.warmup_acks == 3 and sum(stats.ok) == 1 and stats.warmup_requests == 0
+        assert len(stats.request_latency_us) == 1 and stats.first_send_ns == bot.sent_ns[2]
+        answered = 1
+        while not bot.finished.done():
+            requests = socket.requests()
+            for request in requests[answered:]:
+                bot.on_ws_frame(bot.transport, _Frame(venue.answer(request)))
+            answered = len(requests)
+        assert sum(stats.sent) == 10 and bot.ops_sent == 13 and bot.lost() == 0
+        answered_ops = sum(stats.ok) + sum(sum(c.values()) for c in stats.errors)
+        assert answered_ops == 10 and sum(len(lat) for lat in stats.latency_us) == 10
+
+    asyncio.run(run())
+
+
+def test_batch_fixed_rate_schedules_requests():
+    """In the fixed-rate mode a batch bot sends one request per interval, timed from its
+    schedule, each carrying K operations."""
+
+    async def run() -> None:
+        bot = _bot(count=40, batch=5)
+        socket = bot.transport.underlying_transport
+        ticker = gb._Ticker()
+        try:
+            start = time.perf_counter_ns() + 2_000_000
+            interval = 3_000_000
+            bot.start(start, start + 10**10, float(interval), ticker)
+            await asyncio.sleep(0.0105)  # requests 1 to 3 (at 0, 3 and 6 ms) are due
+            sent = socket.requests()
+            assert [r["id"] for r in sent] == list(range(1, len(sent) + 1)) and len(sent) >= 3
+            assert all(len(r["params"]["orders"]) == 5 for r in sent)
+            for at, data in socket.writes:  # nothing left before its time
+                for payload in _parse_frames(data):
+                    rid = msgspec.json.decode(payload)["id"]
+                    scheduled = start + (rid - 1) * interval
+                    assert bot.sent_ns[rid] == scheduled and at >= scheduled
+            venue = _FakeVenue()
+            answered = 0
+            while not bot.finished.done():
+                requests = socket.requests()
+                for request in requests[answered:]:
+                    bot.on_ws_frame(bot.transport, _Frame(venue.answer(request)))
+                answered = len(requests)
+                await asyncio.sleep(0.001)
+            assert sum(bot.stats.sent) == 40 and bot.lost() == 0
+        finally:
+            ticker.close()
+
+    asyncio.run(run())
