@@ -149,7 +149,8 @@ class Session:
             return
         request_id = None
         try:
-            wait = self._bucket.take(self.gateway.monotonic())
+            now = self.gateway.monotonic()
+            wait = self._bucket.take(now)
             if wait:  # every frame counts, even a malformed one
                 raise WireError(
                     "RATE_LIMITED",
@@ -159,7 +160,7 @@ class Session:
                 )
             request = protocol.decode_request(frame)
             request_id = request.id
-            self._check_participant_rate(request_id)
+            self._check_participant_rate(request_id, now)
             handler = _HANDLERS[type(request)]
             method = type(request).__struct_config__.tag  # type: ignore[attr-defined]
             if method not in PUBLIC_METHODS and not self._may_call(method):
@@ -225,10 +226,10 @@ class Session:
             return self.is_admin
         return self.participant_id is not None
 
-    def _check_participant_rate(self, request_id: Any) -> None:
+    def _check_participant_rate(self, request_id: Any, now: float) -> None:
         if self.participant_id is None:
             return
-        wait = self.gateway.participant_bucket(self.participant_id).take(self.gateway.monotonic())
+        wait = self.gateway.participant_bucket(self.participant_id).take(now)
         if wait:
             raise WireError(
                 "RATE_LIMITED",

@@ -282,3 +282,21 @@ def test_frame_headers_match_a_websocket_library(length: int) -> None:
     payload = b"x" * length
     expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
     assert text_frame_header(length) + payload == expected
+
+
+# -- remembered decimal strings ---------------------------------------------------------------
+
+
+def test_remembered_decimal_text_is_exactly_format_units_and_stays_bounded(monkeypatch) -> None:
+    import random
+
+    from engine.fixedpoint import format_units
+    from gateway.views import _DecimalText
+
+    monkeypatch.setattr(_DecimalText, "LIMIT", 100)
+    text = _DecimalText()
+    rng = random.Random(3)
+    for _ in range(5_000):
+        units, scale = rng.choice([rng.randrange(10**12), rng.randrange(300)]), rng.randrange(9)
+        assert text(units, scale) == format_units(units, scale)
+    assert all(len(table) <= 100 for table in text._tables.values())
