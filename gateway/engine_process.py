@@ -188,7 +188,7 @@ def run_engine(sock: socket.socket, options: dict[str, Any]) -> int:
             if not data:
                 break
             buffer += data
-            frames = _split_frames(buffer)
+            frames = deque(_split_frames(buffer))
             # The batches read at once are executed and made durable together (one fsync),
             # in groups of about GROUP_COMMANDS commands, so that the first answers go back
             # while the gateway still has a backlog to send: the two processes overlap
@@ -197,7 +197,7 @@ def run_engine(sock: socket.socket, options: dict[str, Any]) -> int:
                 group: list[BatchDone] = []
                 commands = 0
                 while frames and commands < GROUP_COMMANDS:
-                    items = decoder.decode(frames.pop(0))
+                    items = decoder.decode(frames.popleft())
                     commands += len(items)
                     group.append(_execute(exchange, storage, items))
                 if storage is not None:

@@ -199,7 +199,10 @@ class Venue:
             while self._unpublished and not self._failed:
                 await self._published.wait()
             if self._failed:
-                raise JournalFailed("the journal failed: the venue stopped acknowledging")
+                raise JournalFailed(
+                    "a batch could not be made durable (the journal or the engine process "
+                    "failed): the venue stopped acknowledging"
+                )
         except JournalFailed:
             raise
         except Exception:  # a bug in the engine: stop serving rather than go on wrong
