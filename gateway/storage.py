@@ -5,6 +5,12 @@ Layout::
     DATA_DIR/snapshot-00000000000000012345.bin   the state after command 12345
     DATA_DIR/journal-00000000000000012346.log    commands 12346, 12347, ... (a segment)
 
+One data directory, one server: ``recover`` takes an exclusive lock on ``DATA_DIR/lock``
+(``flock``, released by ``close`` or when the process dies) and waits up to
+``lock_wait_s`` for it, since a server that was just stopped may still be writing its final
+snapshot; a second server on the same directory is refused (``DataDirInUse``) instead of
+interleaving its journal records with the first's.
+
 Startup (``Storage.recover``) loads the newest snapshot whose checksum is good, then
 replays every journal record after it, in seq order, through the exchange.  The result is
 exactly the state that was acknowledged, market-data ``seq`` numbers included (they live in
@@ -33,11 +39,17 @@ import itertools
 import logging
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock
+    fcntl = None  # type: ignore[assignment]
 
 from engine.commands import Command
 from engine.errors import EngineError
@@ -60,6 +72,10 @@ class SnapshotFile(msgspec.Struct):
 
 _encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(SnapshotFile)
+
+
+class DataDirInUse(EngineError):
+    """Another process holds the data directory's lock."""
 
 
 def snapshot_name(seq: int) -> str:
@@ -133,6 +149,7 @@ class Storage:
         mode: str = "fsync",
         snapshot_every: int = 100_000,
         background_snapshots: bool | None = None,
+        lock_wait_s: float = 10.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +162,8 @@ class Storage:
             background_snapshots = hasattr(os, "fork")
         self.background_snapshots = background_snapshots
         self._snapshot_child: tuple[int, int] | None = None  # (pid, seq) being written
+        self.lock_wait_s = lock_wait_s
+        self._lock_fd = -1
 
     # -- startup -------------------------------------------------------------------------
 
@@ -152,6 +171,7 @@ class Storage:
         self, chain: CheckChain, fresh: Callable[[], Exchange]
     ) -> tuple[Exchange, int, str]:
         """(exchange, last seq, a one-line account of what was recovered)."""
+        self._lock()
         exchange = None
         snapshot_seq = 0
         for path in reversed(list_snapshots(self.data_dir)):
@@ -201,6 +221,33 @@ class Storage:
             f"records replayed, durability {self.mode}"
         )
         return exchange, last_seq, summary
+
+    def _lock(self) -> None:
+        """Take the data directory's lock (see the module docstring)."""
+        if self._lock_fd >= 0 or fcntl is None:
+            return
+        fd = os.open(self.data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.lock_wait_s
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise DataDirInUse(
+                        f"{self.data_dir} is in use by another server (pid {holder}): "
+                        "stop it first, or give this one its own --data-dir"
+                    ) from None
+                if not waiting:
+                    log.warning("waiting for %s, locked by pid %s", self.data_dir, holder)
+                    waiting = True
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
 
     def _open_segment(self, last_seq: int) -> None:
         segments = list_segments(self.data_dir)
@@ -338,6 +385,9 @@ class Storage:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = -1
 
 
 def describe(data_dir: str | Path) -> tuple[str, bool]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -50,7 +54,7 @@ def test_replay_after_crash_restores_the_same_state(tmp_path):
     assert last_seq == 0
     run_commands(storage, exchange, 2000, seed=1)
     expected = digest(exchange)
-    storage.journal.close()  # a crash: no final snapshot
+    storage.close(final_snapshot=False)  # a crash: no final snapshot
     _, recovered, last_seq = recover(tmp_path)
     assert last_seq == 2000
     assert digest(recovered) == expected
@@ -68,7 +72,7 @@ def test_a_snapshot_is_of_the_state_at_its_seq_not_at_the_end_of_its_writing(tmp
     storage.wait_for_snapshot()
     seqs = [int(p.stem.split("-")[1]) for p in list_snapshots(tmp_path)]
     assert at_fork is None or at_fork[1] in seqs
-    storage.journal.close()  # a crash
+    storage.close(final_snapshot=False)  # a crash
     _, recovered, last_seq = recover(tmp_path)
     assert last_seq == 230
     assert digest(recovered) == expected
@@ -94,7 +98,7 @@ def test_a_failed_background_snapshot_loses_nothing(tmp_path, monkeypatch, caplo
     assert "failed" in caplog.text
     assert list_snapshots(tmp_path) == good
     expected = digest(exchange)
-    storage.journal.close()
+    storage.close(final_snapshot=False)  # as a crash leaves it
     monkeypatch.undo()
     _, recovered, last_seq = recover(tmp_path)
     assert last_seq == 500
@@ -108,7 +112,7 @@ def test_snapshots_rotate_segments_and_recovery_uses_them(tmp_path):
     expected = digest(exchange)
     storage.wait_for_snapshot()  # the one at 1500 may still be being written
     assert len(list_snapshots(tmp_path)) == 2  # older ones pruned
-    storage.journal.close()
+    storage.close(final_snapshot=False)  # as a crash leaves it
     storage2, recovered, last_seq = recover(tmp_path, snapshot_every=500)
     assert last_seq == 1800
     assert digest(recovered) == expected
@@ -126,7 +130,7 @@ def test_torn_last_record_is_cut_and_logged(tmp_path, caplog):
     storage, exchange, _ = recover(tmp_path)
     run_commands(storage, exchange, 300, seed=4)
     expected = digest(exchange)
-    storage.journal.close()
+    storage.close(final_snapshot=False)  # as a crash leaves it
     segment = list_segments(tmp_path)[-1]
     good_size = segment.stat().st_size
     with open(segment, "ab") as handle:
@@ -142,7 +146,7 @@ def test_corrupt_record_in_the_middle_stops_startup_naming_the_offset(tmp_path):
     """A damaged record followed by good ones is an error with its offset, never skipped."""
     storage, exchange, _ = recover(tmp_path)
     run_commands(storage, exchange, 300, seed=5)
-    storage.journal.close()
+    storage.close(final_snapshot=False)  # as a crash leaves it
     segment = list_segments(tmp_path)[-1]
     data = bytearray(segment.read_bytes())
     middle = len(data) // 2
@@ -171,7 +175,7 @@ def test_market_data_seq_carries_on_after_recovery(tmp_path):
     storage, exchange, _ = recover(tmp_path)
     run_commands(storage, exchange, 1500, seed=7)
     seqs = {symbol: book.seq for symbol, book in exchange.books.items()}
-    storage.journal.close()
+    storage.close(final_snapshot=False)  # as a crash leaves it
     _, recovered, _ = recover(tmp_path)
 
     async def published() -> dict[str, int]:
@@ -201,3 +205,44 @@ def test_journal_command_reports_a_healthy_and_a_damaged_directory(tmp_path):
     damaged = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert damaged.returncode == 1
     assert "CORRUPT at byte offset" in damaged.stdout
+
+
+def test_one_data_directory_serves_one_server_at_a_time(tmp_path):
+    """A second server on the same data directory is refused, naming the holder; once the
+    first has closed it, the directory is free."""
+    from gateway.storage import DataDirInUse
+
+    first, exchange, _ = recover(tmp_path)
+    run_commands(first, exchange, 50, seed=8)
+    with pytest.raises(DataDirInUse, match=f"pid {os.getpid()}"):
+        recover(tmp_path, lock_wait_s=0.2)
+    first.close()
+    second, _, last_seq = recover(tmp_path, lock_wait_s=0.2)
+    assert last_seq == 50
+    second.close()
+
+
+def test_a_server_waits_for_the_last_one_to_let_go(tmp_path):
+    """A server that was just stopped may still be writing its final snapshot: the next
+    one waits for the lock rather than fail or read a directory being written."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(0.5)\n",
+            str(tmp_path / "lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    storage, _, last_seq = recover(tmp_path, lock_wait_s=10)
+    assert time.monotonic() - started > 0.2  # it did wait
+    assert last_seq == 0
+    storage.close()
+    holder.wait(5)
