@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 from websockets.frames import Frame, Opcode
@@ -246,8 +247,18 @@ def test_a_failed_write_fails_every_later_sync(tmp_path) -> None:
     journal.close()
 
 
+async def until(predicate, what: str, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
 @async_test
 async def test_a_journal_that_cannot_write_stops_the_venue_unacknowledged(tmp_path) -> None:
+    """The disk fills up (the journal's file descriptor is pointed at /dev/full): the batch
+    that could not be written is not acknowledged, nor anything after it."""
     from gateway.storage import Storage
 
     rig = Rig()
@@ -257,18 +268,19 @@ async def test_a_journal_that_cannot_write_stops_the_venue_unacknowledged(tmp_pa
     venue.start()
     acknowledged: list[str] = []
     venue.submit(deposit, lambda reports: acknowledged.append("durable"))
-    await turns()
-    assert acknowledged == ["durable"]
+    await until(lambda: acknowledged == ["durable"], "the first deposit")
 
-    def broken_write(data: bytes) -> None:
-        raise OSError(28, "No space left on device")
-
-    storage.journal._write = broken_write  # type: ignore[union-attr,method-assign]
+    journal = storage.journal
+    assert journal is not None
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, journal._fd)  # every write now fails with ENOSPC
+    os.close(full)
     venue.submit(deposit, lambda reports: acknowledged.append("lost"))
-    await turns()
+    await until(lambda: venue._failed, "the venue to stop")
     assert acknowledged == ["durable"]
-    with pytest.raises(WireError):
+    with pytest.raises(WireError) as refused:
         venue.submit(deposit)
+    assert "failed" in refused.value.message
     with pytest.raises(JournalFailed):
         await venue.stop()
     storage.close(final_snapshot=False)
