@@ -43,7 +43,7 @@ from .protocol import PUBLIC_METHODS, WireError
 from .queries import BalancesQuery, OpenOrdersQuery
 from .ratelimit import TokenBucket
 from .venue import Venue
-from .views import balance_view, fill_view, market_view, order_view
+from .views import balance_view, fill_view, market_view, order_view, units_of
 
 log = logging.getLogger("alatau.session")
 
@@ -397,8 +397,12 @@ class Session:
     def _place_command(self, params: protocol.PlaceParams, request_id: Any) -> Callable:
         market = self._market(params.market, request_id)
         try:
-            qty = market.parse_qty(params.qty)
-            price = None if params.price is None else market.parse_price(params.price)
+            qty = units_of(params.qty, market.base_scale, "qty")
+            price = (
+                None
+                if params.price is None
+                else units_of(params.price, market.quote_scale, "price")
+            )
         except NumberFormatError as exc:
             raise WireError(exc.code, str(exc), request_id) from None
         is_market = params.type == "market"
@@ -410,19 +414,25 @@ class Session:
             TIFS[params.tif] if params.tif else (TimeInForce.IOC if is_market else TimeInForce.GTC)
         )
         participant_id = self.participant_id
-        fields = {
-            "participant_id": participant_id,
-            "market": market.symbol,
-            "side": SIDES[params.side],
-            "qty": qty,
-            "order_type": OrderType.MARKET if is_market else OrderType.LIMIT,
-            "price": price,
-            "tif": tif,
-            "post_only": params.post_only,
-            "stp": STPS[params.stp],
-            "client_order_id": params.client_order_id,
-        }
-        return lambda ts: PlaceOrder(ts=ts, **fields)
+        symbol = market.symbol
+        side = SIDES[params.side]
+        order_type = OrderType.MARKET if is_market else OrderType.LIMIT
+        post_only = params.post_only
+        stp = STPS[params.stp]
+        client_order_id = params.client_order_id
+        return lambda ts: PlaceOrder(
+            ts=ts,
+            participant_id=participant_id,
+            market=symbol,
+            side=side,
+            qty=qty,
+            order_type=order_type,
+            price=price,
+            tif=tif,
+            post_only=post_only,
+            stp=stp,
+            client_order_id=client_order_id,
+        )
 
     def _place(self, request: protocol.Place) -> None:
         build = self._place_command(request.params, request.id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.fixedpoint import format_units
+from engine.fixedpoint import format_units, parse_units
 from engine.markets import Market
 from engine.reports import BalanceReport, FillReport, OrderReport, TradePrinted
 
@@ -39,6 +39,33 @@ class _DecimalText:
 
 
 decimal_text = _DecimalText()
+
+
+class _UnitsOfText:
+    """Wire decimal strings parsed to integer units, remembered per scale: the inverse of
+    ``_DecimalText``, for the prices and quantities of incoming orders.  Only strings that
+    parse are remembered; a bad one raises ``NumberFormatError`` every time (its message
+    names ``field``)."""
+
+    LIMIT = 65_536
+
+    def __init__(self) -> None:
+        self._tables: dict[int, dict[str, int]] = {}
+
+    def __call__(self, text: str, scale: int, field: str) -> int:
+        table = self._tables.get(scale)
+        if table is None:
+            table = self._tables[scale] = {}
+        units = table.get(text)
+        if units is None:
+            units = parse_units(text, scale, field=field)
+            if len(table) >= self.LIMIT:
+                table.clear()
+            table[text] = units
+        return units
+
+
+units_of = _UnitsOfText()
 
 
 def asset_scales(markets: Mapping[str, Market]) -> dict[str, int]:

@@ -312,3 +312,29 @@ def test_remembered_decimal_text_is_exactly_format_units_and_stays_bounded(monke
         units, scale = rng.choice([rng.randrange(10**12), rng.randrange(300)]), rng.randrange(9)
         assert text(units, scale) == format_units(units, scale)
     assert all(len(table) <= 100 for table in text._tables.values())
+
+
+def test_remembered_units_of_text_are_exactly_parse_units_errors_included(monkeypatch) -> None:
+    import random
+
+    from engine.fixedpoint import NumberFormatError, parse_units
+    from gateway.views import _UnitsOfText
+
+    monkeypatch.setattr(_UnitsOfText, "LIMIT", 50)
+    units_of = _UnitsOfText()
+    rng = random.Random(4)
+    texts = ["515.20", "0.01", "7", "1.000000", "45000000", "-1", "1e3", "1.", ".5", "", "0x10"]
+    texts += [f"{rng.randrange(10**6)}.{rng.randrange(100):02d}" for _ in range(300)]
+    for _ in range(2):  # the second round reads the remembered ones
+        for text in texts:
+            for scale in (0, 2, 6):
+                try:
+                    expected: int | str = parse_units(text, scale, field="qty")
+                except NumberFormatError as exc:
+                    expected = f"{exc.code}: {exc}"
+                try:
+                    got: int | str = units_of(text, scale, "qty")
+                except NumberFormatError as exc:
+                    got = f"{exc.code}: {exc}"
+                assert got == expected, (text, scale)
+    assert all(len(table) <= 50 for table in units_of._tables.values())
