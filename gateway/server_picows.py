@@ -115,6 +115,7 @@ class PicowsConnection(WSListener):
         elif msg_type is WSMsgType.CONTINUATION:
             self._continue_fragments(frame)
         elif msg_type is WSMsgType.CLOSE:
+            self.flush()  # answers already queued go out before the closing handshake
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
 
