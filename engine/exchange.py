@@ -104,6 +104,15 @@ _BUY, _SELL = Side.BUY, Side.SELL
 _LIMIT, _MARKET = OrderType.LIMIT, OrderType.MARKET
 _GTC = TimeInForce.GTC
 
+_replace = msgspec.structs.replace
+
+_FEE_SCALE: tuple[int, ...] = tuple(power * PPM for power in POW10)
+"""``_FEE_SCALE[base_scale] == 10**base_scale * PPM``: what a fee's numerator (price x qty x
+rate) is divided by, precomputed because the product is a multi-digit int."""
+
+_OPEN_STATUSES = frozenset(("new", "partially_filled"))
+"""The statuses of an order still on the book: its report shows what remains open."""
+
 _BAND_COPIES = 64
 """Copies of a market with a last trade price as the band's reference kept per market."""
 
@@ -200,7 +209,13 @@ def month_of(ts: int) -> int:
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
-    return -(-numerator // denominator)
+    """``ceil(numerator / denominator)`` exactly, for a positive ``denominator``.
+
+    Written ``(n + d - 1) // d`` rather than ``-(-n // d)``: the numerators here are past
+    2**30 (several CPython digits), where floor-dividing a negative number costs an extra
+    correction step and two more allocations, ~80 ns on a fee's numbers.  The hot paths
+    write the same expression inline."""
+    return (numerator + denominator - 1) // denominator
 
 
 def _buy_hold(
@@ -213,7 +228,7 @@ def _buy_hold(
     maker, taker = market.maker_fee_ppm, market.taker_fee_ppm
     rate = maker if maker > taker else taker
     cost = _ceil_div(spent_num + price * qty, scale) - paid
-    fee = _ceil_div(fee_num + price * qty * rate, scale * PPM) - fee_paid
+    fee = _ceil_div(fee_num + price * qty * rate, _FEE_SCALE[market.base_scale]) - fee_paid
     return cost + fee
 
 
@@ -230,13 +245,15 @@ def _new_order_amounts(
     """
     price = limit or 0
     gross = price * qty  # quote minor units x 10**base_scale
-    scale = POW10[market.base_scale]
-    cost = -(-gross // scale)
+    base_scale = market.base_scale
+    scale = POW10[base_scale]
+    cost = (gross + scale - 1) // scale  # _ceil_div, inline (every order)
     notional = cost if limit is not None and limit > 0 else 0
     if side == _SELL:
         return notional, market.base, qty
     maker, taker = market.maker_fee_ppm, market.taker_fee_ppm
-    fee = -(-(gross * (maker if maker > taker else taker)) // (scale * PPM))
+    fee_scale = _FEE_SCALE[base_scale]
+    fee = (gross * (maker if maker > taker else taker) + fee_scale - 1) // fee_scale
     return notional, market.quote, cost + fee
 
 
@@ -288,16 +305,32 @@ class Exchange:
 
     def execute(self, command: Command) -> list[Report]:
         """Apply one command and return its reports (never raises for a client's mistake)."""
-        self._reports = []
-        self._ts = command.ts
+        reports: list[Report] = []
+        self._reports = reports
+        ts = self._ts = command.ts
         handler = self._HANDLERS.get(type(command))
         if handler is None:
             raise EngineError(f"not a command: {type(command).__name__}")
-        if command.ts >= self._license_deadline:
+        if ts >= self._license_deadline:
             self._cancel_unlicensed()
         handler(self, command)
-        self._report_balances()
-        return self._reports
+        # The balances the command changed, one BalanceReport each to their owners (the
+        # venue's own account is not reported).  Nearly every command changes one or more.
+        changed = self.ledger.take_changed()
+        if changed:
+            append = reports.append
+            for (account, asset), (total, held) in changed.items():
+                if account != VENUE_ACCOUNT:
+                    append(
+                        BalanceReport(
+                            participant_id=account,
+                            asset=asset,
+                            total=total,
+                            available=total - held,
+                            held=held,
+                        )
+                    )
+        return reports
 
     # -- queries -------------------------------------------------------------------------
 
@@ -375,10 +408,11 @@ class Exchange:
         intent = None
         limit = None
         if code is None:
-            admission = self._admission(cmd.participant_id, day_of(cmd.ts))
+            day = (cmd.ts + ALMATY_OFFSET_MS) // DAY_MS  # day_of, inline
+            admission = self._admission(cmd.participant_id, day)
             if market is not None:
-                limit = self._limit_price(cmd, market)
-            intent = self._intent(cmd, market, limit, admission)
+                limit = cmd.price if cmd.order_type == _LIMIT else self._limit_price(cmd, market)
+            intent = self._intent(cmd, market, limit, admission, day)
             decision = self._evaluate(intent, admission)
             check = decision.check
             if not decision.accepted:
@@ -441,14 +475,24 @@ class Exchange:
         return None, "", "precheck"
 
     def _intent(
-        self, cmd: PlaceOrder, market: Market | None, limit: int | None, admission: _Admission
+        self,
+        cmd: PlaceOrder,
+        market: Market | None,
+        limit: int | None,
+        admission: _Admission,
+        day: int,
     ) -> OrderContext:
         """The check chain's view of a new order, with the numbers the exchange computes.
 
-        ``limit`` is ``_limit_price`` of the order (None without a market or a reference).
+        ``limit`` is ``_limit_price`` of the order (None without a market or a reference);
+        ``day`` the Almaty day of ``cmd.ts`` (``day_of``).
         """
-        usage = self.usage(cmd.participant_id)
-        usage.roll(cmd.ts)
+        participant_id = cmd.participant_id
+        usage = self._usage.get(participant_id)
+        if usage is None:
+            usage = self.usage(participant_id)
+        if usage.day != day:
+            usage.roll(cmd.ts)
         notional = 0
         funds_asset = ""
         required = 0
@@ -456,8 +500,8 @@ class Exchange:
         if market is not None:
             market = self._market_for_checks(cmd.market)
             notional, funds_asset, required = _new_order_amounts(market, cmd.side, limit, cmd.qty)
-            available = self.ledger.available(cmd.participant_id, funds_asset)
-        return msgspec.structs.replace(
+            available = self.ledger.available(participant_id, funds_asset)
+        return _replace(
             admission.blank,
             ts=cmd.ts,
             market_symbol=cmd.market,
@@ -482,7 +526,7 @@ class Exchange:
     @staticmethod
     def _context(admission: _Admission, ts: int, **order: Any) -> OrderContext:
         """An ``OrderContext``: the participant's ``blank`` one with the order's fields."""
-        return msgspec.structs.replace(admission.blank, ts=ts, **order)
+        return _replace(admission.blank, ts=ts, **order)
 
     def _admission(self, participant_id: str, day: int) -> _Admission:
         """The registry's view of ``participant_id`` on the Almaty ``day`` (``day_of``). O(1).
@@ -578,52 +622,67 @@ class Exchange:
 
         ``limit``: the worst price it may trade at (``_limit_price``), quote minor units."""
         participant_id = cmd.participant_id
+        client_order_id = cmd.client_order_id
+        side = cmd.side
         order_id = self._next_order_id
         self._next_order_id = order_id + 1
-        usage = self.usage(participant_id)
+        usage = self._usage[participant_id]  # _intent made it and rolled it to today
         participant = intent.participant  # the registry's record as of this command
+        counts_retail = (
+            side == _BUY and participant is not None and participant.category == "RETAIL"
+        )
+        notional = intent.notional
         order = _Order(
             order_id,
             participant_id,
             cmd.market,
-            cmd.side,
+            side,
             cmd.order_type,
             limit,
             cmd.qty,
-            cmd.client_order_id,
+            client_order_id,
             intent.funds_asset,
             intent.funds_required,
-            counts_retail=cmd.side == _BUY
-            and participant is not None
-            and participant.category == "RETAIL",
-            day=usage.day,
-            month=usage.month,
+            counts_retail,
+            usage.day,
+            usage.month,
+            usage_notional=notional,
         )
         self.ledger.hold(participant_id, order.hold_asset, order.hold)
         self._orders[order_id] = order
-        if cmd.client_order_id is not None:
-            self._by_client_id[(participant_id, cmd.client_order_id)] = order_id
+        if client_order_id is not None:
+            self._by_client_id[(participant_id, client_order_id)] = order_id
+        # Its usage, reserved in today's and this month's counters (_count_notional of a new
+        # order, inline: its day and month are the counters').
         usage.open_orders += 1
-        self._set_usage_notional(order, intent.notional)
+        usage.daily_notional += notional
+        if counts_retail:
+            usage.monthly_retail_buys += notional
+        owner = self._owner_numbers.get(participant_id)
+        if owner is None:
+            owner = self._owner_number(participant_id)
+        # The enums go in as they are: an IntEnum is an int, which the book's int64_t
+        # parameters take without an int() call each.
         events = self.books[cmd.market].place(
-            order_id,
-            self._owner_number(participant_id),
-            int(cmd.side),
-            limit,
-            cmd.qty,
-            int(cmd.order_type),
-            int(cmd.tif),
-            cmd.post_only,
-            int(cmd.stp),
+            order_id, owner, side, limit, cmd.qty, cmd.order_type, cmd.tif, cmd.post_only, cmd.stp
         )
         self._apply_book_events(market, events)
 
     def _cancel(self, cmd: CancelOrder) -> None:
-        order = self._find_order(cmd, "cancel")
-        if order is None:
-            return
-        events = self.books[order.market].cancel(order.order_id)
-        self._apply_book_events(self.markets[order.market], events, cmd.reason)
+        # _find_order's common case first: the id of one of the sender's open orders.
+        order_id = cmd.order_id
+        order = self._orders.get(order_id) if order_id is not None else None
+        if (
+            order is None
+            or order.participant_id != cmd.participant_id
+            or order.market != cmd.market
+        ):
+            order = self._find_order(cmd, "cancel")
+            if order is None:
+                return
+        symbol = order.market
+        events = self.books[symbol].cancel(order.order_id)
+        self._apply_book_events(self.markets[symbol], events, cmd.reason)
 
     def _amend(self, cmd: AmendOrder) -> None:
         order = self._find_order(cmd, "amend")
@@ -666,7 +725,7 @@ class Exchange:
         order.hold = new_hold
         order.limit = price
         order.qty = qty
-        self._set_usage_notional(order, new_usage)
+        self._count_notional(order, new_usage)
         self._apply_book_events(self.markets[order.market], events)
 
     def _check_amend(
@@ -772,6 +831,7 @@ class Exchange:
         asks: list[tuple[int, int]] = []
         seq = 0
         orders = self._orders
+        append = self._reports.append
         # The most frequent kinds first: a resting order (accepted, level) and a cancel.
         for event in events:
             kind = type(event)
@@ -779,7 +839,7 @@ class Exchange:
                 (bids if event.side == "buy" else asks).append((event.price, event.qty))
                 seq = event.seq
             elif kind is OrderAccepted:
-                self._reports.append(self._order_report(orders[event.order_id], "new"))
+                append(self._order_report(orders[event.order_id], "new"))
             elif kind is OrderCanceled:
                 reason = event.reason if event.reason == "self_trade" else cancel_reason
                 self._close(orders[event.order_id], market, "canceled", reason)
@@ -793,91 +853,116 @@ class Exchange:
                 self._close(orders[event.order_id], market, "expired", None)
             elif kind is OrderAmended:
                 order = orders[event.order_id]
-                self._reports.append(self._order_report(order, self._status(order)))
+                append(self._order_report(order, self._status(order)))
             elif kind in (OrderRejected, CancelRejected, AmendRejected):
                 raise BookIntegrityError(f"the book refused a checked command: {event}")
         if seq:
-            self._reports.append(BookChanged(market=market.symbol, seq=seq, bids=bids, asks=asks))
+            append(BookChanged(market=market.symbol, seq=seq, bids=bids, asks=asks))
 
     def _settle(self, market: Market, trade: Trade) -> None:
         maker = self._orders[trade.maker_order_id]
         taker = self._orders[trade.taker_order_id]
-        self.last_price[market.symbol] = trade.price
-        self._reports.append(
+        symbol = market.symbol
+        price, qty, trade_id = trade.price, trade.qty, trade.trade_id
+        ts = self._ts
+        self.last_price[symbol] = price
+        append = self._reports.append
+        append(
             TradePrinted(
-                ts=self._ts,
-                market=market.symbol,
-                trade_id=trade.trade_id,
-                price=trade.price,
-                qty=trade.qty,
+                ts=ts,
+                market=symbol,
+                trade_id=trade_id,
+                price=price,
+                qty=qty,
                 taker_side=trade.taker_side,
             )
         )
-        for order, liquidity in ((maker, "maker"), (taker, "taker")):
-            rate = market.maker_fee_ppm if liquidity == "maker" else market.taker_fee_ppm
+        scale = POW10[market.base_scale]
+        for order, liquidity, rate in (
+            (maker, "maker", market.maker_fee_ppm),
+            (taker, "taker", market.taker_fee_ppm),
+        ):
             if order.side == _BUY:
-                fee = self._settle_buy(market, order, trade.price, trade.qty, rate)
+                fee = self._settle_buy(market, order, price, qty, rate)
+                filled_notional = order.paid  # _filled_notional, inline
             else:
-                fee = self._settle_sell(market, order, trade.price, trade.qty, rate)
-            order.filled_qty += trade.qty
-            self._update_usage_after_fill(market, order)
-            self._reports.append(
+                fee = self._settle_sell(market, order, price, qty, rate)
+                filled_notional = (order.spent_num + scale - 1) // scale
+            filled_qty = order.filled_qty = order.filled_qty + qty
+            remaining = order.qty - filled_qty
+            # What it counts against the day's notional: what it traded, at its fill prices,
+            # plus its open part at its limit (both rounded up).
+            self._count_notional(
+                order, filled_notional + (order.limit * remaining + scale - 1) // scale
+            )
+            append(
                 FillReport(
-                    ts=self._ts,
+                    ts=ts,
                     participant_id=order.participant_id,
-                    market=market.symbol,
+                    market=symbol,
                     order_id=order.order_id,
                     client_order_id=order.client_order_id,
                     side=SIDE_NAMES[order.side],
-                    trade_id=trade.trade_id,
-                    fill_price=trade.price,
-                    fill_qty=trade.qty,
+                    trade_id=trade_id,
+                    fill_price=price,
+                    fill_qty=qty,
                     fee=fee,
                     fee_asset=market.quote,
                     liquidity=liquidity,
-                    filled_qty=order.filled_qty,
-                    remaining_qty=order.remaining,
+                    filled_qty=filled_qty,
+                    remaining_qty=remaining,
                 )
             )
 
     def _settle_buy(self, market: Market, order: _Order, price: int, qty: int, rate: int) -> int:
         """The buyer pays from its hold, cumulatively rounded up; gets the base."""
         scale = POW10[market.base_scale]
-        order.spent_num += price * qty
-        order.fee_num += price * qty * rate
-        paid = _ceil_div(order.spent_num, scale)
-        fee_paid = _ceil_div(order.fee_num, scale * PPM)
+        gross = price * qty
+        spent_num = order.spent_num = order.spent_num + gross
+        fee_num = order.fee_num = order.fee_num + gross * rate
+        paid = _ceil_div(spent_num, scale)
+        fee_paid = _ceil_div(fee_num, _FEE_SCALE[market.base_scale])
         cost, fee = paid - order.paid, fee_paid - order.fee_paid
         order.paid, order.fee_paid = paid, fee_paid
-        self.ledger.spend_held(order.participant_id, market.quote, cost + fee)
+        ledger = self.ledger
+        ledger.spend_held(order.participant_id, market.quote, cost + fee)
         order.hold -= cost + fee
-        self.ledger.credit(order.participant_id, market.base, qty)
+        ledger.credit(order.participant_id, market.base, qty)
         # The seller is credited the floor of the exact proceeds; the venue keeps the rest.
-        self.ledger.credit(VENUE_ACCOUNT, market.quote, cost - (price * qty) // scale + fee)
+        ledger.credit(VENUE_ACCOUNT, market.quote, cost - gross // scale + fee)
         return fee
 
     def _settle_sell(self, market: Market, order: _Order, price: int, qty: int, rate: int) -> int:
         """The seller delivers held base; gets proceeds rounded down less its fee."""
         scale = POW10[market.base_scale]
-        order.spent_num += price * qty
-        proceeds = (price * qty) // scale
-        fee = min(_ceil_div(price * qty * rate, scale * PPM), proceeds)
-        self.ledger.spend_held(order.participant_id, market.base, qty)
+        gross = price * qty
+        order.spent_num += gross
+        proceeds = gross // scale
+        fee = min(_ceil_div(gross * rate, _FEE_SCALE[market.base_scale]), proceeds)
+        ledger = self.ledger
+        ledger.spend_held(order.participant_id, market.base, qty)
         order.hold -= qty
-        self.ledger.credit(order.participant_id, market.quote, proceeds - fee)
-        self.ledger.credit(VENUE_ACCOUNT, market.quote, fee)
+        ledger.credit(order.participant_id, market.quote, proceeds - fee)
+        ledger.credit(VENUE_ACCOUNT, market.quote, fee)
         return fee
 
     def _close(self, order: _Order, market: Market, status: str, reason: str | None) -> None:
         """An order of ``market`` left the book: release its hold and the usage its open
         part reserved."""
-        self.ledger.release(order.participant_id, order.hold_asset, order.hold)
+        participant_id = order.participant_id
+        self.ledger.release(participant_id, order.hold_asset, order.hold)
         order.hold = 0
-        self.usage(order.participant_id).open_orders -= 1
-        self._set_usage_notional(order, self._filled_notional(market, order))
+        # It now counts only what it traded (_filled_notional, inline: every close).
+        if order.side == _BUY:
+            filled_notional = order.paid
+        else:
+            scale = POW10[market.base_scale]
+            filled_notional = (order.spent_num + scale - 1) // scale
+        usage = self._count_notional(order, filled_notional)
+        usage.open_orders -= 1
         del self._orders[order.order_id]
         if order.client_order_id is not None:
-            self._by_client_id.pop((order.participant_id, order.client_order_id), None)
+            self._by_client_id.pop((participant_id, order.client_order_id), None)
         self._reports.append(self._order_report(order, status, reason))
 
     # -- usage (daily notional, retail monthly purchases) --------------------------------
@@ -888,20 +973,19 @@ class Exchange:
             return order.paid
         return _ceil_div(order.spent_num, POW10[market.base_scale])
 
-    def _update_usage_after_fill(self, market: Market, order: _Order) -> None:
-        scale = POW10[market.base_scale]
-        open_part = _ceil_div(order.limit * order.remaining, scale)
-        self._set_usage_notional(order, self._filled_notional(market, order) + open_part)
-
-    def _set_usage_notional(self, order: _Order, notional: int) -> None:
-        """Set what this order counts against today's notional (and the retail cap)."""
-        usage = self.usage(order.participant_id)
+    def _count_notional(self, order: _Order, notional: int) -> Usage:
+        """Set what this order counts against today's notional (and the retail cap), and
+        return its participant's usage."""
+        usage = self._usage.get(order.participant_id)
+        if usage is None:
+            usage = self.usage(order.participant_id)
         delta = notional - order.usage_notional
         order.usage_notional = notional
         if usage.day == order.day:
             usage.daily_notional += delta
         if order.counts_retail and usage.month == order.month:
             usage.monthly_retail_buys += delta
+        return usage
 
     # -- admin ---------------------------------------------------------------------------
 
@@ -1072,6 +1156,9 @@ class Exchange:
         )
 
     def _order_report(self, order: _Order, status: str, reason: str | None = None) -> OrderReport:
+        order_type = order.order_type
+        qty = order.qty
+        filled_qty = order.filled_qty
         return OrderReport(
             ts=self._ts,
             participant_id=order.participant_id,
@@ -1079,13 +1166,11 @@ class Exchange:
             order_id=order.order_id,
             client_order_id=order.client_order_id,
             side=SIDE_NAMES[order.side],
-            order_type="market" if order.order_type == _MARKET else "limit",
-            price=order.limit if order.order_type == _LIMIT else None,
-            qty=order.qty,
-            filled_qty=order.filled_qty,
-            remaining_qty=order.qty - order.filled_qty
-            if status in ("new", "partially_filled")
-            else 0,
+            order_type="market" if order_type == _MARKET else "limit",
+            price=order.limit if order_type == _LIMIT else None,
+            qty=qty,
+            filled_qty=filled_qty,
+            remaining_qty=qty - filled_qty if status in _OPEN_STATUSES else 0,
             status=status,  # type: ignore[arg-type]
             reason=reason,
         )
@@ -1093,20 +1178,6 @@ class Exchange:
     @staticmethod
     def _status(order: _Order) -> str:
         return "partially_filled" if order.filled_qty else "new"
-
-    def _report_balances(self) -> None:
-        for account, asset, total, held in self.ledger.drain_changed_balances():
-            if account == VENUE_ACCOUNT:
-                continue
-            self._reports.append(
-                BalanceReport(
-                    participant_id=account,
-                    asset=asset,
-                    total=total,
-                    available=total - held,
-                    held=held,
-                )
-            )
 
     def _owner_number(self, participant_id: str) -> int:
         number = self._owner_numbers.get(participant_id)

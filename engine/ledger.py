@@ -40,8 +40,8 @@ class Ledger:
         return self._balances.get((account, asset), (0, 0))[1]
 
     def available(self, account: str, asset: str) -> int:
-        total, held = self._balances.get((account, asset), (0, 0))
-        return total - held
+        entry = self._balances.get((account, asset))
+        return 0 if entry is None else entry[0] - entry[1]
 
     def balances(self, account: str) -> dict[str, tuple[int, int, int]]:
         """asset -> (total, available, held) for one account."""
@@ -71,7 +71,7 @@ class Ledger:
     def drain_changed_balances(self) -> list[tuple[str, str, int, int]]:
         """``drain_changed`` with each balance as it is now: (account, asset, total, held).
 
-        What the exchange reports after every command, in one pass over the entries."""
+        A snapshot, safe to keep; the exchange uses ``take_changed``, which copies nothing."""
         changed = self._changed
         if not changed:
             return []
@@ -80,6 +80,18 @@ class Ledger:
             drained.append((account, asset, total, held))
         changed.clear()
         return drained
+
+    def take_changed(self) -> dict[tuple[str, str], list[int]]:
+        """The balances changed since the last call, and a fresh record started: (account,
+        asset) -> its live ``[total, held]`` entry, in first-change order.
+
+        What the exchange reports after every command.  It hands over the record itself
+        rather than a copy, and the entries are the ledger's own: read them before the
+        ledger changes again, and do not change them."""
+        changed = self._changed
+        if changed:
+            self._changed = {}
+        return changed
 
     # -- moving money ------------------------------------------------------------------
 
@@ -122,7 +134,11 @@ class Ledger:
         """Pay ``amount`` out of held funds (a fill settling)."""
         if amount == 0:
             return
-        entry = self._entry(account, asset)
+        key = (account, asset)
+        entry = self._balances.get(key)  # _entry, inline: two per fill
+        if entry is None:
+            entry = self._balances[key] = [0, 0]
+        self._changed[key] = entry
         if amount < 0 or entry[1] < amount:
             raise LedgerError(f"cannot spend {amount} held {asset} of {account}")
         entry[0] -= amount
@@ -135,7 +151,11 @@ class Ledger:
         """
         if amount == 0:
             return
-        entry = self._entry(account, asset)
+        key = (account, asset)
+        entry = self._balances.get(key)  # _entry, inline: four per fill
+        if entry is None:
+            entry = self._balances[key] = [0, 0]
+        self._changed[key] = entry
         if entry[0] + amount < entry[1]:
             raise LedgerError(f"credit of {amount} {asset} would leave {account} negative")
         entry[0] += amount

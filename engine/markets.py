@@ -169,22 +169,31 @@ class Market(msgspec.Struct, frozen=True, kw_only=True):
         ``INVALID_LOT``, ``BELOW_MIN_QTY``, ``BELOW_MIN_NOTIONAL``, ``PRICE_OUT_OF_BAND``.
         Halted and unknown markets are ``check_market``'s job, one step earlier.
 
-        This runs for every order, so each rule is tested inline and only a broken one
+        Each rule is tested inline (``check_rules``, then the band) and only a broken one
         calls its ``_check_*`` helper, which words the rejection.
         """
-        if price is not None and (price <= 0 or price % self.tick):
-            return self._check_tick(price)
-        if qty <= 0 or qty % self.lot or qty < self.min_qty:
-            return self._check_qty(qty)
-        if price is None:
-            return None
-        # Exact: both sides in quote minor units x 10**base_scale, no division, no rounding.
-        if price * qty < self.min_notional * POW10[self.base_scale]:
-            return self._check_notional(price, qty)
+        rejection = self.check_rules(price, qty)
+        if rejection is not None or price is None:
+            return rejection
         ref = self.reference_price
         if ref is None or abs(price - ref) * BPS <= self.band_bps * ref:
             return None
         return self._check_band(price)
+
+    def check_rules(self, price: int | None, qty: int) -> Rejection | None:
+        """``check_order`` without its last test, the band: ``INVALID_TICK``, ``INVALID_LOT``,
+        ``BELOW_MIN_QTY``, ``BELOW_MIN_NOTIONAL``, in that order, or None.
+
+        The check chain's step 9 (``market_rules``) on every order: the band is step 10's,
+        which tests it itself, so step 9 need not compute it too."""
+        if price is not None and (price <= 0 or price % self.tick):
+            return self._check_tick(price)
+        if qty <= 0 or qty % self.lot or qty < self.min_qty:
+            return self._check_qty(qty)
+        # Exact: both sides in quote minor units x 10**base_scale, no division, no rounding.
+        if price is not None and price * qty < self.min_notional * POW10[self.base_scale]:
+            return self._check_notional(price, qty)
+        return None
 
     def _check_tick(self, price: int) -> Rejection | None:
         if price <= 0:

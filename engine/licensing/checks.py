@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from ..fixedpoint import format_units
-from ..markets import BPS, Market, Rejection, check_market
+from ..markets import BPS, OPEN, Market, Rejection, check_market
 from ..types import OrderType, Side, TimeInForce
 from .context import OrderContext
 from .profiles import BUILTIN_CHECK_IDS, Profile
@@ -203,25 +203,21 @@ def jurisdiction(ctx: OrderContext) -> Rejection | None:
 def market_status(ctx: OrderContext) -> Rejection | None:
     """8: the market is known and open (``engine.markets.check_market``)."""
     market = ctx.market
-    if market is not None and market.is_open:
+    if market is not None and market.status == OPEN:  # Market.is_open, without its call
         return None  # the common case, without building a mapping for check_market
     markets = {} if market is None else {ctx.market_symbol: market}
     return check_market(markets, ctx.market_symbol)
 
 
 def market_rules(ctx: OrderContext) -> Rejection | None:
-    """9: tick, lot, minimum quantity and minimum notional (``Market.check_order``).
+    """9: tick, lot, minimum quantity and minimum notional (``Market.check_rules``).
 
-    ``check_order`` ends with the band test, which is step 10's job: its contract puts the
-    band last, so a ``PRICE_OUT_OF_BAND`` from it means every step-9 rule passed.
+    ``Market.check_order`` without its band test, which is step 10's job.
     """
     market = ctx.market
     if market is None:
         return None
-    rejection = market.check_order(ctx.price, ctx.qty)
-    if rejection is not None and rejection.code == "PRICE_OUT_OF_BAND":
-        return None
-    return rejection
+    return market.check_rules(ctx.price, ctx.qty)
 
 
 def price_band(ctx: OrderContext) -> Rejection | None:
