@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sortedcontainers import SortedDict
-
 from engine.markets import Market
 from engine.reports import BookChanged
 
@@ -32,12 +30,16 @@ from .views import levels_view
 
 
 class L2Mirror:
-    """One market's published aggregate book: price -> qty per side, and its seq."""
+    """One market's published aggregate book: price -> qty per side, and its seq.
+
+    The levels are plain dicts, sorted only when a snapshot is asked for: every batch
+    changes the mirror, a subscription reads it in order, and there are far more batches
+    than subscriptions (a sorted map would pay a log-time insert on every change instead)."""
 
     def __init__(self, market: Market) -> None:
         self.market = market
-        self.bids: SortedDict = SortedDict()
-        self.asks: SortedDict = SortedDict()
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
         self.seq = 0
 
     def apply(
@@ -79,8 +81,8 @@ class L2Mirror:
         return changed_bids, changed_asks
 
     def snapshot_message(self, depth: int | None = None) -> bytes:
-        bids = list(reversed(self.bids.items()))[:depth]
-        asks = list(self.asks.items())[:depth]
+        bids = sorted(self.bids.items(), reverse=True)[:depth]
+        asks = sorted(self.asks.items())[:depth]
         return protocol.encode(
             {
                 "channel": "book",

@@ -303,25 +303,25 @@ def test_remembered_decimal_text_is_exactly_format_units_and_stays_bounded(monke
     import random
 
     from engine.fixedpoint import format_units
-    from gateway.views import _DecimalText
+    from gateway import views
 
-    monkeypatch.setattr(_DecimalText, "LIMIT", 100)
-    text = _DecimalText()
+    monkeypatch.setattr(views, "REMEMBERED_PER_SCALE", 100)
+    monkeypatch.setattr(views, "_texts", {})
     rng = random.Random(3)
     for _ in range(5_000):
         units, scale = rng.choice([rng.randrange(10**12), rng.randrange(300)]), rng.randrange(9)
-        assert text(units, scale) == format_units(units, scale)
-    assert all(len(table) <= 100 for table in text._tables.values())
+        assert views.decimal_text(units, scale) == format_units(units, scale)
+    assert all(len(table) <= 100 for table in views._texts.values())
 
 
 def test_remembered_units_of_text_are_exactly_parse_units_errors_included(monkeypatch) -> None:
     import random
 
     from engine.fixedpoint import NumberFormatError, parse_units
-    from gateway.views import _UnitsOfText
+    from gateway import views
 
-    monkeypatch.setattr(_UnitsOfText, "LIMIT", 50)
-    units_of = _UnitsOfText()
+    monkeypatch.setattr(views, "REMEMBERED_PER_SCALE", 50)
+    monkeypatch.setattr(views, "_units", {})
     rng = random.Random(4)
     texts = ["515.20", "0.01", "7", "1.000000", "45000000", "-1", "1e3", "1.", ".5", "", "0x10"]
     texts += [f"{rng.randrange(10**6)}.{rng.randrange(100):02d}" for _ in range(300)]
@@ -333,8 +333,8 @@ def test_remembered_units_of_text_are_exactly_parse_units_errors_included(monkey
                 except NumberFormatError as exc:
                     expected = f"{exc.code}: {exc}"
                 try:
-                    got: int | str = units_of(text, scale, "qty")
+                    got: int | str = views.units_of(text, scale, "qty")
                 except NumberFormatError as exc:
                     got = f"{exc.code}: {exc}"
                 assert got == expected, (text, scale)
-    assert all(len(table) <= 50 for table in units_of._tables.values())
+    assert all(len(table) <= 50 for table in views._units.values())
