@@ -13,10 +13,12 @@ and msgpack:
 * engine -> gateway, first: ``Hello``, what the gateway needs to serve (markets, the
   registry, each book's depth and ``seq``, the last trade prices, the last journal seq);
 * gateway -> engine: a batch, the list of one loop turn's commands (stamped with their time
-  by the gateway, which owns the clock) and queries (``gateway.queries``), in order;
+  by the gateway, which owns the clock) and queries (``gateway.queries``), in order; a turn
+  that has queued ``SEND_EARLY`` commands sends them at once, before the turn ends;
 * engine -> gateway: for each batch, in order, ``BatchDone``: per item its reports or its
-  query's answer, once the batch is durable (one fsync covers every batch read at once),
-  and, after an admin command, the new markets and registry.
+  query's answer, once the batch is durable (one fsync covers the batches read at once, in
+  groups of up to ``GROUP_COMMANDS`` commands), and, after an admin command, the new
+  markets and registry.
 
 The gateway side is ``RemoteVenue``: the same ``Venue`` to the sessions (``submit``,
 ``query``, the streams' fan-out), with ``_execute_batch`` sending the batch instead of
