@@ -54,7 +54,7 @@ from engine.reports import OrderReport, Report, TradePrinted
 from engine.types import Side
 
 from .queries import QUERY_TYPES, BalancesQuery, Query, answer
-from .venue import Done, Venue, _answering
+from .venue import Done, Venue, _answering, wall_clock_ms
 
 log = logging.getLogger("alatau.engine")
 
@@ -318,7 +318,7 @@ class RemoteVenue(Venue):
         self._setup(
             self._markets,
             [(b.market, b.seq, b.bids, b.asks) for b in hello.books],
-            clock_ms or _wall_clock_ms,
+            clock_ms or wall_clock_ms,
             audit_log_size,
         )
         self._stopping = False
@@ -362,13 +362,9 @@ class RemoteVenue(Venue):
     def _execute_batch(self, batch: list[tuple[Any, Done | None]]) -> None:
         items: list[Item] = []
         dones: list[Done | None] = []
-        clock_ms = self.clock_ms
+        stamp = self._stamp
         for build, done in batch:
-            ts = clock_ms()
-            if ts < self._last_ts:
-                ts = self._last_ts
-            self._last_ts = ts
-            items.append(build(ts))
+            items.append(build(stamp()))
             dones.append(done)
         self.commands_executed += len(batch)
         sent = self._link.send_batch(items)
@@ -412,12 +408,6 @@ class RemoteVenue(Venue):
             if self._link.transport is not None:
                 self._link.transport.close()
             await self._process.wait()
-
-
-def _wall_clock_ms() -> int:
-    import time
-
-    return time.time_ns() // 1_000_000
 
 
 async def start_engine_process(options: Any) -> RemoteVenue:

@@ -47,38 +47,12 @@ class L2Mirror:
     ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Apply one batch's changes of this book, in order; return the levels (price, new
         qty; 0 = gone) per side that differ from before the batch, best price first."""
-        before_bids: dict[int, int] = {}
-        before_asks: dict[int, int] = {}
-        bids, asks = self.bids, self.asks
-        for change in changes:
-            for price, qty in change.bids:
-                if price not in before_bids:
-                    before_bids[price] = bids.get(price, 0)
-                if qty:
-                    bids[price] = qty
-                else:
-                    bids.pop(price, None)
-            for price, qty in change.asks:
-                if price not in before_asks:
-                    before_asks[price] = asks.get(price, 0)
-                if qty:
-                    asks[price] = qty
-                else:
-                    asks.pop(price, None)
+        bids = _apply_side(self.bids, [change.bids for change in changes])
+        asks = _apply_side(self.asks, [change.asks for change in changes])
         self.seq = changes[-1].seq
-        changed_bids = [
-            (price, bids.get(price, 0))
-            for price, old in before_bids.items()
-            if bids.get(price, 0) != old
-        ]
-        changed_asks = [
-            (price, asks.get(price, 0))
-            for price, old in before_asks.items()
-            if asks.get(price, 0) != old
-        ]
-        changed_bids.sort(reverse=True)
-        changed_asks.sort()
-        return changed_bids, changed_asks
+        bids.sort(reverse=True)
+        asks.sort()
+        return bids, asks
 
     def snapshot_message(self, depth: int | None = None) -> bytes:
         bids = sorted(self.bids.items(), reverse=True)[:depth]
@@ -112,6 +86,25 @@ class L2Mirror:
                 },
             }
         )
+
+
+def _apply_side(
+    side: dict[int, int], batches: list[list[tuple[int, int]]]
+) -> list[tuple[int, int]]:
+    """Apply one side's level changes, in order; return (price, new qty) for each level
+    whose quantity differs from before them (unsorted)."""
+    before: dict[int, int] = {}
+    for levels in batches:
+        for price, qty in levels:
+            if price not in before:
+                before[price] = side.get(price, 0)
+            if qty:
+                side[price] = qty
+            else:
+                side.pop(price, None)
+    return [
+        (price, side.get(price, 0)) for price, old in before.items() if side.get(price, 0) != old
+    ]
 
 
 class Channels:

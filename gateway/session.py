@@ -492,22 +492,25 @@ class Session:
         self.venue.query(OpenOrdersQuery(self.participant_id), done)  # type: ignore[arg-type]
 
     def _batch(self, request: protocol.Batch) -> None:
-        builders: list[Callable | WireError] = []
-        for params in request.params.orders:
-            try:
-                builders.append(self._place_command(params, request.id))
-            except WireError as exc:
-                builders.append(exc)
+        builders = self._builders(request.params.orders, self._place_command, request.id)
         self._submit_batch(request.id, builders, self._place_outcome)
 
     def _cancel_batch(self, request: protocol.CancelBatch) -> None:
+        builders = self._builders(request.params.orders, self._cancel_command, request.id)
+        self._submit_batch(request.id, builders, self._change_outcome)
+
+    @staticmethod
+    def _builders(
+        items: list[Any], make: Callable[[Any, Any], Callable], request_id: Any
+    ) -> list[Callable | WireError]:
+        """A batch's commands, each item's builder or the error its own checks raised."""
         builders: list[Callable | WireError] = []
-        for params in request.params.orders:
+        for params in items:
             try:
-                builders.append(self._cancel_command(params, request.id))
+                builders.append(make(params, request_id))
             except WireError as exc:
                 builders.append(exc)
-        self._submit_batch(request.id, builders, self._change_outcome)
+        return builders
 
     def _submit_batch(
         self,

@@ -52,6 +52,11 @@ from .views import asset_scales, balance_view, fill_view, order_view, trade_view
 log = logging.getLogger("alatau.venue")
 
 
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch: the time the venue stamps on commands."""
+    return time.time_ns() // 1_000_000
+
+
 class JournalFailed(EngineError):
     """A batch could not be made durable; nothing after it was acknowledged."""
 
@@ -85,7 +90,7 @@ class Venue:
         exchange: Exchange,
         *,
         journal: Journal | None = None,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] | None = None,
         audit_log_size: int = 100_000,
     ) -> None:
         self.exchange = exchange
@@ -96,7 +101,7 @@ class Venue:
                 (symbol, book.seq, book.depth(Side.BUY), book.depth(Side.SELL))
                 for symbol, book in exchange.books.items()
             ],
-            clock_ms,
+            clock_ms or wall_clock_ms,
             audit_log_size,
         )
 
@@ -179,6 +184,14 @@ class Venue:
     def now_ms(self) -> int:
         return self.clock_ms()
 
+    def _stamp(self) -> int:
+        """The time for the next command: the clock, but never earlier than the last."""
+        ts = self.clock_ms()
+        if ts < self._last_ts:
+            ts = self._last_ts
+        self._last_ts = ts
+        return ts
+
     async def _run(self) -> None:
         try:
             while not self._failed:
@@ -214,13 +227,9 @@ class Venue:
         results: list[tuple[list[Report], Done | None]] = []
         journal = self.journal
         execute = self.exchange.execute
-        clock_ms = self.clock_ms
+        stamp = self._stamp
         for build, done in batch:
-            ts = clock_ms()
-            if ts < self._last_ts:
-                ts = self._last_ts
-            self._last_ts = ts
-            command = build(ts)
+            command = build(stamp())
             if isinstance(command, QUERY_TYPES):
                 results.append(([], _answering(done, answer(self.exchange, command))))
                 continue
