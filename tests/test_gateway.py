@@ -463,8 +463,10 @@ async def test_cancel_batch_answers_each_cancel_in_order() -> None:
         # what was not canceled is still open, on both sides
         assert await open_ids(mm1) == {c}
         assert await open_ids(bob) == {bobs["order_id"]}
-        error = await mm1.error("order.cancel_batch", {"orders": []})
-        assert error["code"] == "INVALID_PARAMS" and "$.params.orders" in error["message"]
+        for orders in ([], [{"market": BTC, "order_id": c}] * 51):  # 1 to 50 cancels
+            error = await mm1.error("order.cancel_batch", {"orders": orders})
+            assert error["code"] == "INVALID_PARAMS" and "$.params.orders" in error["message"]
+        assert await open_ids(mm1) == {c}  # a refused batch cancels nothing
 
 
 @async_test
