@@ -46,17 +46,22 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_cli_bench_gateway_quick_json():
-    """`alatau bench gateway --quick --json` acknowledges every request and reports soundly."""
+def run_bench_json(args: list[str]) -> dict:
+    """Run `alatau <args>` (a `--json` bench) in a fresh process; it must exit 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *CLI_ARGS],
+        [sys.executable, "-m", "gateway.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    report = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_cli_bench_gateway_quick_json():
+    """`alatau bench gateway --quick --json` acknowledges every request and reports soundly."""
+    report = run_bench_json(CLI_ARGS)
     for key in (
         "orders_per_sec",
         "p50_ms",
@@ -100,16 +105,7 @@ def test_cli_bench_gateway_batch_quick_json():
     """`--batch 10`: places go 10 at a time as order.batch, cancels as order.cancel_batch;
     every order is acknowledged (counted per order, its request's response being its
     acknowledgement), the flow's mix is kept and the subscriber sees every book update."""
-    args = [*CLI_ARGS, "--batch", "10"]
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    report = json.loads(result.stdout)
+    report = run_bench_json([*CLI_ARGS, "--batch", "10"])
     assert report["batch"] == 10 and report["clients"] == 2
     assert report["sent"] == COUNT and report["acknowledged"] == COUNT and report["lost"] == 0
     assert report["ok"] + report["business_rejects"] == COUNT and report["ok"] > 0

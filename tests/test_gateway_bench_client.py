@@ -14,11 +14,7 @@ message or as a list, and sees a gap in the book's ``seq``.
 
 import asyncio
 import itertools
-import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -27,7 +23,8 @@ from websockets.streams import StreamReader
 
 from benchmarks import gateway_bench as gb
 
-ROOT = Path(__file__).resolve().parent.parent
+from .test_bench_gateway import run_bench_json
+
 PRICES = [f"{515 + (k - gb.SPREAD_TICKS) / 100:.2f}" for k in range(2 * gb.SPREAD_TICKS + 1)]
 QTYS = [f"{2.14 * k:.6f}" for k in range(1, gb.QTY_STEPS + 1)]
 
@@ -253,22 +250,13 @@ def test_cli_bench_gateway_fixed_rate(batch):
     """`alatau bench gateway --rate R` acknowledges every request of the open-loop schedule;
     with --batch K, R is in orders/s, sent as R/K requests/s of K orders."""
     count = 600
-    result = subprocess.run(
+    report = run_bench_json(
         [
-            sys.executable,
-            "-m",
-            "gateway.cli",
             *("bench", "gateway", "--quick", "--json", "--clients", "2"),
             *("--count", str(count), "--rate", "2000", "--durability", "buffered"),
             *("--batch", str(batch)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        ]
     )
-    assert result.returncode == 0, result.stderr + result.stdout
-    report = json.loads(result.stdout)
     assert report["offered_rate"] == 2000 and report["mode"] == "fixed-rate"
     assert report["batch"] == batch and report["offered_requests_per_sec"] == 2000 / batch
     assert report["acknowledged"] == count and report["lost"] == 0
