@@ -21,6 +21,15 @@ flush), which added about 12 µs of CPU per order at saturation and several mill
 the tail latency at moderate rates.  On storage whose flush takes milliseconds, a writer
 that does not need the GIL (another process) would be the way to overlap it.
 
+Preallocation: the live segment is grown ahead of its writes in chunks of
+``PREALLOCATE_BYTES`` (``posix_fallocate``), and records are written in place with
+``pwrite``.  Appending to a file makes every ``fdatasync`` also commit the file's new size
+to the filesystem's journal; writing inside space already allocated does not, which made a
+small write + ``fdatasync`` about 30 % cheaper in wall time and in CPU on this project's
+test machine (55 against 78 µs, 23 against 33 µs of CPU).  A clean ``close`` cuts the
+unused space off again; after a crash the segment ends in zeros, which ``scan`` reads as
+the end of its records.
+
 Durability modes (``--durability``):
 
 * ``fsync`` (default): the batch is on disk before any of it is acknowledged; a crash of
@@ -30,8 +39,12 @@ Durability modes (``--durability``):
   seconds of acknowledged commands.
 * ``off``: nothing is written (benchmarks only); a restart starts from the last snapshot.
 
-Reading (``scan``): a record cut short at the end of the file (a crash mid-write) is a
-*torn tail*: it is reported so the caller can cut it off and go on.  A record that fails
+Reading (``scan``): the records end at the first header whose length is zero (no record is
+empty), and the zeros after the last record are preallocated space.  A record cut short at
+the end of the records (a crash mid-write) is a *torn tail*: it is reported so the caller
+can cut it off and go on.  So are non-zero bytes after a zero header: in ``fsync`` mode
+nothing is acknowledged until an ``fdatasync`` covers every byte before it, so bytes after
+a hole that never reached the disk belong to writes that were never confirmed.  A record that fails
 its checksum or does not decode with more data after it is *corruption*: ``scan`` raises
 ``JournalCorrupt`` naming the offset, and startup stops rather than silently drop later
 records.
@@ -39,6 +52,7 @@ records.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -54,6 +68,7 @@ from engine.errors import EngineError
 MAGIC = b"ALTJRNL1"
 HEADER = struct.Struct("<II")
 MODES = ("fsync", "buffered", "off")
+PREALLOCATE_BYTES = 16 << 20
 
 
 class JournalRecord(msgspec.Struct, array_like=True):
@@ -74,7 +89,7 @@ class JournalCorrupt(EngineError):
 class ScanResult:
     records: list[JournalRecord]
     good_length: int  # bytes up to the end of the last good record
-    torn_bytes: int  # bytes after it that belong to a cut-off record (0 if none)
+    torn_bytes: int  # non-zero bytes after it, from a write cut off by a crash (0 if none)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -96,19 +111,22 @@ def scan(path: Path) -> ScanResult:
         raise JournalCorrupt(path, 0, "not a journal file (bad magic)")
     records: list[JournalRecord] = []
     offset = len(MAGIC)
-    end = len(data)
-    while offset < end:
-        if offset + HEADER.size > end:
-            return ScanResult(records, offset, end - offset)
+    size = len(data)
+    # Past the last non-zero byte there is only preallocated space.  A record may itself end
+    # in zero bytes, so lengths are checked against the file's size, not against this.
+    content_end = len(data.rstrip(b"\0"))
+    while offset < content_end:
+        if offset + HEADER.size > size:
+            return ScanResult(records, offset, content_end - offset)
         length, crc = HEADER.unpack_from(data, offset)
         start = offset + HEADER.size
-        if start + length > end:
-            return ScanResult(records, offset, end - offset)
+        if length == 0 or start + length > size:
+            return ScanResult(records, offset, content_end - offset)
         payload = data[start : start + length]
-        last = start + length == end
+        last = start + length >= content_end
         if zlib.crc32(payload) != crc:
             if last:
-                return ScanResult(records, offset, end - offset)
+                return ScanResult(records, offset, content_end - offset)
             raise JournalCorrupt(path, offset, "checksum mismatch")
         try:
             record = _decoder.decode(payload)
@@ -130,9 +148,18 @@ def iter_commands(records: list[JournalRecord], after_seq: int) -> Iterator[Jour
 
 
 class Journal:
-    """One open segment, appended to by the sequencer."""
+    """One open segment, appended to by the sequencer.
 
-    def __init__(self, path: Path, next_seq: int, mode: str = "fsync") -> None:
+    The file must end where its last good record ends (``Storage.recover`` cuts off a torn
+    tail and the zeros a crash leaves), or be new: writing goes on at its size."""
+
+    def __init__(
+        self,
+        path: Path,
+        next_seq: int,
+        mode: str = "fsync",
+        preallocate: int = PREALLOCATE_BYTES,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"durability mode {mode!r}: use one of {', '.join(MODES)}")
         self.path = path
@@ -141,11 +168,14 @@ class Journal:
         self._buffer = bytearray()
         self._fd = -1
         self._failed: OSError | None = None
+        self._preallocate = preallocate
+        self._end = 0  # where the next write goes: the end of the records
+        self._allocated = 0  # the file's size, preallocated space included
         if mode != "off":
-            new = not path.exists() or path.stat().st_size == 0
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            if new:
-                os.write(self._fd, MAGIC)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._end = self._allocated = os.fstat(self._fd).st_size
+            if self._end == 0:
+                self._write(MAGIC)
                 self._sync()
 
     @property
@@ -171,6 +201,8 @@ class Journal:
         self._buffer.clear()
         try:
             self._write(data)
+            if self.mode == "fsync":
+                self._sync()
         except OSError as exc:
             self._failed = exc
             raise
@@ -180,18 +212,40 @@ class Journal:
         self.sync()
 
     def _write(self, data: bytes) -> None:
+        if self._end + len(data) > self._allocated:
+            self._grow(len(data))
         view = memoryview(data)
         while view:
-            written = os.write(self._fd, view)
+            written = os.pwrite(self._fd, view, self._end)
+            self._end += written
             view = view[written:]
-        if self.mode == "fsync":
-            self._sync()
+        self._allocated = max(self._allocated, self._end)
+
+    def _grow(self, needed: int) -> None:
+        """Allocate the next chunk ahead of the writes (see the module docstring).
+
+        Where the filesystem cannot (or the disk is too full for a whole chunk), writing
+        simply goes on past the end of the file, as an append would."""
+        if self._preallocate <= 0:
+            return
+        size = max(self._preallocate, needed)
+        try:
+            os.posix_fallocate(self._fd, self._allocated, size)
+        except (OSError, AttributeError):
+            self._preallocate = 0
+            return
+        self._allocated += size
 
     def _sync(self) -> None:
         os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
 
     def close(self) -> None:
-        """Close the file; what was appended but never synced is dropped, as a crash would."""
+        """Close the file, cutting off the preallocated space; what was appended but never
+        synced is dropped, as a crash would."""
         if self._fd >= 0:
+            if self._allocated > self._end:
+                # If this fails, the zeros left behind still read as the end of the records.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._end)
             os.close(self._fd)
             self._fd = -1

@@ -190,8 +190,9 @@ class Storage:
         segments = list_segments(self.data_dir)
         for index, path in enumerate(segments):
             result = scan(path)
+            last_segment = index == len(segments) - 1
             if result.torn_bytes:
-                if index != len(segments) - 1:
+                if not last_segment:
                     raise JournalCorrupt(path, result.good_length, "cut short before a later file")
                 log.warning(
                     "%s: cutting a torn last record (%d bytes at offset %d)",
@@ -199,6 +200,9 @@ class Storage:
                     result.torn_bytes,
                     result.good_length,
                 )
+            if last_segment and path.stat().st_size > result.good_length:
+                # The journal goes on writing at the file's end: cut off the torn record and
+                # the preallocated zeros a crash leaves behind.
                 with open(path, "r+b") as handle:
                     handle.truncate(result.good_length)
                     handle.flush()

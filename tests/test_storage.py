@@ -15,7 +15,7 @@ from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import OrderReport
 from engine.state import digest
-from gateway.journal import JournalCorrupt, scan
+from gateway.journal import MAGIC, JournalCorrupt, JournalRecord, encode_record, scan
 from gateway.storage import Storage, list_segments, list_snapshots
 from tests.exchange_helpers import TS0
 
@@ -140,6 +140,72 @@ def test_torn_last_record_is_cut_and_logged(tmp_path, caplog):
     assert digest(recovered) == expected
     assert segment.stat().st_size == good_size
     assert "torn last record" in caplog.text
+
+
+def test_zeros_a_crash_leaves_after_the_records_are_read_as_their_end(tmp_path, caplog):
+    """The live segment is preallocated, so a crash leaves it ending in zeros: recovery
+    keeps every record, cuts the zeros off quietly and writes the next record right after
+    the last one."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 300, seed=4)
+    storage.close(final_snapshot=False)
+    segment = list_segments(tmp_path)[-1]
+    good_size = segment.stat().st_size
+    with open(segment, "ab") as handle:
+        handle.write(bytes(1 << 16))  # the unused preallocated space a crash leaves behind
+    storage2, recovered, last_seq = recover(tmp_path)
+    assert last_seq == 300
+    assert segment.stat().st_size == good_size
+    assert "torn" not in caplog.text
+    run_commands(storage2, recovered, 50, seed=9)
+    expected = digest(recovered)
+    storage2.close(final_snapshot=False)
+    assert [r.seq for r in scan(segment).records] == list(range(1, 351))
+    _, again, last_seq = recover(tmp_path)
+    assert (last_seq, digest(again)) == (350, expected)
+
+
+def test_a_record_ending_in_zero_bytes_before_the_padding_is_kept(tmp_path):
+    """A record's payload may itself end in zero bytes: it must not be taken for padding."""
+    rnd = random.Random(1)
+    records = []
+    while not records or not encode_record(records[-1]).endswith(b"\0"):
+        command = random_command(rnd, TS0, [])
+        records.append(JournalRecord(len(records) + 1, command))
+    segment = tmp_path / "journal.log"
+    segment.write_bytes(MAGIC + b"".join(map(encode_record, records)) + bytes(4096))
+    result = scan(segment)
+    assert [r.seq for r in result.records] == [r.seq for r in records]
+    assert result.torn_bytes == 0
+
+
+def test_bytes_after_a_hole_are_a_torn_tail(tmp_path):
+    """A crash can persist a later page of an unconfirmed write but not an earlier one: the
+    records end at the zeros, and what follows them is cut off as never confirmed."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 200, seed=10)
+    expected = digest(exchange)
+    storage.close(final_snapshot=False)
+    segment = list_segments(tmp_path)[-1]
+    good_size = segment.stat().st_size
+    with open(segment, "ab") as handle:
+        handle.write(bytes(4096) + b"\x30\x00\x00\x00" + bytes(100) + b"\x99")
+    assert scan(segment).good_length == good_size
+    _, recovered, last_seq = recover(tmp_path)
+    assert (last_seq, digest(recovered)) == (200, expected)
+    assert segment.stat().st_size == good_size
+
+
+def test_a_clean_close_leaves_no_preallocated_space(tmp_path):
+    """The segment is grown in chunks while live; a clean close gives the space back."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 100, seed=11)
+    segment = list_segments(tmp_path)[-1]
+    live_size = segment.stat().st_size
+    storage.close(final_snapshot=False)
+    closed_size = segment.stat().st_size
+    assert live_size > closed_size
+    assert scan(segment).good_length == closed_size
 
 
 def test_corrupt_record_in_the_middle_stops_startup_naming_the_offset(tmp_path):
