@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -182,6 +183,7 @@ def run_engine(sock: socket.socket, options: dict[str, Any]) -> int:
         last_price=sorted(exchange.last_price.items()),
     )
     sock.sendall(_frame(_encoder.encode(hello)))
+    gc.freeze()  # the recovered state stays for good: see gateway.app.serve
     decoder = msgspec.msgpack.Decoder(list[Item])
     buffer = bytearray()
     try:
