@@ -25,7 +25,8 @@ The gateway side is ``RemoteVenue``: the same ``Venue`` to the sessions (``submi
 executing it.  Many batches may be in flight; they are published in order.
 
 Shutdown: the gateway closes its end; the engine answers what it has read, writes its final
-snapshot and exits.  If the engine process dies, the link breaks, nothing more is
+snapshot and exits.  The engine ignores SIGINT and SIGTERM, which reach it too when they are
+sent to the process group: it stops when the gateway does (SIGKILL stops it at once).  If the engine process dies, the link breaks, nothing more is
 acknowledged and the venue stops (``JournalFailed``), as when a journal write fails.
 """
 
@@ -238,9 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="the socket to the gateway")
     parser.add_argument("--options", required=True, help="JSON: data_dir, durability, ...")
     args = parser.parse_args(argv)
-    # Ctrl-C reaches the whole process group: the gateway decides when the engine stops
-    # (it closes the socket), so the final snapshot is written after the last batch.
+    # Ctrl-C reaches the whole process group, and a service manager's stop signal often the
+    # whole service (systemd's default): the gateway decides when the engine stops (it
+    # closes the socket, or dies and the socket closes), so the engine answers what it has
+    # read and writes its final snapshot after the last batch.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sock = socket.socket(fileno=args.fd)
     return run_engine(sock, json.loads(args.options))

@@ -8,14 +8,18 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import websockets
 
+from engine.licensing import CheckChain
 from gateway.app import ServeOptions, serve
 from gateway.session import Limits
+from gateway.storage import Storage
 from gateway.venue import JournalFailed
 
 from .gateway_harness import ADMIN_KEY, Client, L2Book, async_test, login_params, trades_of
@@ -154,3 +158,63 @@ async def test_when_the_engine_process_dies_nothing_more_is_acknowledged(tmp_pat
                 await asyncio.sleep(0.05)
             assert response["error"]["code"] == "INTERNAL", response
             assert "failed" in response["error"]["message"]
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+@async_test
+async def test_sigterm_to_the_whole_process_group_stops_cleanly_with_a_final_snapshot(
+    tmp_path,
+) -> None:
+    """A service manager stops a service by signalling every process in it (systemd's
+    default): the engine must outlive the signal long enough to answer what it has and
+    write its final snapshot, so the restart replays nothing."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--engine-process",
+            "--port",
+            "0",
+            "--quiet",
+            "--data-dir",
+            str(tmp_path),
+            "--admin-key",
+            ADMIN_KEY,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        url = await asyncio.to_thread(listening_url, process)
+        bob = Client(await websockets.connect(url))
+        bob.start_reading()
+        await bob.ok("auth.login", login_params("bob"))
+        placed = await bob.ok("order.place", limit("buy", 44_000_000, "0.01"))
+        os.killpg(process.pid, signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 30)
+        await bob.close()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    _, stderr = process.communicate()
+    assert code == 0, stderr
+    assert not engine_pids(tmp_path)
+    storage = Storage(tmp_path)
+    exchange, _, summary = storage.recover(CheckChain(), lambda: None)
+    storage.close(final_snapshot=False)
+    assert "0 journal records replayed" in summary, summary
+    assert [o.order_id for o in exchange.open_orders("bob")] == [placed["order_id"]]
+
+
+def listening_url(process: subprocess.Popen) -> str:
+    """The url a ``--quiet`` ``alatau serve`` prints once it listens."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "listening on" in line:
+            return line.strip().rsplit(" ", 1)[1]
+    raise AssertionError("the server did not start")
