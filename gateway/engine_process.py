@@ -56,7 +56,7 @@ from engine.reports import OrderReport, Report, TradePrinted
 from engine.types import Side
 
 from .queries import QUERY_TYPES, BalancesQuery, Query, answer
-from .venue import Done, Venue, _answering, wall_clock_ms
+from .venue import MAX_UNPUBLISHED_BATCHES, Done, Venue, _answering, wall_clock_ms
 
 log = logging.getLogger("alatau.engine")
 
@@ -358,9 +358,12 @@ class RemoteVenue(Venue):
     def submit(self, build: Any, done: Done | None = None) -> None:
         """As ``Venue.submit``; and a backlog of ``SEND_EARLY`` commands goes to the engine
         at once, without waiting for the sequencer's turn, so the engine starts on it while
-        the gateway is still reading the rest of its sockets."""
+        the gateway is still reading the rest of its sockets.  Not past
+        ``MAX_UNPUBLISHED_BATCHES`` in flight: then the commands wait for the sequencer,
+        which waits for the engine, so a stalled engine holds new commands back instead of
+        filling memory."""
         super().submit(build, done)
-        if len(self._pending) >= SEND_EARLY:
+        if len(self._pending) >= SEND_EARLY and len(self._unpublished) < MAX_UNPUBLISHED_BATCHES:
             batch = list(self._pending)
             self._pending.clear()
             self._execute_batch(batch)

@@ -16,11 +16,20 @@ from pathlib import Path
 import pytest
 import websockets
 
+from benchmarks.soak_exchange import soak_venue
+from engine.commands import Deposit
 from engine.licensing import CheckChain
 from gateway.app import ServeOptions, serve
+from gateway.engine_process import (
+    SEND_EARLY,
+    BookDepth,
+    Hello,
+    RemoteVenue,
+    venue_config,
+)
 from gateway.session import Limits
 from gateway.storage import Storage
-from gateway.venue import JournalFailed
+from gateway.venue import MAX_UNPUBLISHED_BATCHES, JournalFailed
 
 from .gateway_harness import ADMIN_KEY, Client, L2Book, async_test, login_params, trades_of
 
@@ -218,3 +227,37 @@ def listening_url(process: subprocess.Popen) -> str:
         if "listening on" in line:
             return line.strip().rsplit(" ", 1)[1]
     raise AssertionError("the server did not start")
+
+
+class _SilentEngine:
+    """An engine link that takes batches and never answers (a stalled engine)."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.sent: list[list] = []
+
+    def send_batch(self, items: list) -> asyncio.Future:
+        self.sent.append(items)
+        return asyncio.get_running_loop().create_future()
+
+
+@async_test
+async def test_a_stalled_engine_is_not_sent_more_than_the_in_flight_bound() -> None:
+    """Commands pouring in while the engine does not answer are held by the gateway once
+    MAX_UNPUBLISHED_BATCHES batches are in flight, instead of being sent without bound."""
+    exchange = soak_venue()
+    hello = Hello(
+        last_seq=0,
+        recovered="test",
+        config=venue_config(exchange),
+        books=[BookDepth(symbol, 0, [], []) for symbol in exchange.books],
+        last_price=[],
+    )
+    link = _SilentEngine()
+    venue = RemoteVenue(link, hello, process=None)  # type: ignore[arg-type]
+    deposit = Deposit(ts=0, participant_id="p0", asset="KZT", amount=1)
+    for _ in range(SEND_EARLY * (MAX_UNPUBLISHED_BATCHES + 10)):
+        venue.submit(lambda ts: deposit)
+    assert len(link.sent) == MAX_UNPUBLISHED_BATCHES
+    assert sum(map(len, link.sent)) == SEND_EARLY * MAX_UNPUBLISHED_BATCHES
