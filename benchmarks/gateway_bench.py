@@ -29,10 +29,14 @@ read's responses let go).
 The bots' order flow, per connection, seeded: about 55 % passive GTC limit orders priced 1 to
 50 ticks from the market's reference price (never crossing), 10 % IOC limit orders priced
 ``CROSS_TICKS`` through the reference so that trades happen, and 35 % cancels of one of the
-connection's own open orders, chosen at random; a connection with ``--max-open`` open orders
-cancels instead of placing, so open orders stay bounded.  A cancel of an order an IOC filled
-in the meantime gets ``UNKNOWN_ORDER``: that business reject is expected and counted apart.
-Any other error code is unexpected and makes the exit status 1.
+connection's own open orders, chosen at random.  A connection never has more than
+``--max-open`` orders open: with the orders it knows open it counts its passive places not yet
+answered (in flight, or waiting in their batch) and the orders of its cancels not yet sent,
+and at the cap a passive place becomes a cancel (or, with no order known open to cancel, a
+crossing IOC, which never rests: so a ``--max-open`` below a window's passive places, about
+0.55 times ``--window`` times K, shifts the mix towards IOCs).  A cancel of an order an IOC
+filled in the meantime gets ``UNKNOWN_ORDER``: that business reject is expected and counted
+apart.  Any other error code is unexpected and makes the exit status 1.
 
 ``--batch K`` (1 to 50; default 1: one ``order.place`` or ``order.cancel`` per request) sends
 the same flow K operations per request, as a market maker entering and pulling quotes in
@@ -43,9 +47,7 @@ drawn, what is left goes too (so every request but a connection's last two carri
 the flow's mix is the one above).  A cancel picks its order when it is drawn, so it may wait
 in its group while an IOC fills that order: with K > 1 a few more cancels get
 ``UNKNOWN_ORDER`` (per item: the batch's other items are unaffected).  The bot learns its
-placed orders' ids from the batch response's items, in order.  ``--max-open`` counts the
-orders known to be open, so with K > 1 a connection may hold up to ``--window`` times K
-more before the cancels catch up.  The window stays in requests.
+placed orders' ids from the batch response's items, in order.  The window stays in requests.
 
 Two modes:
 
@@ -553,7 +555,11 @@ class _Bot(_Connection):
         self.qtys = [q.encode() for q in spec["qtys"]]
         self.mid = SPREAD_TICKS  # index of the reference price in self.prices
         self.max_open = spec["max_open"]
-        self.open: list[int] = []
+        self.open: list[int] = []  # the orders known open (placed, answered, not canceled)
+        # Passive places drawn and not yet answered (in flight, or waiting in a group): each
+        # may rest, so it counts against max_open until its answer says (``operation``).
+        self.placing = 0
+        self.peak_open = 0  # the most orders known open at once (the report's max per client)
         self.warmup = spec["warmup"]
         self.total = spec["warmup"] + spec["counts"][index]  # operations
         # Every request but the last two of the flow carries `batch` operations.
@@ -583,10 +589,20 @@ class _Bot(_Connection):
     def operation(self, rid: int = 0) -> tuple[bytes, int]:
         """The next operation of the flow and its kind: its params (an item of a batch), or
         with ``rid`` the whole request of that id (``order.place``, ``order.cancel``).  A
-        cancel takes one of the connection's open orders, at random, off the list at once."""
+        cancel takes one of the connection's open orders, at random, off the list at once.
+
+        The cap counts, with the orders known open, the passive places not yet answered
+        (``placing``: each may rest) and the cancels still waiting in their group (their
+        orders rest until the cancel is sent: places drawn later may leave first, in a group
+        that fills first; once sent, the server does the cancel before any later request of
+        the connection).  Counting only the orders known open let a connection overshoot
+        ``max_open`` by up to a window of places (``window`` times K).  At the cap a passive
+        place becomes a cancel, or, with no order known open to cancel, a crossing IOC, which
+        never rests."""
         rng = self.rng
         r = rng.random()
-        if self.open and (len(self.open) >= self.max_open or r < MIX["cancel"]):
+        full = len(self.open) + self.placing + len(self.cancels) >= self.max_open
+        if self.open and (full or r < MIX["cancel"]):
             k = rng.randrange(len(self.open))
             order_id = self.open[k]
             self.open[k] = self.open[-1]
@@ -596,13 +612,14 @@ class _Bot(_Connection):
             return self.cancel_tpl % order_id, CANCEL
         side = b"buy" if rng.random() < 0.5 else b"sell"
         qty = self.qtys[rng.randrange(len(self.qtys))]
-        if r > 1.0 - MIX["cross"]:
+        if full or r > 1.0 - MIX["cross"]:
             price = self.prices[self.mid + (CROSS_TICKS if side == b"buy" else -CROSS_TICKS)]
             if rid:
                 return self.cross_req % (rid, side, price, qty), CROSS
             return self.cross_tpl % (side, price, qty), CROSS
         offset = rng.randint(1, SPREAD_TICKS)
         price = self.prices[self.mid - offset if side == b"buy" else self.mid + offset]
+        self.placing += 1
         if rid:
             return self.place_req % (rid, side, price, qty), PLACE
         return self.place_tpl % (side, price, qty), PLACE
@@ -798,12 +815,16 @@ class _Bot(_Connection):
         self.sent_ns[rid] = 0
         self.inflight -= 1
         kind = self.kinds[rid]
+        if kind == PLACE:
+            self.placing -= 1  # answered: known open (below), or not
         measured = rid > self.warmup
         if response.ok:
             result = response.result
             if kind != CANCEL and type(result) is _Result:
                 if result.status in OPEN_STATES:
                     self.open.append(result.order_id)
+                    if len(self.open) > self.peak_open:
+                        self.peak_open = len(self.open)
                 if kind == CROSS and measured and result.filled_qty.strip("0.") != "":
                     stats.cross_filled += 1
             if measured:
@@ -844,6 +865,7 @@ class _Bot(_Connection):
             stats.warmup_requests += 1
             stats.warmup_acks += end - op
         kinds = self.kinds
+        self.placing -= kinds[op + 1 : end + 1].count(PLACE)  # answered, whatever the outcome
         items = response.result
         if not response.ok or items is None:
             code = response.error.code if response.error is not None else "?"
@@ -874,6 +896,8 @@ class _Bot(_Connection):
             elif op > warmup:
                 errors[kind][item.error.code if item.error is not None else "?"] += 1
                 latency_us[kind].append(latency)
+        if len(open_orders) > self.peak_open:
+            self.peak_open = len(open_orders)
 
     def on_ws_disconnected(self, transport: Any) -> None:
         super().on_ws_disconnected(transport)
@@ -1069,6 +1093,7 @@ async def _bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "last_ack_ns": stats.last_ack_ns,
         "connection_errors": stats.connection_errors,
         "open_orders": [len(bot.open) for bot in bots],
+        "peak_open": [bot.peak_open for bot in bots],
         "cpu_s": round(cpu, 3),
         "wall_s": round((t1 - t0) / 1e9, 3),
     }
@@ -1661,7 +1686,8 @@ def _combine(
         "crossing_orders_filled": sum(b["cross_filled"] for b in bots),
         "warmup_acks": warmup_acks,
         "open_orders_at_end": sum(sum(b["open_orders"]) for b in bots),
-        "max_open_per_client": max((max(b["open_orders"], default=0) for b in bots), default=0),
+        # The most orders a connection knew open at once during the run (--max-open's bound).
+        "max_open_per_client": max((max(b["peak_open"], default=0) for b in bots), default=0),
         "client_cpu_percent": [
             round(100 * b["cpu_s"] / b["wall_s"], 1) if b["wall_s"] else None for b in bots
         ],

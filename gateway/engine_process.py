@@ -26,8 +26,9 @@ executing it.  Many batches may be in flight; they are published in order.
 
 Shutdown: the gateway closes its end; the engine answers what it has read, writes its final
 snapshot and exits.  The engine ignores SIGINT and SIGTERM, which reach it too when they are
-sent to the process group: it stops when the gateway does (SIGKILL stops it at once).  If the engine process dies, the link breaks, nothing more is
-acknowledged and the venue stops (``JournalFailed``), as when a journal write fails.
+sent to the process group: it stops when the gateway does (SIGKILL stops it at once).  If
+the engine process dies, the link breaks, nothing more is acknowledged and the venue stops
+(``JournalFailed``), as when a journal write fails.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ every response is matched by id (strays and lost requests are counted); the fixe
 sends nothing before its schedule and counts latency from it; with ``--batch`` K, places go K
 at a time as ``order.batch`` and cancels as ``order.cancel_batch``, the flow's mix is kept,
 the bot learns its orders' ids from the batch's items and counts each item's reject, and the
-warm-up ends at the right operation; the subscriber counts trades whether they come one per
-message or as a list, and sees a gap in the book's ``seq``.
+warm-up ends at the right operation; a connection never has more than ``--max-open`` orders
+open, its places in flight included (with or without ``--batch``); the subscriber counts
+trades whether they come one per message or as a list, and sees a gap in the book's ``seq``.
 """
 
 import asyncio
@@ -532,3 +533,70 @@ def test_batch_fixed_rate_schedules_requests():
             ticker.close()
 
     asyncio.run(run())
+
+
+# -- --max-open: the cap holds with places in flight -------------------------------------------
+
+
+class _CountingVenue(_FakeVenue):
+    """A ``_FakeVenue`` that keeps the most orders resting at once: the bot's true open
+    orders, places it has not heard back about included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peak = 0
+
+    def place(self, params: dict) -> dict:
+        item = super().place(params)
+        self.peak = max(self.peak, len(self.resting))
+        return item
+
+
+@pytest.mark.parametrize(
+    ("batch", "window", "max_open"), [(1, 16, 20), (10, 4, 100), (10, 16, 20), (50, 16, 500)]
+)
+def test_max_open_counts_orders_in_flight(batch, window, max_open):
+    """The venue answers a whole window before the bot reads a response, so every place in
+    flight may rest before the bot knows it, and a cancel waiting in its group leaves its
+    order resting while places drawn after it go first: both count against --max-open, and
+    the venue never holds more of the bot's orders (counting only the orders known open let
+    a connection overshoot by up to a window of places, --window times K).  With room for a
+    window of places the flow's mix is kept (the cap turns places into cancels, as ever);
+    with less (20 for 16 requests of 10), a place at the cap with nothing known open to
+    cancel crosses instead."""
+
+    async def run() -> None:
+        count = 3000 if batch < 50 else 20_000
+        bot = _bot(count=count, window=window, batch=batch)
+        bot.max_open = max_open
+        venue = _CountingVenue()
+        _run_against(bot, venue)
+        assert venue.peak == max_open  # reached, never passed
+        assert 0 < bot.peak_open <= max_open and len(bot.open) <= max_open
+        assert bot.placing == 0 and bot.lost() == 0 and sum(bot.stats.sent) == count
+        sent = bot.stats.sent
+        assert all(sent), sent  # passive places, crosses and cancels
+        if max_open >= window * batch:
+            assert sent[gb.CROSS] / count < 0.12 and 0.40 < sent[gb.CANCEL] / count < 0.50
+
+    asyncio.run(run())
+
+
+def test_cli_bench_gateway_batch_max_open():
+    """End to end: with --batch 10 and a --max-open the flow reaches, no connection ever
+    knows more than --max-open orders open (the report's figure is the peak over the run,
+    not the count at the end), and the mix is the flow's."""
+    max_open = 30
+    report = run_bench_json(
+        [
+            *("bench", "gateway", "--quick", "--json", "--clients", "2", "--batch", "10"),
+            *("--window", "4", "--max-open", str(max_open), "--durability", "buffered"),
+        ]
+    )
+    sent = report["sent"]
+    assert report["acknowledged"] == sent and report["lost"] == 0
+    assert report["unexpected_errors"] == 0 and not report["connection_errors"]
+    assert 0 < report["max_open_per_client"] <= max_open
+    assert report["open_orders_at_end"] <= 2 * max_open
+    kinds = report["kinds"]
+    assert kinds["cross"]["sent"] / sent < 0.15 and kinds["cancel"]["sent"] / sent > 0.35
