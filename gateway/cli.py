@@ -5,6 +5,7 @@
     alatau serve [--host H] [--port P] [--data-dir D] [--durability MODE] [...]
     alatau demo [--duration S]
     alatau journal [DATA_DIR]
+    alatau audit [DATA_DIR] [--participant ID] [--market SYMBOL] [--decision D] [--from-seq N]
     alatau bench engine [--json] [--quick] [--ops N] [--runs N] [--seed N] [--growth]
     alatau bench gateway [--json] [--quick] [--clients N] [--rate R] [--durability MODE] [...]
 
@@ -114,6 +115,47 @@ def _add_journal(commands: argparse._SubParsersAction) -> None:
     journal.set_defaults(handler=_journal)
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .audit import list_audit_files, read_lines
+
+    data_dir = Path(args.data_dir)
+    if not list_audit_files(data_dir):
+        print(f"{data_dir}: no audit trail (no audit-*.jsonl files)", file=sys.stderr)
+        return 1
+    out = sys.stdout.buffer
+    try:
+        for line in read_lines(
+            data_dir,
+            participant=args.participant,
+            market=args.market,
+            decision=args.decision,
+            from_seq=args.from_seq,
+        ):
+            out.write(line)
+        out.flush()
+    except BrokenPipeError:  # `alatau audit | head`
+        pass
+    return 0
+
+
+def _add_audit(commands: argparse._SubParsersAction) -> None:
+    audit = commands.add_parser(
+        "audit",
+        help="print the audit trail: every check-chain decision, as JSON lines",
+        description="Print the audit trail of a data directory: every decision of the "
+        "pre-trade check chain (accept or reject), with the command's seq, the participant, "
+        "the order, the check and the code, one JSON object per line, oldest first.",
+    )
+    audit.add_argument("data_dir", nargs="?", default="alatau-data")
+    audit.add_argument("--participant", help="only this participant's decisions")
+    audit.add_argument("--market", help="only decisions on this market")
+    audit.add_argument("--decision", choices=("accept", "reject"), help="only accepts or rejects")
+    audit.add_argument("--from-seq", type=int, default=0, help="only commands from this seq on")
+    audit.set_defaults(handler=_audit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``alatau`` parser."""
     parser = argparse.ArgumentParser(
@@ -123,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_demo(commands)
     _add_journal(commands)
+    _add_audit(commands)
     _add_bench(commands)
     return parser
 

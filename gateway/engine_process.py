@@ -210,6 +210,8 @@ def run_engine(sock: socket.socket, options: dict[str, Any]) -> int:
                     storage.sync()
                     storage.checkpoint()
                 sock.sendall(b"".join(_frame(_encoder.encode(batch)) for batch in group))
+                if storage is not None:
+                    storage.write_trail()  # the audit lines, once the answers are out
     finally:
         if storage is not None:
             storage.close()
@@ -227,9 +229,10 @@ def _execute(exchange: Exchange, storage: Any, items: list[Item]) -> BatchDone:
             else:
                 results.append(OpenOrdersAnswer(value))
             continue
-        results.append(Reports(exchange.execute(item)))
+        reports = exchange.execute(item)
+        results.append(Reports(reports))
         if storage is not None:
-            storage.append(item)
+            storage.append(item, reports)
         if isinstance(item, _ADMIN_COMMANDS):
             config_changed = True
     return BatchDone(results, venue_config(exchange) if config_changed else None)
@@ -312,7 +315,6 @@ class RemoteVenue(Venue):
         process: asyncio.subprocess.Process,
         *,
         clock_ms: Callable[[], int] | None = None,
-        audit_log_size: int = 100_000,
     ) -> None:
         self.exchange = None  # type: ignore[assignment]
         self.journal = None
@@ -326,7 +328,6 @@ class RemoteVenue(Venue):
             self._markets,
             [(b.market, b.seq, b.bids, b.asks) for b in hello.books],
             clock_ms or wall_clock_ms,
-            audit_log_size,
         )
         self._stopping = False
         link.closed.add_done_callback(self._link_closed)

@@ -33,6 +33,7 @@ snapshot at shutdown is written in-process.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import itertools
@@ -55,8 +56,10 @@ from engine.commands import Command
 from engine.errors import EngineError
 from engine.exchange import Exchange
 from engine.licensing import CheckChain
+from engine.reports import Report
 from engine.state import ExchangeState, capture, rebuild
 
+from .audit import AuditTrail
 from .journal import Journal, JournalCorrupt, scan
 
 log = logging.getLogger("alatau.storage")
@@ -156,6 +159,9 @@ class Storage:
         self.mode = mode
         self.snapshot_every = snapshot_every
         self.journal: Journal | None = None
+        # Every check-chain decision, on disk for good (``gateway.audit``); none in "off".
+        self.trail = AuditTrail(self.data_dir) if mode != "off" else None
+        self._trail_write_scheduled = False
         self.exchange: Exchange | None = None
         self._since_snapshot = 0
         if background_snapshots is None:
@@ -187,6 +193,8 @@ class Storage:
             exchange = fresh()
         last_seq = snapshot_seq
         replayed = 0
+        trail = self.trail
+        audited = trail.recover() if trail is not None else 0
         segments = list_segments(self.data_dir)
         for index, path in enumerate(segments):
             result = scan(path)
@@ -214,17 +222,37 @@ class Storage:
                     raise JournalCorrupt(
                         path, 0, f"seq {record.seq} follows {last_seq}: records are missing"
                     )
-                exchange.execute(record.command)
+                reports = exchange.execute(record.command)
+                if trail is not None and record.seq > audited:
+                    trail.add(record.seq, reports)  # decisions a crash kept off the trail
                 last_seq = record.seq
                 replayed += 1
         exchange.check_integrity()
         self.exchange = exchange
         self._open_segment(last_seq)
+        if trail is not None:
+            self._resume_trail(trail, audited, snapshot_seq, last_seq)
         summary = (
             f"recovered seq {last_seq}: snapshot at {snapshot_seq}, {replayed} journal "
             f"records replayed, durability {self.mode}"
         )
         return exchange, last_seq, summary
+
+    def _resume_trail(
+        self, trail: AuditTrail, audited: int, snapshot_seq: int, last_seq: int
+    ) -> None:
+        """Open the audit trail after recovery, with what the replay wrote back."""
+        trail.drop_after(last_seq)
+        if audited < snapshot_seq and (audited or list_segments(self.data_dir)):
+            log.warning(
+                "the audit trail has no decisions for commands %d..%d: their journal is no "
+                "longer kept (were audit files removed?)",
+                audited + 1,
+                snapshot_seq,
+            )
+        trail.open(last_seq + 1)
+        trail.commit()  # what the replay wrote back is in the journal: durable
+        trail.write()
 
     def _lock(self) -> None:
         """Take the data directory's lock (see the module docstring)."""
@@ -265,15 +293,42 @@ class Storage:
 
     # -- the Journal protocol of the sequencer -------------------------------------------
 
-    def append(self, command: Command) -> None:
+    def append(self, command: Command, reports: list[Report] | None = None) -> None:
+        """Journal an executed command; its check-chain decisions, among ``reports``, go to
+        the audit trail once the command is durable."""
         assert self.journal is not None
         self.journal.append(command)
+        if reports is not None and self.trail is not None:
+            self.trail.add(self.journal.last_seq, reports)
         self._since_snapshot += 1
 
     def sync(self) -> None:
         """See ``Journal.sync``: everything appended so far is durable on return."""
         assert self.journal is not None
         self.journal.sync()
+        if self.trail is not None:
+            self.trail.commit()
+            self._schedule_trail_write()
+
+    def _schedule_trail_write(self) -> None:
+        """Under an event loop (the one-process server), write the trail once this turn's
+        answers are out: a callback scheduled from a callback runs in the next turn, after
+        the output flush the answers scheduled.  Without one, the caller calls
+        ``write_trail`` (the engine process, after sending its answers)."""
+        if self._trail_write_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._trail_write_scheduled = True
+        loop.call_soon(loop.call_soon, self.write_trail)
+
+    def write_trail(self) -> None:
+        """Write the audit lines of the commands made durable so far (see ``sync``)."""
+        self._trail_write_scheduled = False
+        if self.trail is not None:
+            self.trail.write()
 
     @property
     def snapshot_due(self) -> bool:
@@ -286,8 +341,7 @@ class Storage:
 
         The caller must not execute commands while this runs: the snapshot is of the
         exchange as it is after the last appended command."""
-        assert self.journal is not None
-        self.journal.sync()
+        self.sync()
         self.checkpoint()
 
     def checkpoint(self) -> None:
@@ -364,6 +418,8 @@ class Storage:
                 (self.data_dir / snapshot_name(seq)).with_suffix(".tmp").unlink()
 
     def _open_segment_after_snapshot(self, seq: int) -> None:
+        if self.trail is not None:
+            self.trail.rotate(seq + 1)  # flushed before the journal that rebuilds it can go
         if self.journal is not None:
             self.journal.close()
         self.journal = Journal(self.data_dir / segment_name(seq + 1), seq + 1, self.mode)
@@ -389,6 +445,8 @@ class Storage:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        if self.trail is not None:
+            self.trail.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = -1

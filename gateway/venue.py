@@ -33,7 +33,6 @@ from engine.exchange import Exchange
 from engine.licensing import Registry
 from engine.markets import Market
 from engine.reports import (
-    Audit,
     BalanceReport,
     BookChanged,
     FillReport,
@@ -70,7 +69,8 @@ class Journal(Protocol):
 
     snapshot_due: bool
 
-    def append(self, command: Command) -> None: ...
+    def append(self, command: Command, reports: list[Report]) -> None:
+        """Journal an executed command (``reports``: what it did, for the audit trail)."""
 
     def sync(self) -> asyncio.Future[None] | None:
         """Make what was appended durable: None if it is on return, else a future done
@@ -91,7 +91,6 @@ class Venue:
         *,
         journal: Journal | None = None,
         clock_ms: Callable[[], int] | None = None,
-        audit_log_size: int = 100_000,
     ) -> None:
         self.exchange = exchange
         self.journal = journal
@@ -102,7 +101,6 @@ class Venue:
                 for symbol, book in exchange.books.items()
             ],
             clock_ms or wall_clock_ms,
-            audit_log_size,
         )
 
     def _setup(
@@ -110,7 +108,6 @@ class Venue:
         markets: dict[str, Market],
         books: list[tuple[str, int, list[tuple[int, int]], list[tuple[int, int]]]],
         clock_ms: Callable[[], int],
-        audit_log_size: int,
     ) -> None:
         """What every venue has: the streams' mirrors (from each book's (symbol, seq, bids,
         asks)), the sequencer's queues and the fan-out's listeners."""
@@ -123,7 +120,6 @@ class Venue:
             mirror.seq = seq
         self.scales = asset_scales(markets)
         self.order_listeners: dict[str, set[Any]] = {}  # participant -> sessions on "orders"
-        self.audit_log: deque[Audit] = deque(maxlen=audit_log_size)
         self.commands_executed = 0
         self._pending: deque[tuple[Builder, Done | None]] = deque()
         # Executed batches waiting to be durable: (the journal's future or None, results);
@@ -235,7 +231,7 @@ class Venue:
                 continue
             reports = execute(command)
             if journal is not None:
-                journal.append(command)
+                journal.append(command, reports)
             results.append((reports, done))
         self.commands_executed += len(batch)
         durable = None
@@ -296,7 +292,6 @@ class Venue:
         then, command by command, the private reports and the callback."""
         book_changes: dict[str, list[BookChanged]] = {}
         trades: dict[str, list[TradePrinted]] = {}
-        audit_log = self.audit_log
         for reports, _done in results:
             for report in reports:
                 kind = type(report)
@@ -304,8 +299,6 @@ class Venue:
                     book_changes.setdefault(report.market, []).append(report)
                 elif kind is TradePrinted:
                     trades.setdefault(report.market, []).append(report)
-                elif kind is Audit:
-                    audit_log.append(report)
         self._publish_public(book_changes, trades)
         listeners = self.order_listeners
         for reports, done in results:

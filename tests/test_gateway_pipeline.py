@@ -123,7 +123,7 @@ class ManualJournal:
         self.futures: list[asyncio.Future[None]] = []
         self._current: list[object] = []
 
-    def append(self, command: object) -> None:
+    def append(self, command: object, reports: object = None) -> None:
         self._current.append(command)
 
     def sync(self) -> asyncio.Future[None]:
