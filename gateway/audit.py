@@ -27,15 +27,18 @@ Why it costs almost nothing per order, and still loses nothing:
   lines, or leave a hole in them (the kernel writes pages back in any order).  At startup
   ``recover`` keeps the last file's lines up to the first damaged or out-of-order one.
   ``Storage`` then writes the rest again from the journal it replays.
-* Before each snapshot the trail is flushed (``fdatasync``) and a new file begins.  The
-  lines of every command a snapshot covers are therefore on disk before the journal that
-  could rebuild them can be deleted.
+* At each snapshot the trail is flushed (``fsync``) and a new file begins.  The flush is
+  done by the forked snapshot writer, before it writes the snapshot, so the event loop does
+  not wait for a whole snapshot period's lines to reach the disk.  The lines of every
+  command a snapshot covers are therefore on disk before the journal that could rebuild
+  them can be deleted (only after the snapshot is written).
 
 ``alatau audit`` prints the trail, filtered (``read_lines``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -63,6 +66,8 @@ class AuditLine(msgspec.Struct):
     code: str | None
 
 
+WRITEBACK_BYTES = 256 * 1024  # see AuditTrail._start_writeback
+
 _encoder = msgspec.json.Encoder()
 _line_decoder = msgspec.json.Decoder(AuditLine)
 
@@ -87,6 +92,8 @@ class AuditTrail:
         self.last_seq = 0  # the trail is complete up to this seq (see ``recover``)
         self._pending: list[AuditLine] = []  # of commands not yet durable
         self._durable: list[AuditLine] = []  # of durable commands, not yet written
+        self._size = 0  # of the open file
+        self._advised = 0  # the kernel was asked to write back the file up to here
         self._fd = -1
         self._path: Path | None = None
 
@@ -138,6 +145,7 @@ class AuditTrail:
         if self._path is None:
             self._path = self.data_dir / audit_name(next_seq)
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = self._advised = os.fstat(self._fd).st_size
 
     # -- the hot path
 
@@ -179,14 +187,39 @@ class AuditTrail:
             written = os.write(self._fd, view)
             view = view[written:]
         self.last_seq = lines[-1].seq
+        self._size += len(data)
+        if self._size - self._advised >= WRITEBACK_BYTES:
+            self._start_writeback()
 
-    def rotate(self, next_seq: int) -> None:
-        """At a snapshot: flush this file to disk and start the next at ``next_seq``."""
-        self.close()
+    def _start_writeback(self) -> None:
+        """Ask the kernel to start writing what was written so far, without waiting.
+
+        Left alone, a snapshot period's lines (megabytes) stay in memory until the flush at
+        the snapshot, and writing them all at once held up the journal's own flushes for
+        milliseconds (p99.9 at 15,000 orders/s: 12-15 ms against 7-8 ms without the
+        trail).  ``POSIX_FADV_DONTNEED`` on Linux starts the writeback of the range's dirty
+        pages and returns, so the disk takes them in small pieces as they come."""
+        advise = getattr(os, "posix_fadvise", None)
+        if advise is not None:
+            with contextlib.suppress(OSError):
+                advise(self._fd, self._advised, self._size - self._advised, os.POSIX_FADV_DONTNEED)
+        self._advised = self._size
+
+    def written_file(self) -> Path | None:
+        """Write the committed lines and return the file they are in: a forked snapshot
+        writer flushes it to disk (``Storage.snapshot_in_background``), so that the event
+        loop does not wait for the lines of a whole snapshot period to reach the disk."""
+        self.write()
+        return self._path if self._fd >= 0 else None
+
+    def rotate(self, next_seq: int, *, flush: bool = True) -> None:
+        """At a snapshot: flush this file to disk (unless the snapshot writer does) and
+        start the next at ``next_seq``."""
+        self.close(flush=flush)
         self._path = self.data_dir / audit_name(next_seq)
         self.open(next_seq)
 
-    def close(self) -> None:
+    def close(self, *, flush: bool = True) -> None:
         """Write the committed lines, flush the file to disk and close it (a clean stop or a
         rotation).  Decisions of commands never made durable are dropped, as the journal
         drops the commands.  A file stays even with no line: its name says from which seq
@@ -195,7 +228,8 @@ class AuditTrail:
         if self._fd < 0:
             return
         self.write()
-        os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+        if flush:
+            os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
 

@@ -134,6 +134,14 @@ def _open_file_limit() -> int:
         return 1024
 
 
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -375,19 +383,22 @@ class Storage:
         if self._snapshot_child is not None:
             return
         seq = self.journal.last_seq
+        trail_file = self.trail.written_file() if self.trail is not None else None
         pid = os.fork()
         if pid == 0:  # the child: write, and leave without running any of the parent's code
             status = 1
             try:
                 gc.disable()  # a collection would copy every page it touches, for nothing
                 os.closerange(3, _open_file_limit())  # the clients' sockets stay the parent's
+                if trail_file is not None:
+                    _fsync_file(trail_file)  # before the snapshot lets the journal go
                 _write_snapshot(self.data_dir, seq, self.exchange)
                 status = 0
             finally:
                 os._exit(status)
         self._snapshot_child = (pid, seq)
         self._since_snapshot = 0
-        self._open_segment_after_snapshot(seq)
+        self._open_segment_after_snapshot(seq, trail_flushed=True)
         log.info("snapshot at seq %d: being written by process %d", seq, pid)
 
     def wait_for_snapshot(self) -> None:
@@ -417,9 +428,11 @@ class Storage:
             with contextlib.suppress(OSError):
                 (self.data_dir / snapshot_name(seq)).with_suffix(".tmp").unlink()
 
-    def _open_segment_after_snapshot(self, seq: int) -> None:
+    def _open_segment_after_snapshot(self, seq: int, *, trail_flushed: bool = False) -> None:
         if self.trail is not None:
-            self.trail.rotate(seq + 1)  # flushed before the journal that rebuilds it can go
+            # On disk before the journal that rebuilds it can go (by the snapshot child, if
+            # ``trail_flushed``: see ``gateway.audit``).
+            self.trail.rotate(seq + 1, flush=not trail_flushed)
         if self.journal is not None:
             self.journal.close()
         self.journal = Journal(self.data_dir / segment_name(seq + 1), seq + 1, self.mode)
