@@ -123,7 +123,7 @@ def _write_snapshot(data_dir: Path, seq: int, exchange: Exchange) -> tuple[Path,
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    _fsync_dir(data_dir)
+    _fsync_path(data_dir)
     return path, len(payload)
 
 
@@ -134,15 +134,8 @@ def _open_file_limit() -> int:
         return 1024
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a rename is durable once its directory is)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -391,7 +384,7 @@ class Storage:
                 gc.disable()  # a collection would copy every page it touches, for nothing
                 os.closerange(3, _open_file_limit())  # the clients' sockets stay the parent's
                 if trail_file is not None:
-                    _fsync_file(trail_file)  # before the snapshot lets the journal go
+                    _fsync_path(trail_file)  # before the snapshot lets the journal go
                 _write_snapshot(self.data_dir, seq, self.exchange)
                 status = 0
             finally:

@@ -25,6 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import websockets
@@ -32,7 +33,7 @@ from websockets.asyncio.client import ClientConnection
 
 from engine.exchange import Exchange
 from engine.types import Side
-from gateway.app import ServeOptions, build_exchange, fund_demo_participants
+from gateway.app import ServeOptions, build_exchange, fund_demo_participants, serve
 from gateway.auth import sign
 from gateway.server import run_server
 from gateway.session import Gateway, Limits
@@ -374,3 +375,45 @@ async def gather(*calls: Awaitable[T]) -> list[T]:
 def trades_of(messages: list[dict]) -> list[dict]:
     """The trades of a ``trades`` stream, in order (each message carries a batch's list)."""
     return [trade for message in messages for trade in message["data"]]
+
+
+# -- a whole server, journal and all ----------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    data_dir: Path, *, engine_process: bool = True
+) -> AsyncIterator[tuple[str, list[Client]]]:
+    """``alatau serve`` on ``data_dir`` (any free port), by default with the engine in its
+    own process; yields the url and a list to which the test adds its clients (closed at
+    the end), and stops the server cleanly."""
+    started: asyncio.Future = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    options = ServeOptions(
+        port=0,
+        quiet=True,
+        admin_key=ADMIN_KEY,
+        limits=Limits(),
+        data_dir=str(data_dir),
+        engine_process=engine_process,
+    )
+    server = asyncio.create_task(serve(options, started=started, stop=stop))
+    host, port = await asyncio.wait_for(started, 30)
+    clients: list[Client] = []
+    try:
+        yield f"ws://{host}:{port}", clients
+    finally:
+        for client in clients:
+            await client.close()
+        stop.set()
+        await asyncio.wait_for(server, 30)
+
+
+async def connect(url: str, clients: list[Client], name: str | None = None) -> Client:
+    """A client on ``url``, added to ``clients``, logged in as the demo ``name`` if given."""
+    client = Client(await websockets.connect(url))
+    client.start_reading()
+    clients.append(client)
+    if name is not None:
+        await client.ok("auth.login", login_params(name))
+    return client

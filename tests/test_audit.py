@@ -12,18 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import websockets
 
-from benchmarks.soak_exchange import random_command
+from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import Audit, OrderReport
-from gateway.app import ServeOptions, serve
 from gateway.audit import list_audit_files, read_lines
-from gateway.session import Limits
 from gateway.storage import Storage, list_segments
 from tests.exchange_helpers import TS0
 
-from .gateway_harness import ADMIN_KEY, Client, async_test, login_params
+from .gateway_harness import async_test, connect, serving
 from .test_storage import recover
 
 
@@ -224,7 +221,7 @@ def test_recovery_of_a_directory_written_before_the_trail_starts_one(tmp_path, c
     """A data directory from before the trail existed: the decisions the journal still has
     are written, and the ones it no longer has are reported missing, not invented."""
     storage = Storage(tmp_path, snapshot_every=100, background_snapshots=False)
-    exchange, _, _ = storage.recover(CheckChain(), lambda: _soak())
+    exchange, _, _ = storage.recover(CheckChain(), soak_venue)
     storage.trail.close()  # as the old server wrote it: a journal and snapshots only
     storage.trail = None
     run_audited(storage, exchange, 250, seed=8)
@@ -238,12 +235,6 @@ def test_recovery_of_a_directory_written_before_the_trail_starts_one(tmp_path, c
     assert "no decisions for commands 1..250" in caplog.text
 
 
-def _soak():
-    from benchmarks.soak_exchange import soak_venue
-
-    return soak_venue()
-
-
 @pytest.mark.parametrize("engine_process", [False, True], ids=["one-process", "engine-process"])
 @async_test
 async def test_orders_through_the_gateway_are_on_the_trail_when_answered(
@@ -251,22 +242,8 @@ async def test_orders_through_the_gateway_are_on_the_trail_when_answered(
 ) -> None:
     """Once an order is answered, its decision reaches the trail (written right after the
     answers): accepted with the order id the client got, refused with the code it got."""
-    started: asyncio.Future = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    options = ServeOptions(
-        port=0,
-        quiet=True,
-        admin_key=ADMIN_KEY,
-        limits=Limits(),
-        data_dir=str(tmp_path),
-        engine_process=engine_process,
-    )
-    server = asyncio.create_task(serve(options, started=started, stop=stop))
-    host, port = await asyncio.wait_for(started, 30)
-    bob = Client(await websockets.connect(f"ws://{host}:{port}"))
-    bob.start_reading()
-    try:
-        await bob.ok("auth.login", login_params("bob"))
+    async with serving(tmp_path, engine_process=engine_process) as (url, clients):
+        bob = await connect(url, clients, "bob")
         placed = await bob.ok(
             "order.place", {"market": "BTC-KZT", "side": "buy", "price": "44000000", "qty": "0.01"}
         )
@@ -278,10 +255,6 @@ async def test_orders_through_the_gateway_are_on_the_trail_when_answered(
             if len(mine) == 2:
                 break
             await asyncio.sleep(0.01)
-    finally:
-        await bob.close()
-        stop.set()
-        await asyncio.wait_for(server, 30)
     assert [(x["decision"], x["order_id"], x["code"]) for x in mine] == [
         ("accept", placed["order_id"], None),
         ("reject", None, refused["code"]),

@@ -5,12 +5,10 @@ dies the gateway stops acknowledging instead of carrying on without it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,6 @@ import websockets
 from benchmarks.soak_exchange import soak_venue
 from engine.commands import Deposit
 from engine.licensing import CheckChain
-from gateway.app import ServeOptions, serve
 from gateway.engine_process import (
     SEND_EARLY,
     BookDepth,
@@ -27,52 +24,25 @@ from gateway.engine_process import (
     RemoteVenue,
     venue_config,
 )
-from gateway.session import Limits
 from gateway.storage import Storage
 from gateway.venue import MAX_UNPUBLISHED_BATCHES, JournalFailed
 
-from .gateway_harness import ADMIN_KEY, Client, L2Book, async_test, login_params, trades_of
+from .gateway_harness import (
+    ADMIN_KEY,
+    Client,
+    L2Book,
+    async_test,
+    connect,
+    login_params,
+    serving,
+    trades_of,
+)
 
 BTC = "BTC-KZT"
 
 
 def limit(side: str, price: int, qty: str, **extra: object) -> dict:
     return {"market": BTC, "side": side, "price": str(price), "qty": qty, **extra}
-
-
-@contextlib.asynccontextmanager
-async def serving(data_dir: Path) -> AsyncIterator[tuple[str, list[Client]]]:
-    """``serve`` with the engine in its own process; yields the url and a list to which
-    the test adds its clients (closed at the end)."""
-    started: asyncio.Future = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    options = ServeOptions(
-        port=0,
-        quiet=True,
-        admin_key=ADMIN_KEY,
-        limits=Limits(),
-        data_dir=str(data_dir),
-        engine_process=True,
-    )
-    server = asyncio.create_task(serve(options, started=started, stop=stop))
-    host, port = await asyncio.wait_for(started, 30)
-    clients: list[Client] = []
-    try:
-        yield f"ws://{host}:{port}", clients
-    finally:
-        for client in clients:
-            await client.close()
-        stop.set()
-        await asyncio.wait_for(server, 30)
-
-
-async def connect(url: str, clients: list[Client], name: str | None = None) -> Client:
-    client = Client(await websockets.connect(url))
-    client.start_reading()
-    clients.append(client)
-    if name is not None:
-        await client.ok("auth.login", login_params(name))
-    return client
 
 
 def engine_pids(data_dir: Path) -> list[int]:
