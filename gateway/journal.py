@@ -39,15 +39,16 @@ Durability modes (``--durability``):
   seconds of acknowledged commands.
 * ``off``: nothing is written (benchmarks only); a restart starts from the last snapshot.
 
-Reading (``scan``): the records end at the first header whose length is zero (no record is
-empty), and the zeros after the last record are preallocated space.  A record cut short at
-the end of the records (a crash mid-write) is a *torn tail*: it is reported so the caller
-can cut it off and go on.  So are non-zero bytes after a zero header: in ``fsync`` mode
-nothing is acknowledged until an ``fdatasync`` covers every byte before it, so bytes after
-a hole that never reached the disk belong to writes that were never confirmed.  A record that fails
-its checksum or does not decode with more data after it is *corruption*: ``scan`` raises
-``JournalCorrupt`` naming the offset, and startup stops rather than silently drop later
-records.
+Reading (``scan``): the zeros after the last record are preallocated space.  A damaged record
+(cut short, a zero header, a bad checksum, undecodable) is a *torn tail* when it belongs to
+the last write, the one a crash interrupted: when only zeros follow it, or when a *hole*
+(512 zero bytes, a sector that never reached the disk; no record contains one) lies
+anywhere after it.  In ``fsync`` mode nothing is acknowledged until an ``fdatasync`` covers
+every byte before it, and a crash can lose the pages of the write in flight in any order,
+so everything from such a record on was never confirmed: it is reported so the caller can
+cut it off and go on.  A damaged record with good data and no hole after it is
+*corruption*: ``scan`` raises ``JournalCorrupt`` naming the offset, and startup stops
+rather than silently drop later records.
 """
 
 from __future__ import annotations
@@ -104,34 +105,40 @@ def encode_record(record: JournalRecord) -> bytes:
 def scan(path: Path) -> ScanResult:
     """Read and check a whole segment (see the module docstring for damage handling)."""
     data = path.read_bytes()
-    if len(data) < len(MAGIC):
-        # A crash right after creating the file: nothing was ever acknowledged from it.
-        return ScanResult([], 0, len(data))
+    # Past the last non-zero byte there is only preallocated space.  A record may itself end
+    # in zero bytes, so lengths are checked against the file's size, not against this.
+    content_end = len(data.rstrip(b"\0"))
+    if len(data) < len(MAGIC) or content_end == 0:
+        # A crash right after creating the file (or after growing it, before its header
+        # reached the disk): nothing was ever acknowledged from it.
+        return ScanResult([], 0, content_end)
     if data[: len(MAGIC)] != MAGIC:
         raise JournalCorrupt(path, 0, "not a journal file (bad magic)")
     records: list[JournalRecord] = []
     offset = len(MAGIC)
     size = len(data)
-    # Past the last non-zero byte there is only preallocated space.  A record may itself end
-    # in zero bytes, so lengths are checked against the file's size, not against this.
-    content_end = len(data.rstrip(b"\0"))
     while offset < content_end:
+        problem = None
         if offset + HEADER.size > size:
-            return ScanResult(records, offset, content_end - offset)
-        length, crc = HEADER.unpack_from(data, offset)
-        start = offset + HEADER.size
-        if length == 0 or start + length > size:
-            return ScanResult(records, offset, content_end - offset)
-        payload = data[start : start + length]
-        last = start + length >= content_end
-        if zlib.crc32(payload) != crc:
-            if last:
+            problem = "cut short"
+        else:
+            length, crc = HEADER.unpack_from(data, offset)
+            start = offset + HEADER.size
+            if length == 0:
+                problem = "no record header"
+            elif start + length > size:
+                problem = "cut short"
+            elif zlib.crc32(data[start : start + length]) != crc:
+                problem = "checksum mismatch"
+        if problem is None:
+            try:
+                record = _decoder.decode(data[start : start + length])
+            except msgspec.DecodeError as exc:
+                problem = f"undecodable record: {exc}"
+        if problem is not None:
+            if _torn(data, offset, start + length if problem != "cut short" else size, content_end):
                 return ScanResult(records, offset, content_end - offset)
-            raise JournalCorrupt(path, offset, "checksum mismatch")
-        try:
-            record = _decoder.decode(payload)
-        except msgspec.DecodeError as exc:
-            raise JournalCorrupt(path, offset, f"undecodable record: {exc}") from None
+            raise JournalCorrupt(path, offset, problem)
         if records and record.seq != records[-1].seq + 1:
             raise JournalCorrupt(
                 path, offset, f"seq {record.seq} follows {records[-1].seq}: records missing"
@@ -141,10 +148,34 @@ def scan(path: Path) -> ScanResult:
     return ScanResult(records, offset, 0)
 
 
+HOLE = bytes(512)  # a sector the disk never got: the smallest unit a crash can lose
+
+
+def _torn(data: bytes, offset: int, record_end: int, content_end: int) -> bool:
+    """Whether a damaged record at ``offset`` belongs to the last, unconfirmed write.
+
+    Yes if nothing but zeros follows it, or if a hole (a sector of zeros, which no record
+    contains) lies anywhere from it on: in ``fsync`` mode nothing is acknowledged until an
+    ``fdatasync`` covers every byte before it, and a crash can lose pages of the write in
+    flight in any order, so a hole means everything from the damaged record on was never
+    confirmed.  A damaged record with good data and no hole after it is corruption."""
+    if record_end >= content_end:
+        return True
+    return data.find(HOLE, offset, content_end) >= 0
+
+
 def iter_commands(records: list[JournalRecord], after_seq: int) -> Iterator[JournalRecord]:
     for record in records:
         if record.seq > after_seq:
             yield record
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Journal:
@@ -175,8 +206,16 @@ class Journal:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             self._end = self._allocated = os.fstat(self._fd).st_size
             if self._end == 0:
-                self._write(MAGIC)
-                self._sync()
+                try:
+                    # The header goes to disk before the file is grown, and the new name
+                    # with it (the directory), so that a segment never exists half-made.
+                    os.pwrite(self._fd, MAGIC, 0)
+                    self._end = self._allocated = len(MAGIC)
+                    self._sync()
+                    _fsync_directory(path.parent)
+                except OSError:
+                    os.close(self._fd)
+                    raise
 
     @property
     def last_seq(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import struct
 import subprocess
 import sys
 import time
@@ -194,6 +195,57 @@ def test_bytes_after_a_hole_are_a_torn_tail(tmp_path):
     _, recovered, last_seq = recover(tmp_path)
     assert (last_seq, digest(recovered)) == (200, expected)
     assert segment.stat().st_size == good_size
+
+
+def test_a_hole_inside_the_last_write_makes_the_rest_a_torn_tail(tmp_path, caplog):
+    """A crash can lose a page in the middle of the write in flight while later pages of it
+    reach the disk: the record the hole cuts and everything after it were never confirmed
+    (the write's fdatasync had not returned), so they are cut off, not called corruption."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 300, seed=12)
+    storage.close(final_snapshot=False)
+    segment = list_segments(tmp_path)[-1]
+    data = bytearray(segment.read_bytes())
+    hole = (len(data) - 3000) // 512 * 512  # a sector near the end: inside the last batch
+    data[hole : hole + 512] = bytes(512)
+    segment.write_bytes(bytes(data))
+    _, _, last_seq = recover(tmp_path)
+    assert 250 <= last_seq < 300  # the records before the hole stay
+    assert "torn last record" in caplog.text
+
+
+def test_a_zeroed_header_among_good_records_is_corruption(tmp_path):
+    """Eight zero bytes where a header was, with good records after and no hole: damage to
+    confirmed records, which must stop startup, not silently cut the journal short."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 300, seed=13)
+    storage.close(final_snapshot=False)
+    segment = list_segments(tmp_path)[-1]
+    offsets = [len(MAGIC)]
+    data = bytearray(segment.read_bytes())
+    while len(offsets) < 100:
+        (length,) = struct.unpack_from("<I", data, offsets[-1])
+        offsets.append(offsets[-1] + 8 + length)
+    data[offsets[-1] : offsets[-1] + 8] = bytes(8)
+    segment.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt) as failure:
+        recover(tmp_path)
+    assert failure.value.offset == offsets[-1]
+
+
+def test_a_new_segment_whose_header_never_reached_the_disk_is_empty(tmp_path):
+    """A crash after the segment was created and grown but before its header was on disk
+    leaves only zeros: nothing in it was acknowledged, and startup goes on."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 100, seed=14)
+    expected = digest(exchange)
+    storage.close(final_snapshot=False)
+    (tmp_path / "journal-00000000000000000101.log").write_bytes(bytes(1 << 20))
+    storage, recovered, last_seq = recover(tmp_path)
+    assert (last_seq, digest(recovered)) == (100, expected)
+    run_commands(storage, recovered, 10, seed=15)
+    storage.close(final_snapshot=False)
+    assert [r.seq for r in scan(list_segments(tmp_path)[-1]).records] == list(range(101, 111))
 
 
 def test_a_clean_close_leaves_no_preallocated_space(tmp_path):
