@@ -22,16 +22,18 @@ Why it costs almost nothing per order, and still loses nothing:
   ``write`` once the batch's answers are out (``Storage.sync`` schedules it after the
   event loop's turn; the engine process writes after sending its answers), and the trail
   is not flushed to disk per batch.
-* The journal is the record that counts.  The engine is deterministic, so replaying the
-  journal makes exactly the decisions that were made.  A crash may lose the trail's last
-  lines, or leave a hole in them (the kernel writes pages back in any order).  At startup
-  ``recover`` keeps the last file's lines up to the first damaged or out-of-order one.
-  ``Storage`` then writes the rest again from the journal it replays.
-* At each snapshot the trail is flushed (``fsync``) and a new file begins.  The flush is
-  done by the forked snapshot writer, before it writes the snapshot, so the event loop does
-  not wait for a whole snapshot period's lines to reach the disk.  The lines of every
-  command a snapshot covers are therefore on disk before the journal that could rebuild
-  them can be deleted (only after the snapshot is written).
+* At each snapshot the trail is flushed (``fsync``) before the snapshot is written, and a
+  new file begins.  In the background path the forked snapshot writer does the flush, so
+  the event loop does not wait for a snapshot period's lines to reach the disk.  So once a
+  snapshot exists, every line of the commands it covers is on disk.
+* The journal is the record that counts for the rest.  The engine is deterministic, so
+  replaying the journal makes exactly the decisions that were made.  At startup
+  ``recover`` keeps the lines of the commands the snapshot it starts from covers, and drops
+  every later line (a crash may have lost some, left a hole in them, or, with buffered
+  durability, kept lines of commands the journal lost); ``Storage`` writes them all again
+  from the journal it replays.
+* A failed write stops the venue, as a failed journal write does: the next ``sync``
+  raises, and nothing more is acknowledged.
 
 ``alatau audit`` prints the trail, filtered (``read_lines``).
 """
@@ -89,7 +91,7 @@ class AuditTrail:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.last_seq = 0  # the trail is complete up to this seq (see ``recover``)
+        self.failed: OSError | None = None  # a write failed: the venue must stop
         self._pending: list[AuditLine] = []  # of commands not yet durable
         self._durable: list[AuditLine] = []  # of durable commands, not yet written
         self._size = 0  # of the open file
@@ -99,53 +101,46 @@ class AuditTrail:
 
     # -- startup
 
-    def recover(self) -> int:
-        """Cut the last file back to its good lines and return the seq up to which the
-        trail is complete (0 if there is no trail).  A file starts at a snapshot's next seq,
-        so the trail covers at least the commands before its last file's first seq, decided
-        or not; earlier files were flushed before a snapshot and are left as they are."""
+    def recover(self, snapshot_seq: int) -> None:
+        """Keep the lines of commands up to ``snapshot_seq`` (on disk before that snapshot
+        was written) and drop every later one: the journal replay adds them again."""
         files = list_audit_files(self.data_dir)
-        if not files:
-            return 0
-        path = files[-1]
+        kept = [path for path in files if _first_seq(path) <= snapshot_seq + 1]
+        for path in files[len(kept) :]:
+            path.unlink()  # lines of commands after the snapshot only
+        if not kept:
+            if snapshot_seq:
+                log.warning(
+                    "no audit trail for commands 1..%d: their journal is no longer kept "
+                    "(the directory predates the trail, or its files were removed)",
+                    snapshot_seq,
+                )
+            return
+        path = kept[-1]
         data = path.read_bytes()
-        good, last_seq = _good_prefix(data)
-        if good < len(data):
+        good, damaged = _lines_through(data, snapshot_seq)
+        if damaged:
             log.warning(
-                "%s: cutting %d bytes after the last good line (seq %d); the journal "
-                "replay writes them again",
+                "%s: a damaged line at byte %d, before seq %d: decisions there are lost",
                 path,
-                len(data) - good,
-                last_seq,
+                good,
+                snapshot_seq + 1,
             )
+        if good < len(data):
             with open(path, "r+b") as handle:
                 handle.truncate(good)
         self._path = path
-        self.last_seq = max(last_seq, _first_seq(path) - 1)
-        return self.last_seq
-
-    def drop_after(self, seq: int) -> None:
-        """Cut lines past ``seq`` off the last file: their commands did not survive (a power
-        cut in ``buffered`` durability can lose journal records the trail had)."""
-        if self.last_seq <= seq or self._path is None:
-            return
-        data = self._path.read_bytes()
-        offset = 0
-        for raw in data.splitlines(keepends=True):
-            if _line_decoder.decode(raw).seq > seq:
-                break
-            offset += len(raw)
-        log.warning("%s: cutting decisions after seq %d (not in the journal)", self._path, seq)
-        with open(self._path, "r+b") as handle:
-            handle.truncate(offset)
-        self.last_seq = seq
 
     def open(self, next_seq: int) -> None:
-        """Go on appending to the last file, or start one at ``next_seq`` if there is none."""
+        """Go on appending to the last file, or start one at ``next_seq`` if there is none
+        (its name on disk at once: the recovery relies on it)."""
+        new = self._path is None
         if self._path is None:
             self._path = self.data_dir / audit_name(next_seq)
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = self._advised = os.fstat(self._fd).st_size
+        if new:
+            _fsync_path(self.data_dir)
 
     # -- the hot path
 
@@ -176,17 +171,22 @@ class AuditTrail:
             self._pending = []
 
     def write(self) -> None:
-        """Write the committed lines with one system call, not flushed (the journal is)."""
+        """Write the committed lines with one system call, not flushed (the journal is).
+        Raises ``OSError`` if the write fails, and so does every later call."""
+        if self.failed is not None:
+            raise self.failed
         if not self._durable or self._fd < 0:
             return
-        lines = self._durable
-        self._durable = []
-        data = _encoder.encode_lines(lines)
+        data = _encoder.encode_lines(self._durable)
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self.last_seq = lines[-1].seq
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self.failed = exc
+            raise
+        self._durable = []
         self._size += len(data)
         if self._size - self._advised >= WRITEBACK_BYTES:
             self._start_writeback()
@@ -227,29 +227,39 @@ class AuditTrail:
         self._pending.clear()
         if self._fd < 0:
             return
-        self.write()
-        if flush:
-            os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
-
-
-def _good_prefix(data: bytes) -> tuple[int, int]:
-    """(bytes of whole, readable lines in rising seq order, the seq of the last one)."""
-    good = 0
-    last_seq = 0
-    for raw in data.splitlines(keepends=True):
-        if not raw.endswith(b"\n"):
-            break
         try:
+            if self.failed is None:
+                self.write()
+                if flush:
+                    os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _lines_through(data: bytes, seq: int) -> tuple[int, bool]:
+    """(bytes of the whole, readable lines of commands up to ``seq`` at the start of
+    ``data``, whether a damaged line came before any line of a later command)."""
+    good = 0
+    for raw in data.splitlines(keepends=True):
+        try:
+            if not raw.endswith(b"\n"):
+                raise msgspec.DecodeError("cut short")
             line = _line_decoder.decode(raw)
         except msgspec.DecodeError:
-            break
-        if line.seq < last_seq:
+            return good, True
+        if line.seq > seq:
             break
         good += len(raw)
-        last_seq = line.seq
-    return good, last_seq
+    return good, False
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_lines(
@@ -259,14 +269,23 @@ def read_lines(
     market: str | None = None,
     decision: str | None = None,
     from_seq: int = 0,
+    damaged: list[str] | None = None,
 ) -> Iterator[bytes]:
-    """The trail's lines, in order, that match every filter given (``alatau audit``)."""
+    """The trail's lines, in order, that match every filter given (``alatau audit``).  A
+    line that does not read is skipped and, if ``damaged`` is given, described there."""
     for path in list_audit_files(data_dir):
         with open(path, "rb") as handle:
+            offset = 0
             for raw in handle:
+                offset += len(raw)
                 if not raw.endswith(b"\n"):
                     break  # a line being written, or cut by a crash
-                line = _line_decoder.decode(raw)
+                try:
+                    line = _line_decoder.decode(raw)
+                except msgspec.DecodeError:
+                    if damaged is not None:
+                        damaged.append(f"{path}: a damaged line at byte {offset - len(raw)}")
+                    continue
                 if (
                     line.seq >= from_seq
                     and (participant is None or line.participant_id == participant)

@@ -125,6 +125,7 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"{data_dir}: no audit trail (no audit-*.jsonl files)", file=sys.stderr)
         return 1
     out = sys.stdout.buffer
+    damaged: list[str] = []
     try:
         for line in read_lines(
             data_dir,
@@ -132,12 +133,15 @@ def _audit(args: argparse.Namespace) -> int:
             market=args.market,
             decision=args.decision,
             from_seq=args.from_seq,
+            damaged=damaged,
         ):
             out.write(line)
         out.flush()
     except BrokenPipeError:  # `alatau audit | head`
         pass
-    return 0
+    for problem in damaged:
+        print(f"skipped {problem}", file=sys.stderr)
+    return 1 if damaged else 0
 
 
 def _add_audit(commands: argparse._SubParsersAction) -> None:

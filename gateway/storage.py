@@ -195,7 +195,8 @@ class Storage:
         last_seq = snapshot_seq
         replayed = 0
         trail = self.trail
-        audited = trail.recover() if trail is not None else 0
+        if trail is not None:
+            trail.recover(snapshot_seq)
         segments = list_segments(self.data_dir)
         for index, path in enumerate(segments):
             result = scan(path)
@@ -224,36 +225,22 @@ class Storage:
                         path, 0, f"seq {record.seq} follows {last_seq}: records are missing"
                     )
                 reports = exchange.execute(record.command)
-                if trail is not None and record.seq > audited:
-                    trail.add(record.seq, reports)  # decisions a crash kept off the trail
+                if trail is not None:
+                    trail.add(record.seq, reports)  # written again: see gateway.audit
                 last_seq = record.seq
                 replayed += 1
         exchange.check_integrity()
         self.exchange = exchange
         self._open_segment(last_seq)
         if trail is not None:
-            self._resume_trail(trail, audited, snapshot_seq, last_seq)
+            trail.open(snapshot_seq + 1)
+            trail.commit()  # what the replay added is in the journal: durable
+            trail.write()
         summary = (
             f"recovered seq {last_seq}: snapshot at {snapshot_seq}, {replayed} journal "
             f"records replayed, durability {self.mode}"
         )
         return exchange, last_seq, summary
-
-    def _resume_trail(
-        self, trail: AuditTrail, audited: int, snapshot_seq: int, last_seq: int
-    ) -> None:
-        """Open the audit trail after recovery, with what the replay wrote back."""
-        trail.drop_after(last_seq)
-        if audited < snapshot_seq and (audited or list_segments(self.data_dir)):
-            log.warning(
-                "the audit trail has no decisions for commands %d..%d: their journal is no "
-                "longer kept (were audit files removed?)",
-                audited + 1,
-                snapshot_seq,
-            )
-        trail.open(last_seq + 1)
-        trail.commit()  # what the replay wrote back is in the journal: durable
-        trail.write()
 
     def _lock(self) -> None:
         """Take the data directory's lock (see the module docstring)."""
@@ -308,6 +295,8 @@ class Storage:
         assert self.journal is not None
         self.journal.sync()
         if self.trail is not None:
+            if self.trail.failed is not None:
+                raise self.trail.failed  # the trail cannot be kept: acknowledge nothing more
             self.trail.commit()
             self._schedule_trail_write()
 
@@ -326,10 +315,18 @@ class Storage:
         loop.call_soon(loop.call_soon, self.write_trail)
 
     def write_trail(self) -> None:
-        """Write the audit lines of the commands made durable so far (see ``sync``)."""
+        """Write the audit lines of the commands made durable so far (see ``sync``).  A
+        failure raises here when called directly (the engine process stops), and is logged
+        and raised by the next ``sync`` under an event loop, which stops the venue."""
+        scheduled = self._trail_write_scheduled
         self._trail_write_scheduled = False
         if self.trail is not None:
-            self.trail.write()
+            try:
+                self.trail.write()
+            except OSError as exc:
+                log.error("the audit trail could not be written (%r): stopping", exc)
+                if not scheduled:
+                    raise
 
     @property
     def snapshot_due(self) -> bool:
@@ -361,9 +358,12 @@ class Storage:
         assert self.journal is not None and self.exchange is not None
         self._reap_snapshot_child(block=True)
         seq = self.journal.last_seq
+        trail_file = self.trail.written_file() if self.trail is not None else None
+        if trail_file is not None:
+            _fsync_path(trail_file)  # the trail's lines before the snapshot that covers them
         path, size = _write_snapshot(self.data_dir, seq, self.exchange)
         self._since_snapshot = 0
-        self._open_segment_after_snapshot(seq)
+        self._open_segment_after_snapshot(seq, trail_flushed=True)
         self._prune()
         log.info("snapshot at seq %d: %s (%d bytes)", seq, path.name, size)
         return path
@@ -448,14 +448,16 @@ class Storage:
         self._reap_snapshot_child(block=True)
         if final_snapshot and self.mode != "off" and self.journal is not None:
             self.snapshot()
-        if self.journal is not None:
-            self.journal.close()
-            self.journal = None
-        if self.trail is not None:
-            self.trail.close()
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)  # releases the lock
-            self._lock_fd = -1
+        try:
+            if self.journal is not None:
+                self.journal.close()
+                self.journal = None
+            if self.trail is not None:
+                self.trail.close()
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the lock
+                self._lock_fd = -1
 
 
 def describe(data_dir: str | Path) -> tuple[str, bool]:

@@ -170,7 +170,7 @@ def test_a_clean_restart_neither_repeats_nor_misses_a_decision(tmp_path, caplog)
         expected += run_audited(storage, exchange, 50, seed=23 + last_seq)
         storage.close()
     assert trail(tmp_path) == expected
-    assert "no decisions" not in caplog.text and "cutting" not in caplog.text
+    assert "no audit trail" not in caplog.text and "damaged" not in caplog.text
 
 
 def test_decisions_past_the_journal_are_cut(tmp_path) -> None:
@@ -232,7 +232,7 @@ def test_recovery_of_a_directory_written_before_the_trail_starts_one(tmp_path, c
     storage, _, last_seq = recover(tmp_path)
     storage.close()
     assert last_seq == 250
-    assert "no decisions for commands 1..250" in caplog.text
+    assert "no audit trail for commands 1..250" in caplog.text
 
 
 @pytest.mark.parametrize("engine_process", [False, True], ids=["one-process", "engine-process"])
@@ -260,3 +260,110 @@ async def test_orders_through_the_gateway_are_on_the_trail_when_answered(
         ("reject", None, refused["code"]),
     ]
     assert trail(tmp_path, participant="bob") == mine  # and after a clean stop
+
+
+def test_lines_after_the_snapshot_recovery_starts_from_are_written_again(tmp_path) -> None:
+    """If the snapshot that rotated a file never got written (its writer failed, or the
+    power went first), the old file's later lines may be damaged: recovery starts from the
+    snapshot before, and every line after that one comes again from the journal."""
+    storage, exchange, _ = recover(tmp_path, snapshot_every=150, background_snapshots=False)
+    expected = run_audited(storage, exchange, 200, seed=30)
+    storage.checkpoint()  # a snapshot at 200: the trail goes on in a new file
+    expected += run_audited(storage, exchange, 100, seed=31)
+    storage.close(final_snapshot=False)
+    first, second = list_audit_files(tmp_path)
+    assert second.name == "audit-00000000000000000201.jsonl"
+    (tmp_path / "snapshot-00000000000000000200.bin").unlink()  # as if never written
+    _hole(first)
+    storage, _, last_seq = recover(tmp_path)
+    storage.close(final_snapshot=False)
+    assert last_seq == 300
+    assert trail(tmp_path) == expected
+    assert list_audit_files(tmp_path) == [first]
+
+
+def test_the_trail_is_on_disk_before_the_snapshot_that_covers_it(tmp_path, monkeypatch) -> None:
+    """Once a snapshot exists the journal before it may go, and with it the means to write
+    the trail again: so the trail's file is flushed first (in-process snapshots)."""
+    import gateway.storage as storage_module
+
+    events: list[str] = []
+    fsync_path, write_snapshot = storage_module._fsync_path, storage_module._write_snapshot
+
+    def fsync(path: Path) -> None:
+        events.append(f"fsync {path.name}")
+        fsync_path(path)
+
+    def snapshot(*args):
+        events.append("snapshot")
+        return write_snapshot(*args)
+
+    monkeypatch.setattr(storage_module, "_fsync_path", fsync)
+    monkeypatch.setattr(storage_module, "_write_snapshot", snapshot)
+    storage, exchange, _ = recover(tmp_path, snapshot_every=50, background_snapshots=False)
+    run_audited(storage, exchange, 60, seed=32)
+    storage.checkpoint()
+    storage.close(final_snapshot=False)
+    at = events.index("snapshot")
+    assert "fsync audit-00000000000000000001.jsonl" in events[:at]
+
+
+def test_a_failed_trail_write_stops_acknowledging_and_loses_nothing(tmp_path, monkeypatch):
+    """A full disk on the trail: the venue must stop (the next sync raises, as for the
+    journal), and after a restart the trail is whole again from the journal."""
+    import gateway.audit as audit_module
+
+    storage, exchange, _ = recover(tmp_path)
+    expected = run_audited(storage, exchange, 100, seed=33)
+    real_write = os.write
+
+    def full(fd: int, data) -> int:
+        raise OSError(28, "No space left on device")
+
+    more = run_audited_without_writing(storage, exchange, 50, seed=34)
+    monkeypatch.setattr(audit_module.os, "write", full)
+
+    async def server_turn() -> None:
+        storage.sync()  # schedules the trail's write after this turn, which fails
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(server_turn())
+    with pytest.raises(OSError):
+        storage.sync()
+    monkeypatch.setattr(audit_module.os, "write", real_write)
+    storage.close(final_snapshot=False)
+    assert len(trail(tmp_path)) < len(expected + more)
+    storage, _, last_seq = recover(tmp_path)
+    storage.close(final_snapshot=False)
+    assert last_seq == 150
+    assert trail(tmp_path) == expected + more
+
+
+def run_audited_without_writing(storage: Storage, exchange, count: int, seed: int) -> list:
+    """As ``run_audited``, the commands appended but neither synced nor written."""
+    rnd = random.Random(seed)
+    expected = []
+    for index in range(count):
+        command = random_command(rnd, TS0 + 50_000 + index, [])
+        reports = exchange.execute(command)
+        storage.append(command, reports)
+        expected += [line_of(storage.journal.last_seq, r) for r in reports if type(r) is Audit]
+    return expected
+
+
+def test_alatau_audit_skips_and_reports_a_damaged_line(tmp_path) -> None:
+    storage, exchange, _ = recover(tmp_path)
+    expected = run_audited(storage, exchange, 100, seed=35)
+    storage.close()
+    first = list_audit_files(tmp_path)[0]
+    lines = first.read_bytes().splitlines(keepends=True)
+    lines[3] = b"{not json}\n"
+    first.write_bytes(b"".join(lines))
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "audit", str(tmp_path)], capture_output=True
+    )
+    assert done.returncode == 1
+    assert b"damaged line" in done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert printed == expected[:3] + expected[4:]
