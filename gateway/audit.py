@@ -118,17 +118,24 @@ class AuditTrail:
             return
         path = kept[-1]
         data = path.read_bytes()
-        good, damaged = _lines_through(data, snapshot_seq)
-        if damaged:
+        keep, lost = _lines_through(data, snapshot_seq)
+        if lost:
             log.warning(
-                "%s: a damaged line at byte %d, before seq %d: decisions there are lost",
+                "%s: %d damaged line(s) among the decisions up to seq %d: skipped, lost",
                 path,
-                good,
-                snapshot_seq + 1,
+                lost,
+                snapshot_seq,
             )
-        if good < len(data):
-            with open(path, "r+b") as handle:
-                handle.truncate(good)
+        if data.startswith(keep):
+            if len(keep) < len(data):
+                with open(path, "r+b") as handle:
+                    handle.truncate(len(keep))
+        else:  # damaged lines skipped: the good ones are written anew, atomically
+            temporary = path.with_suffix(".tmp")
+            temporary.write_bytes(keep)
+            _fsync_path(temporary)
+            os.replace(temporary, path)
+            _fsync_path(self.data_dir)
         self._path = path
 
     def open(self, next_seq: int) -> None:
@@ -237,21 +244,26 @@ class AuditTrail:
             self._fd = -1
 
 
-def _lines_through(data: bytes, seq: int) -> tuple[int, bool]:
-    """(bytes of the whole, readable lines of commands up to ``seq`` at the start of
-    ``data``, whether a damaged line came before any line of a later command)."""
-    good = 0
+def _lines_through(data: bytes, seq: int) -> tuple[bytes, int]:
+    """(the readable lines of commands up to ``seq``, how many damaged lines came before
+    the last of them).  Damage after them is the torn tail of later lines, which the
+    replay writes again: not counted."""
+    keep: list[bytes] = []
+    damaged = 0
+    lost = 0
     for raw in data.splitlines(keepends=True):
         try:
             if not raw.endswith(b"\n"):
                 raise msgspec.DecodeError("cut short")
             line = _line_decoder.decode(raw)
         except msgspec.DecodeError:
-            return good, True
+            damaged += 1
+            continue
         if line.seq > seq:
             break
-        good += len(raw)
-    return good, False
+        keep.append(raw)
+        lost = damaged
+    return b"".join(keep), lost
 
 
 def _fsync_path(path: Path) -> None:

@@ -161,6 +161,12 @@ def _torn(data: bytes, offset: int, record_end: int, content_end: int) -> bool:
     confirmed.  A damaged record with good data and no hole after it is corruption."""
     if record_end >= content_end:
         return True
+    # The write's first sector may have reached the disk only as far as the bytes of the
+    # write before it (the rest of the sector reads as zeros); every later lost sector is
+    # a whole one.
+    sector_end = (offset // len(HOLE) + 1) * len(HOLE)
+    if not data[offset:sector_end].strip(b"\0"):
+        return True
     return data.find(HOLE, offset, content_end) >= 0
 
 

@@ -14,9 +14,9 @@ interleaving its journal records with the first's.
 Startup (``Storage.recover``) loads the newest snapshot whose checksum is good, then
 replays every journal record after it, in seq order, through the exchange.  The result is
 exactly the state that was acknowledged, market-data ``seq`` numbers included (they live in
-the books' state), so clients see no jump.  A torn last record (a crash in mid-write) is
-cut off and logged; any other damage stops startup with ``JournalCorrupt`` naming the file
-and offset.
+the books' state), so clients see no jump.  A torn tail (a crash in mid-write, see
+``gateway.journal.scan``) is cut off, logged and kept beside the segment; any other damage
+stops startup with ``JournalCorrupt`` naming the file and offset.
 
 A snapshot is written every ``snapshot_every`` commands and at clean shutdown: to a
 temporary file, fsynced, then renamed over, so a crash never leaves a half snapshot.  Each
@@ -134,6 +134,28 @@ def _open_file_limit() -> int:
         return 1024
 
 
+def _keep_torn_bytes(segment: Path, offset: int, length: int) -> Path:
+    """Copy the bytes about to be cut off a segment to a file beside it: they were never
+    acknowledged if the crash tore them, but if a disk fault did, an operator can look."""
+    with open(segment, "rb") as source:
+        source.seek(offset)
+        data = source.read(length)
+    kept = segment.with_name(f"{segment.name}.torn-{offset}")
+    kept.write_bytes(data)
+    _fsync_path(kept)
+    return kept
+
+
+def _close_all_fds_but(keep: int) -> None:
+    """In a forked child: close every inherited descriptor but ``keep`` (and 0-2)."""
+    limit = _open_file_limit()
+    if 3 <= keep < limit:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, limit)
+    else:
+        os.closerange(3, limit)
+
+
 def _fsync_path(path: Path) -> None:
     """fsync a file or a directory (a rename is durable once its directory is)."""
     fd = os.open(path, os.O_RDONLY)
@@ -168,7 +190,9 @@ class Storage:
         if background_snapshots is None:
             background_snapshots = hasattr(os, "fork")
         self.background_snapshots = background_snapshots
-        self._snapshot_child: tuple[int, int] | None = None  # (pid, seq) being written
+        # (pid, seq, the audit files it flushes) of the snapshot being written in a child
+        self._snapshot_child: tuple[int, int, list[Path]] | None = None
+        self._unflushed_trail: list[Path] = []  # audit files whose flush is not confirmed
         self.lock_wait_s = lock_wait_s
         self._lock_fd = -1
 
@@ -202,15 +226,19 @@ class Storage:
             result = scan(path)
             last_segment = index == len(segments) - 1
             if result.torn_bytes:
-                if not last_segment:
+                # A torn segment before a later one is damage, unless the snapshot covers
+                # what it lost (buffered durability: the segment was never flushed).
+                if not last_segment and _seq_of(segments[index + 1]) - 1 > snapshot_seq:
                     raise JournalCorrupt(path, result.good_length, "cut short before a later file")
+                kept = _keep_torn_bytes(path, result.good_length, result.torn_bytes)
                 log.warning(
-                    "%s: cutting a torn last record (%d bytes at offset %d)",
+                    "%s: cutting a torn last record (%d bytes at offset %d, kept in %s)",
                     path,
                     result.torn_bytes,
                     result.good_length,
+                    kept.name,
                 )
-            if last_segment and path.stat().st_size > result.good_length:
+            if (last_segment or result.torn_bytes) and path.stat().st_size > result.good_length:
                 # The journal goes on writing at the file's end: cut off the torn record and
                 # the preallocated zeros a crash leaves behind.
                 with open(path, "r+b") as handle:
@@ -358,9 +386,9 @@ class Storage:
         assert self.journal is not None and self.exchange is not None
         self._reap_snapshot_child(block=True)
         seq = self.journal.last_seq
-        trail_file = self.trail.written_file() if self.trail is not None else None
-        if trail_file is not None:
+        for trail_file in self._trail_files_to_flush():
             _fsync_path(trail_file)  # the trail's lines before the snapshot that covers them
+        self._unflushed_trail = []
         path, size = _write_snapshot(self.data_dir, seq, self.exchange)
         self._since_snapshot = 0
         self._open_segment_after_snapshot(seq, trail_flushed=True)
@@ -376,20 +404,23 @@ class Storage:
         if self._snapshot_child is not None:
             return
         seq = self.journal.last_seq
-        trail_file = self.trail.written_file() if self.trail is not None else None
+        trail_files = self._trail_files_to_flush()
         pid = os.fork()
         if pid == 0:  # the child: write, and leave without running any of the parent's code
             status = 1
             try:
                 gc.disable()  # a collection would copy every page it touches, for nothing
-                os.closerange(3, _open_file_limit())  # the clients' sockets stay the parent's
-                if trail_file is not None:
+                # The clients' sockets stay the parent's; the lock stays held by this child
+                # too, so a server restarted after the parent died waits for this snapshot.
+                _close_all_fds_but(self._lock_fd)
+                for trail_file in trail_files:
                     _fsync_path(trail_file)  # before the snapshot lets the journal go
                 _write_snapshot(self.data_dir, seq, self.exchange)
                 status = 0
             finally:
                 os._exit(status)
-        self._snapshot_child = (pid, seq)
+        self._snapshot_child = (pid, seq, trail_files)
+        self._unflushed_trail = trail_files  # until the child says it flushed them
         self._since_snapshot = 0
         self._open_segment_after_snapshot(seq, trail_flushed=True)
         log.info("snapshot at seq %d: being written by process %d", seq, pid)
@@ -402,7 +433,7 @@ class Storage:
         """Collect a finished snapshot child: prune after a success, log a failure."""
         if self._snapshot_child is None:
             return
-        pid, seq = self._snapshot_child
+        pid, seq, trail_files = self._snapshot_child
         done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
         if done == 0:
             return
@@ -410,6 +441,7 @@ class Storage:
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
             log.info("snapshot at seq %d: written", seq)
+            self._unflushed_trail = [p for p in self._unflushed_trail if p not in trail_files]
             self._prune()
         else:
             log.error(
@@ -420,6 +452,18 @@ class Storage:
             )
             with contextlib.suppress(OSError):
                 (self.data_dir / snapshot_name(seq)).with_suffix(".tmp").unlink()
+
+    def _trail_files_to_flush(self) -> list[Path]:
+        """The audit files a snapshot must flush before it is written: the current one
+        (its lines written out first), and any whose flush a failed snapshot child left
+        undone."""
+        if self.trail is None:
+            return []
+        current = self.trail.written_file()
+        files = list(self._unflushed_trail)
+        if current is not None and current not in files:
+            files.append(current)
+        return files
 
     def _open_segment_after_snapshot(self, seq: int, *, trail_flushed: bool = False) -> None:
         if self.trail is not None:

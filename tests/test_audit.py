@@ -367,3 +367,58 @@ def test_alatau_audit_skips_and_reports_a_damaged_line(tmp_path) -> None:
     assert b"damaged line" in done.stderr
     printed = [json.loads(line) for line in done.stdout.splitlines()]
     assert printed == expected[:3] + expected[4:]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forked snapshots")
+def test_a_failed_snapshot_childs_flush_is_done_by_the_next_snapshot(tmp_path, monkeypatch):
+    """The trail file a snapshot child should have flushed, when the child failed first,
+    is flushed by the next snapshot before it is written: else a power cut could lose
+    lines that no replay would write again."""
+    import gateway.storage as storage_module
+
+    parent = os.getpid()
+    log = tmp_path.parent / f"{tmp_path.name}-fsyncs.txt"
+    real_fsync = storage_module._fsync_path
+    child_fails = [True]
+
+    def fsync(path: Path) -> None:
+        if child_fails[0] and os.getpid() != parent and path.name.startswith("audit-"):
+            raise OSError(5, "Input/output error")  # the first child dies here
+        with open(log, "a") as out:
+            out.write(f"{path.name}\n")
+        real_fsync(path)
+
+    monkeypatch.setattr(storage_module, "_fsync_path", fsync)
+    storage, exchange, _ = recover(tmp_path, snapshot_every=100, background_snapshots=True)
+    run_audited(storage, exchange, 150, seed=40)
+    storage.checkpoint()  # the child fails: no snapshot at 150
+    storage.wait_for_snapshot()
+    assert not (tmp_path / "snapshot-00000000000000000150.bin").exists()
+    child_fails[0] = False
+    log.write_text("")
+    run_audited(storage, exchange, 150, seed=41)
+    storage.checkpoint()  # this one succeeds, and flushes both files first
+    storage.wait_for_snapshot()
+    storage.close(final_snapshot=False)
+    flushed = set(log.read_text().split())
+    assert {"audit-00000000000000000001.jsonl", "audit-00000000000000000151.jsonl"} <= flushed
+
+
+def test_damaged_lines_before_the_snapshot_are_skipped_not_cut_with_the_rest(tmp_path, caplog):
+    """Media damage in lines the snapshot covers: they are lost (reported), but the good
+    lines after them stay, and the later ones come again from the journal."""
+    storage, exchange, _ = recover(tmp_path, snapshot_every=50, background_snapshots=False)
+    expected = run_audited(storage, exchange, 120, seed=42)
+    storage.checkpoint()  # snapshot at 120: a new file starts at 121
+    expected += run_audited(storage, exchange, 30, seed=43)
+    storage.close(final_snapshot=False)
+    first, second = list_audit_files(tmp_path)
+    second.unlink()  # as if its name never reached the disk
+    lines = first.read_bytes().splitlines(keepends=True)
+    lines[5] = b"\x00" * (len(lines[5]) - 1) + b"\n"
+    first.write_bytes(b"".join(lines))
+    storage, _, last_seq = recover(tmp_path)
+    storage.close(final_snapshot=False)
+    assert last_seq == 150
+    assert trail(tmp_path) == expected[:5] + expected[6:]
+    assert "1 damaged line(s) among the decisions up to seq 120" in caplog.text
