@@ -118,13 +118,17 @@ class AuditTrail:
             return
         path = kept[-1]
         data = path.read_bytes()
-        keep, lost = _lines_through(data, snapshot_seq)
-        if lost:
+        keep, lost, unsure = _lines_through(data, snapshot_seq)
+        if _first_seq(path) > snapshot_seq:
+            unsure = 0  # every line of this file is of a later command: written again
+        if lost or unsure:
             log.warning(
-                "%s: %d damaged line(s) among the decisions up to seq %d: skipped, lost",
+                "%s: %d damaged line(s) among the decisions up to seq %d (and %d that may "
+                "be): skipped, lost",
                 path,
                 lost,
                 snapshot_seq,
+                unsure,
             )
         if data.startswith(keep):
             if len(keep) < len(data):
@@ -244,10 +248,10 @@ class AuditTrail:
             self._fd = -1
 
 
-def _lines_through(data: bytes, seq: int) -> tuple[bytes, int]:
+def _lines_through(data: bytes, seq: int) -> tuple[bytes, int, int]:
     """(the readable lines of commands up to ``seq``, how many damaged lines came before
-    the last of them).  Damage after them is the torn tail of later lines, which the
-    replay writes again: not counted."""
+    the last of them, how many came after it but before any line of a later command: of
+    those it cannot be known whether they were of commands up to ``seq``)."""
     keep: list[bytes] = []
     damaged = 0
     lost = 0
@@ -263,7 +267,7 @@ def _lines_through(data: bytes, seq: int) -> tuple[bytes, int]:
             break
         keep.append(raw)
         lost = damaged
-    return b"".join(keep), lost
+    return b"".join(keep), lost, damaged - lost
 
 
 def _fsync_path(path: Path) -> None:

@@ -227,6 +227,11 @@ class Journal:
     def last_seq(self) -> int:
         return self.next_seq - 1
 
+    @property
+    def settled(self) -> bool:
+        """Every appended command is synced, and no write failed."""
+        return self._failed is None and not self._buffer
+
     def append(self, command: Command) -> None:
         record = JournalRecord(self.next_seq, command)
         self.next_seq += 1

@@ -141,9 +141,22 @@ def _keep_torn_bytes(segment: Path, offset: int, length: int) -> Path:
         source.seek(offset)
         data = source.read(length)
     kept = segment.with_name(f"{segment.name}.torn-{offset}")
+    if kept.exists():  # torn at the same place before: keep both
+        kept = segment.with_name(f"{segment.name}.torn-{offset}-{time.time_ns()}")
     kept.write_bytes(data)
     _fsync_path(kept)
+    _fsync_path(segment.parent)
     return kept
+
+
+def _set_aside(segments: list[Path]) -> None:
+    """Rename segments that follow a torn one (buffered durability) out of the journal."""
+    for path in segments:
+        aside = path.with_name(path.name + ".after-torn")
+        log.error("%s: follows a torn segment: set aside as %s, not replayed", path, aside.name)
+        os.replace(path, aside)
+    if segments:
+        _fsync_path(segments[0].parent)
 
 
 def _close_all_fds_but(keep: int) -> None:
@@ -225,14 +238,21 @@ class Storage:
         for index, path in enumerate(segments):
             result = scan(path)
             last_segment = index == len(segments) - 1
+            ends_here = False
             if result.torn_bytes:
-                # A torn segment before a later one is damage, unless the snapshot covers
-                # what it lost (buffered durability: the segment was never flushed).
                 if not last_segment and _seq_of(segments[index + 1]) - 1 > snapshot_seq:
-                    raise JournalCorrupt(path, result.good_length, "cut short before a later file")
+                    # A torn segment before a later one: damage in fsync mode.  In buffered
+                    # mode a power cut can leave it (the segment was never flushed), and the
+                    # journal ends here: the later segments are set aside, not replayed.
+                    if self.mode != "buffered":
+                        raise JournalCorrupt(
+                            path, result.good_length, "cut short before a later file"
+                        )
+                    _set_aside(segments[index + 1 :])
+                    last_segment = ends_here = True
                 kept = _keep_torn_bytes(path, result.good_length, result.torn_bytes)
                 log.warning(
-                    "%s: cutting a torn last record (%d bytes at offset %d, kept in %s)",
+                    "%s: cutting a torn tail (%d bytes at offset %d, kept in %s)",
                     path,
                     result.torn_bytes,
                     result.good_length,
@@ -257,6 +277,8 @@ class Storage:
                     trail.add(record.seq, reports)  # written again: see gateway.audit
                 last_seq = record.seq
                 replayed += 1
+            if ends_here:
+                break
         exchange.check_integrity()
         self.exchange = exchange
         self._open_segment(last_seq)
@@ -286,7 +308,8 @@ class Storage:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise DataDirInUse(
-                        f"{self.data_dir} is in use by another server (pid {holder}): "
+                        f"{self.data_dir} is in use by another server (pid {holder}, or a "
+                        "snapshot writer it started): "
                         "stop it first, or give this one its own --data-dir"
                     ) from None
                 if not waiting:
@@ -491,7 +514,13 @@ class Storage:
         """Clean shutdown: a last snapshot (so the next start replays nothing), then close."""
         self._reap_snapshot_child(block=True)
         if final_snapshot and self.mode != "off" and self.journal is not None:
-            self.snapshot()
+            if self.journal.settled and (self.trail is None or self.trail.failed is None):
+                self.snapshot()
+            else:
+                # A failed write, or commands appended and never made durable: a snapshot
+                # would make durable what was never acknowledged, or cover decisions the
+                # trail does not have.  The next start replays the journal instead.
+                log.error("no final snapshot: the journal or the audit trail did not settle")
         try:
             if self.journal is not None:
                 self.journal.close()
@@ -512,9 +541,11 @@ def describe(data_dir: str | Path) -> tuple[str, bool]:
         return f"{data_dir}: no such directory", False
     lines = [f"data directory {data_dir}"]
     healthy = True
+    snapshot_seq = 0  # of the newest readable snapshot: recovery starts there
     for path in list_snapshots(data_dir):
         try:
             snapshot = read_snapshot(path)
+            snapshot_seq = max(snapshot_seq, snapshot.seq)
             lines.append(f"  snapshot {path.name}: seq {snapshot.seq}, {path.stat().st_size} bytes")
         except (EngineError, msgspec.DecodeError) as exc:
             healthy = False
@@ -539,8 +570,14 @@ def describe(data_dir: str | Path) -> tuple[str, bool]:
         lines.append(f"  segment {path.name}: {len(records)} records, {span}, checksums ok{note}")
         if records:
             if last_seq is not None and records[0].seq > last_seq + 1:
-                healthy = False
-                lines.append(f"    GAP: seq {last_seq + 1}..{records[0].seq - 1} missing")
+                if records[0].seq - 1 > snapshot_seq:
+                    healthy = False
+                    lines.append(f"    GAP: seq {last_seq + 1}..{records[0].seq - 1} missing")
+                else:
+                    lines.append(
+                        f"    seq {last_seq + 1}..{records[0].seq - 1} missing, covered by "
+                        f"the snapshot at {snapshot_seq}"
+                    )
             last_seq = records[-1].seq
     lines.append(f"total: {total} journal records, last seq {last_seq if last_seq else 0}")
     lines.append("healthy" if healthy else "NOT healthy: startup would stop")

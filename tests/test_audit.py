@@ -422,3 +422,21 @@ def test_damaged_lines_before_the_snapshot_are_skipped_not_cut_with_the_rest(tmp
     assert last_seq == 150
     assert trail(tmp_path) == expected[:5] + expected[6:]
     assert "1 damaged line(s) among the decisions up to seq 120" in caplog.text
+
+
+def test_a_damaged_last_line_the_snapshot_may_cover_is_reported(tmp_path, caplog) -> None:
+    """A damaged line after the last good one of a file that holds lines the snapshot
+    covers may have been one of them: it cannot be written again, so it is reported."""
+    storage, exchange, _ = recover(tmp_path, snapshot_every=50, background_snapshots=False)
+    expected = run_audited(storage, exchange, 120, seed=44)
+    storage.checkpoint()
+    storage.close(final_snapshot=False)
+    first, second = list_audit_files(tmp_path)
+    second.unlink()
+    lines = first.read_bytes().splitlines(keepends=True)
+    lines[-1] = b"\x00" * (len(lines[-1]) - 1) + b"\n"
+    first.write_bytes(b"".join(lines))
+    storage, _, _ = recover(tmp_path)
+    storage.close(final_snapshot=False)
+    assert trail(tmp_path) == expected[:-1]
+    assert "(and 1 that may be)" in caplog.text

@@ -17,7 +17,7 @@ from engine.licensing import CheckChain
 from engine.reports import OrderReport
 from engine.state import digest
 from gateway.journal import MAGIC, JournalCorrupt, JournalRecord, encode_record, scan
-from gateway.storage import Storage, list_segments, list_snapshots
+from gateway.storage import Storage, describe, list_segments, list_snapshots
 from tests.exchange_helpers import TS0
 
 
@@ -140,7 +140,7 @@ def test_torn_last_record_is_cut_and_logged(tmp_path, caplog):
     assert last_seq == 300
     assert digest(recovered) == expected
     assert segment.stat().st_size == good_size
-    assert "torn last record" in caplog.text
+    assert "torn tail" in caplog.text
 
 
 def test_zeros_a_crash_leaves_after_the_records_are_read_as_their_end(tmp_path, caplog):
@@ -211,7 +211,7 @@ def test_a_hole_inside_the_last_write_makes_the_rest_a_torn_tail(tmp_path, caplo
     segment.write_bytes(bytes(data))
     _, _, last_seq = recover(tmp_path)
     assert 250 <= last_seq < 300  # the records before the hole stay
-    assert "torn last record" in caplog.text
+    assert "torn tail" in caplog.text
 
 
 def test_a_zeroed_header_among_good_records_is_corruption(tmp_path):
@@ -414,3 +414,68 @@ def test_a_server_waits_for_the_last_one_to_let_go(tmp_path):
     assert last_seq == 0
     storage.close()
     holder.wait(5)
+
+
+def _torn_first_segment_after_a_lost_snapshot(tmp_path, mode: str) -> None:
+    """A power cut in buffered mode: the first segment's tail never reached the disk, nor did
+    the snapshot the next segment began at; the next segment did."""
+    storage, exchange, _ = recover(tmp_path, mode=mode, background_snapshots=False)
+    run_commands(storage, exchange, 100, seed=19)
+    storage.snapshot()
+    run_commands(storage, exchange, 50, seed=20)
+    storage.close(final_snapshot=False)
+    (tmp_path / "snapshot-00000000000000000100.bin").unlink()
+    first = list_segments(tmp_path)[0]
+    data = first.read_bytes()
+    first.write_bytes(data[: len(data) - 500])
+
+
+def test_buffered_a_torn_segment_ends_the_journal_and_sets_later_ones_aside(tmp_path, caplog):
+    _torn_first_segment_after_a_lost_snapshot(tmp_path, "buffered")
+    report, healthy = describe(tmp_path)
+    assert not healthy and "GAP" in report
+    storage, _, last_seq = recover(tmp_path, mode="buffered")
+    storage.close(final_snapshot=False)
+    assert 90 <= last_seq < 100
+    assert [p.name for p in tmp_path.glob("*.after-torn")] == [
+        "journal-00000000000000000101.log.after-torn"
+    ]
+    assert "set aside" in caplog.text
+
+
+def test_fsync_a_torn_segment_before_a_later_one_stops_startup(tmp_path):
+    _torn_first_segment_after_a_lost_snapshot(tmp_path, "fsync")
+    with pytest.raises(JournalCorrupt):
+        recover(tmp_path)
+
+
+def test_alatau_journal_agrees_with_startup_on_a_gap_the_snapshot_covers(tmp_path):
+    storage, exchange, _ = recover(tmp_path, mode="buffered", background_snapshots=False)
+    run_commands(storage, exchange, 150, seed=21)
+    storage.snapshot()
+    run_commands(storage, exchange, 50, seed=22)
+    storage.close(final_snapshot=False)
+    first = list_segments(tmp_path)[0]
+    data = first.read_bytes()
+    first.write_bytes(data[: len(data) - 500])
+    report, healthy = describe(tmp_path)
+    assert healthy, report
+    assert "covered by the snapshot at 150" in report
+    _, _, last_seq = recover(tmp_path, mode="buffered")
+    assert last_seq == 200
+
+
+def test_no_final_snapshot_of_commands_never_made_durable(tmp_path, caplog):
+    """A stop after a failed or missing sync must not make durable, through the final
+    snapshot, commands that were never acknowledged."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 100, seed=23)
+    rnd = random.Random(24)
+    for index in range(5):
+        command = random_command(rnd, TS0 + 9_000 + index, [])
+        exchange.execute(command)
+        storage.append(command)
+    storage.close()  # the clean-stop path, with a final snapshot due
+    assert "no final snapshot" in caplog.text
+    _, _, last_seq = recover(tmp_path)
+    assert last_seq == 100
