@@ -11,9 +11,11 @@ that made them, and they are written to the data directory as JSON lines::
      "order_id":77,"client_order_id":null,"action":"place","decision":"accept",
      "check":"all","code":null}
 
-A file is named by the seq of its first line.  A new one starts at every snapshot, so no
-file grows without bound, and the server never deletes one: keeping them is the operator's
-retention policy, unlike the journal segments, which go once two newer snapshots exist.
+A file is named by the first seq whose decisions it may hold.  A new one starts at every
+snapshot, so no file grows without bound.  The server never deletes a file with lines a
+snapshot covers: keeping them is the operator's retention policy, unlike the journal
+segments, which go once two newer snapshots exist.  (At startup it deletes the files that
+hold only lines the journal replay writes again.)
 
 Why it costs almost nothing per order, and still loses nothing:
 
