@@ -344,10 +344,11 @@ class Storage:
     def sync(self) -> None:
         """See ``Journal.sync``: everything appended so far is durable on return."""
         assert self.journal is not None
+        if self.trail is not None and self.trail.failed is not None:
+            # The trail cannot be kept: make nothing more durable, acknowledge nothing more.
+            raise self.trail.failed
         self.journal.sync()
         if self.trail is not None:
-            if self.trail.failed is not None:
-                raise self.trail.failed  # the trail cannot be kept: acknowledge nothing more
             self.trail.commit()
             self._schedule_trail_write()
 
