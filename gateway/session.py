@@ -43,7 +43,7 @@ from .protocol import PUBLIC_METHODS, WireError
 from .queries import BalancesQuery, OpenOrdersQuery
 from .ratelimit import TokenBucket
 from .venue import Venue
-from .views import balance_view, fill_view, market_view, order_view, units_of
+from .views import OrderResult, balance_view, market_view, order_result, order_view, units_of
 
 log = logging.getLogger("alatau.session")
 
@@ -58,6 +58,10 @@ STPS = {
 # WebSocket close codes used by the server.
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
+
+
+# (accepted, the order's result) or (refused, {"code", "message"}) of one order request
+Outcome = tuple[bool, OrderResult | dict[str, Any]]
 
 
 class Connection(Protocol):
@@ -445,7 +449,7 @@ class Session:
         else:
             self.send(protocol.error(request_id, outcome[1]["code"], outcome[1]["message"]))
 
-    def _place_outcome(self, reports: list[Report]) -> tuple[bool, dict[str, Any]]:
+    def _place_outcome(self, reports: list[Report]) -> Outcome:
         """(accepted, result-or-error) of a place command, from its reports."""
         markets = self.venue.markets
         mine = None
@@ -473,10 +477,7 @@ class Session:
             self._forget_closed_orders()
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((mine.market, mine.order_id))  # type: ignore[arg-type]
-        result = order_view(last, market)
-        del result["type"]
-        result["fills"] = [_without_type(fill_view(f, market)) for f in fills]
-        return True, result
+        return True, order_result(last, market, fills)
 
     def _forget_closed_orders(self) -> None:
         """Drop from ``placed`` the orders that have closed since (filled as a maker, say),
@@ -516,7 +517,7 @@ class Session:
         self,
         request_id: Any,
         builders: list[Callable | WireError],
-        outcome: Callable[[list[Report]], tuple[bool, dict[str, Any]]],
+        outcome: Callable[[list[Report]], Outcome],
     ) -> None:
         """Submit a batch's commands in order (an item that failed its own checks is not
         submitted); answer once every one has run, with one result or error per item."""
@@ -608,7 +609,7 @@ class Session:
         else:
             self.send(protocol.error(request_id, body["code"], body["message"]))
 
-    def _change_outcome(self, reports: list[Report]) -> tuple[bool, dict[str, Any]]:
+    def _change_outcome(self, reports: list[Report]) -> Outcome:
         """(accepted, result-or-error) of a cancel or amend, from its reports."""
         markets = self.venue.markets
         for report in reports:
@@ -623,16 +624,10 @@ class Session:
                     last = report
         if target is None:
             return False, {"code": "INTERNAL", "message": "the order was not reported"}
-        market = markets[last.market]
-        result = _without_type(order_view(last, market))
-        result["fills"] = [
-            _without_type(fill_view(r, market))
-            for r in reports
-            if type(r) is FillReport and r.order_id == target
-        ]
+        fills = [r for r in reports if type(r) is FillReport and r.order_id == target]
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((last.market, target))
-        return True, result
+        return True, order_result(last, markets[last.market], fills)
 
     def _cancel_all(self, request: protocol.CancelAllOrders) -> None:
         params = request.params

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from engine.fixedpoint import format_units, parse_units
 from engine.markets import Market
 from engine.reports import BalanceReport, FillReport, OrderReport, TradePrinted
@@ -102,6 +104,55 @@ def order_view(report: OrderReport, market: Market) -> dict[str, Any]:
         view["reason"] = report.reason
     if report.message is not None:
         view["message"] = report.message
+    return view
+
+
+class OrderResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An order in the answer to ``order.place``, ``order.cancel``, ``order.amend`` and their
+    batches: ``order_view`` without ``type``, with the fills of this request.  A Struct, so
+    msgspec encodes it without a dict being built and then emptied of ``type``: about 1 µs
+    less per answer, on every order's path.  Field order and presence are the dict's."""
+
+    order_id: int | None
+    client_order_id: str | None
+    market: str
+    side: str
+    order_type: str
+    price: str | None
+    qty: str
+    filled_qty: str
+    remaining_qty: str
+    status: str
+    ts: int
+    reason: str | None = None
+    message: str | None = None
+    fills: list[dict[str, Any]]
+
+
+def order_result(report: OrderReport, market: Market, fills: list[FillReport]) -> OrderResult:
+    quote, base = market.quote_scale, market.base_scale
+    return OrderResult(
+        order_id=report.order_id,
+        client_order_id=report.client_order_id,
+        market=report.market,
+        side=report.side,
+        order_type=report.order_type,
+        price=None if report.price is None else decimal_text(report.price, quote),
+        qty=decimal_text(report.qty, base),
+        filled_qty=decimal_text(report.filled_qty, base),
+        remaining_qty=decimal_text(report.remaining_qty, base),
+        status=report.status,
+        ts=report.ts,
+        reason=report.reason,
+        message=report.message,
+        fills=[fill_result(fill, market) for fill in fills],
+    )
+
+
+def fill_result(report: FillReport, market: Market) -> dict[str, Any]:
+    """``fill_view`` without ``type``: a fill in an answer's ``fills``."""
+    view = fill_view(report, market)
+    del view["type"]
     return view
 
 

@@ -72,3 +72,39 @@ def test_order_after_licence_expiry_is_refused_not_confused_with_swept_orders():
     assert replies[2]["ok"] is True
     assert replies[3]["ok"] is False
     assert replies[3]["error"]["code"] == "LICENSE_EXPIRED"
+
+
+def test_an_answers_order_is_the_streams_order_view_with_its_fills():
+    """``order.place``/``order.cancel`` answers carry the order as the ``orders`` stream
+    shows it (without ``type``), then ``fills``: byte for byte, over a randomized stream
+    with fills, cancel reasons and rejects."""
+    import random
+
+    from benchmarks.soak_exchange import random_command, soak_venue
+    from engine.reports import FillReport, OrderReport
+    from gateway import protocol
+    from gateway.views import fill_view, order_result, order_view
+    from tests.exchange_helpers import TS0
+
+    exchange = soak_venue()
+    rnd = random.Random(3)
+    open_orders: list = []
+    seen = {"fills": 0, "reason": 0}
+    for index in range(3000):
+        reports = exchange.execute(random_command(rnd, TS0 + index, open_orders))
+        for report in reports:
+            if type(report) is not OrderReport or report.order_id is None:
+                continue
+            if report.status == "new":
+                open_orders.append((report.participant_id, report.market, report.order_id))
+            market = exchange.markets[report.market]
+            fills = [f for f in reports if type(f) is FillReport and f.order_id == report.order_id]
+            view = order_view(report, market)
+            del view["type"]
+            view["fills"] = [
+                {k: v for k, v in fill_view(f, market).items() if k != "type"} for f in fills
+            ]
+            assert protocol.ok(1, order_result(report, market, fills)) == protocol.ok(1, view)
+            seen["fills"] += bool(fills)
+            seen["reason"] += report.reason is not None
+    assert seen["fills"] and seen["reason"]
