@@ -52,6 +52,8 @@ import msgspec
 
 from engine.reports import Audit, Report
 
+from .journal import fsync_path
+
 log = logging.getLogger("alatau.audit")
 
 
@@ -139,9 +141,9 @@ class AuditTrail:
         else:  # damaged lines skipped: the good ones are written anew, atomically
             temporary = path.with_suffix(".tmp")
             temporary.write_bytes(keep)
-            _fsync_path(temporary)
+            fsync_path(temporary)
             os.replace(temporary, path)
-            _fsync_path(self.data_dir)
+            fsync_path(self.data_dir)
         self._path = path
 
     def open(self, next_seq: int) -> None:
@@ -153,7 +155,7 @@ class AuditTrail:
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = self._advised = os.fstat(self._fd).st_size
         if new:
-            _fsync_path(self.data_dir)
+            fsync_path(self.data_dir)
 
     # -- the hot path
 
@@ -270,14 +272,6 @@ def _lines_through(data: bytes, seq: int) -> tuple[bytes, int, int]:
         keep.append(raw)
         lost = damaged
     return b"".join(keep), lost, damaged - lost
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_lines(

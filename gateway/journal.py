@@ -176,7 +176,9 @@ def iter_commands(records: list[JournalRecord], after_seq: int) -> Iterator[Jour
             yield record
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a new or renamed name is durable once its directory is);
+    used by the journal, the snapshots and the audit trail."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -218,7 +220,7 @@ class Journal:
                     os.pwrite(self._fd, MAGIC, 0)
                     self._end = self._allocated = len(MAGIC)
                     self._sync()
-                    _fsync_directory(path.parent)
+                    fsync_path(path.parent)
                 except OSError:
                     os.close(self._fd)
                     raise

@@ -60,7 +60,7 @@ from engine.reports import Report
 from engine.state import ExchangeState, capture, rebuild
 
 from .audit import AuditTrail
-from .journal import Journal, JournalCorrupt, scan
+from .journal import Journal, JournalCorrupt, fsync_path, scan
 
 log = logging.getLogger("alatau.storage")
 
@@ -123,7 +123,7 @@ def _write_snapshot(data_dir: Path, seq: int, exchange: Exchange) -> tuple[Path,
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    _fsync_path(data_dir)
+    fsync_path(data_dir)
     return path, len(payload)
 
 
@@ -144,8 +144,8 @@ def _keep_torn_bytes(segment: Path, offset: int, length: int) -> Path:
     if kept.exists():  # torn at the same place before: keep both
         kept = segment.with_name(f"{segment.name}.torn-{offset}-{time.time_ns()}")
     kept.write_bytes(data)
-    _fsync_path(kept)
-    _fsync_path(segment.parent)
+    fsync_path(kept)
+    fsync_path(segment.parent)
     return kept
 
 
@@ -156,7 +156,7 @@ def _set_aside(segments: list[Path]) -> None:
         log.error("%s: follows a torn segment: set aside as %s, not replayed", path, aside.name)
         os.replace(path, aside)
     if segments:
-        _fsync_path(segments[0].parent)
+        fsync_path(segments[0].parent)
 
 
 def _close_all_fds_but(keep: int) -> None:
@@ -167,15 +167,6 @@ def _close_all_fds_but(keep: int) -> None:
         os.closerange(keep + 1, limit)
     else:
         os.closerange(3, limit)
-
-
-def _fsync_path(path: Path) -> None:
-    """fsync a file or a directory (a rename is durable once its directory is)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Storage:
@@ -411,7 +402,7 @@ class Storage:
         self._reap_snapshot_child(block=True)
         seq = self.journal.last_seq
         for trail_file in self._trail_files_to_flush():
-            _fsync_path(trail_file)  # the trail's lines before the snapshot that covers them
+            fsync_path(trail_file)  # the trail's lines before the snapshot that covers them
         self._unflushed_trail = []
         path, size = _write_snapshot(self.data_dir, seq, self.exchange)
         self._since_snapshot = 0
@@ -438,7 +429,7 @@ class Storage:
                 # too, so a server restarted after the parent died waits for this snapshot.
                 _close_all_fds_but(self._lock_fd)
                 for trail_file in trail_files:
-                    _fsync_path(trail_file)  # before the snapshot lets the journal go
+                    fsync_path(trail_file)  # before the snapshot lets the journal go
                 _write_snapshot(self.data_dir, seq, self.exchange)
                 status = 0
             finally:

@@ -288,7 +288,7 @@ def test_the_trail_is_on_disk_before_the_snapshot_that_covers_it(tmp_path, monke
     import gateway.storage as storage_module
 
     events: list[str] = []
-    fsync_path, write_snapshot = storage_module._fsync_path, storage_module._write_snapshot
+    fsync_path, write_snapshot = storage_module.fsync_path, storage_module._write_snapshot
 
     def fsync(path: Path) -> None:
         events.append(f"fsync {path.name}")
@@ -298,7 +298,7 @@ def test_the_trail_is_on_disk_before_the_snapshot_that_covers_it(tmp_path, monke
         events.append("snapshot")
         return write_snapshot(*args)
 
-    monkeypatch.setattr(storage_module, "_fsync_path", fsync)
+    monkeypatch.setattr(storage_module, "fsync_path", fsync)
     monkeypatch.setattr(storage_module, "_write_snapshot", snapshot)
     storage, exchange, _ = recover(tmp_path, snapshot_every=50, background_snapshots=False)
     run_audited(storage, exchange, 60, seed=32)
@@ -378,7 +378,7 @@ def test_a_failed_snapshot_childs_flush_is_done_by_the_next_snapshot(tmp_path, m
 
     parent = os.getpid()
     log = tmp_path.parent / f"{tmp_path.name}-fsyncs.txt"
-    real_fsync = storage_module._fsync_path
+    real_fsync = storage_module.fsync_path
     child_fails = [True]
 
     def fsync(path: Path) -> None:
@@ -388,7 +388,7 @@ def test_a_failed_snapshot_childs_flush_is_done_by_the_next_snapshot(tmp_path, m
             out.write(f"{path.name}\n")
         real_fsync(path)
 
-    monkeypatch.setattr(storage_module, "_fsync_path", fsync)
+    monkeypatch.setattr(storage_module, "fsync_path", fsync)
     storage, exchange, _ = recover(tmp_path, snapshot_every=100, background_snapshots=True)
     run_audited(storage, exchange, 150, seed=40)
     storage.checkpoint()  # the child fails: no snapshot at 150
