@@ -52,7 +52,7 @@ import msgspec
 
 from engine.reports import Audit, Report
 
-from .journal import fsync_path
+from .journal import fsync_path, seq_in_name
 
 log = logging.getLogger("alatau.audit")
 
@@ -82,12 +82,8 @@ def audit_name(first_seq: int) -> str:
     return f"audit-{first_seq:020d}.jsonl"
 
 
-def _first_seq(path: Path) -> int:
-    return int(path.stem.split("-", 1)[1])
-
-
 def list_audit_files(data_dir: Path) -> list[Path]:
-    return sorted(data_dir.glob("audit-*.jsonl"), key=_first_seq)
+    return sorted(data_dir.glob("audit-*.jsonl"), key=seq_in_name)
 
 
 class AuditTrail:
@@ -109,7 +105,7 @@ class AuditTrail:
         """Keep the lines of commands up to ``snapshot_seq`` (on disk before that snapshot
         was written) and drop every later one: the journal replay adds them again."""
         files = list_audit_files(self.data_dir)
-        kept = [path for path in files if _first_seq(path) <= snapshot_seq + 1]
+        kept = [path for path in files if seq_in_name(path) <= snapshot_seq + 1]
         for path in files[len(kept) :]:
             path.unlink()  # lines of commands after the snapshot only
         if not kept:
@@ -123,7 +119,7 @@ class AuditTrail:
         path = kept[-1]
         data = path.read_bytes()
         keep, lost, unsure = _lines_through(data, snapshot_seq)
-        if _first_seq(path) > snapshot_seq:
+        if seq_in_name(path) > snapshot_seq:
             unsure = 0  # every line of this file is of a later command: written again
         if lost or unsure:
             log.warning(

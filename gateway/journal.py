@@ -176,6 +176,11 @@ def iter_commands(records: list[JournalRecord], after_seq: int) -> Iterator[Jour
             yield record
 
 
+def seq_in_name(path: Path) -> int:
+    """The seq a data-directory file is named by (``journal-``, ``snapshot-``, ``audit-``)."""
+    return int(path.stem.split("-", 1)[1])
+
+
 def fsync_path(path: Path) -> None:
     """fsync a file or a directory (a new or renamed name is durable once its directory is);
     used by the journal, the snapshots and the audit trail."""

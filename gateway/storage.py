@@ -60,7 +60,7 @@ from engine.reports import Report
 from engine.state import ExchangeState, capture, rebuild
 
 from .audit import AuditTrail
-from .journal import Journal, JournalCorrupt, fsync_path, scan
+from .journal import Journal, JournalCorrupt, fsync_path, scan, seq_in_name
 
 log = logging.getLogger("alatau.storage")
 
@@ -89,16 +89,12 @@ def segment_name(first_seq: int) -> str:
     return f"journal-{first_seq:020d}.log"
 
 
-def _seq_of(path: Path) -> int:
-    return int(path.stem.split("-", 1)[1])
-
-
 def list_snapshots(data_dir: Path) -> list[Path]:
-    return sorted(data_dir.glob("snapshot-*.bin"), key=_seq_of)
+    return sorted(data_dir.glob("snapshot-*.bin"), key=seq_in_name)
 
 
 def list_segments(data_dir: Path) -> list[Path]:
-    return sorted(data_dir.glob("journal-*.log"), key=_seq_of)
+    return sorted(data_dir.glob("journal-*.log"), key=seq_in_name)
 
 
 def read_snapshot(path: Path) -> SnapshotFile:
@@ -231,7 +227,7 @@ class Storage:
             last_segment = index == len(segments) - 1
             ends_here = False
             if result.torn_bytes:
-                if not last_segment and _seq_of(segments[index + 1]) - 1 > snapshot_seq:
+                if not last_segment and seq_in_name(segments[index + 1]) - 1 > snapshot_seq:
                     # A torn segment before a later one: damage in fsync mode.  In buffered
                     # mode a power cut can leave it (the segment was never flushed), and the
                     # journal ends here: the later segments are set aside, not replayed.
@@ -313,7 +309,7 @@ class Storage:
 
     def _open_segment(self, last_seq: int) -> None:
         segments = list_segments(self.data_dir)
-        if segments and _seq_of(segments[-1]) <= last_seq + 1:
+        if segments and seq_in_name(segments[-1]) <= last_seq + 1:
             path = segments[-1]
         else:
             path = self.data_dir / segment_name(last_seq + 1)
@@ -494,12 +490,12 @@ class Storage:
         snapshots = list_snapshots(self.data_dir)
         if len(snapshots) < 2:
             return
-        keep_from = _seq_of(snapshots[-2])
+        keep_from = seq_in_name(snapshots[-2])
         for path in snapshots[:-2]:
             path.unlink()
         segments = list_segments(self.data_dir)
         for path, following in itertools.pairwise(segments):
-            if _seq_of(following) - 1 <= keep_from:
+            if seq_in_name(following) - 1 <= keep_from:
                 path.unlink()
 
     def close(self, *, final_snapshot: bool = True) -> None:
