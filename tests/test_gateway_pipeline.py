@@ -146,8 +146,9 @@ async def turns(n: int = 5) -> None:
         await asyncio.sleep(0)
 
 
-@async_test
-async def test_batches_are_acknowledged_only_when_durable_and_in_order() -> None:
+async def two_batches_in_flight() -> tuple[Venue, ManualJournal, list[str]]:
+    """A venue whose journal completes only when told, with two one-command batches
+    executed and waiting for the disk; the list collects the acknowledgements."""
     rig = Rig()
     journal = ManualJournal()
     venue = Venue(rig.exchange, journal=journal, clock_ms=lambda: NOW_MS)
@@ -157,6 +158,12 @@ async def test_batches_are_acknowledged_only_when_durable_and_in_order() -> None
     await turns()
     venue.submit(deposit, lambda reports: acknowledged.append("second"))
     await turns()
+    return venue, journal, acknowledged
+
+
+@async_test
+async def test_batches_are_acknowledged_only_when_durable_and_in_order() -> None:
+    venue, journal, acknowledged = await two_batches_in_flight()
     # Both executed (the engine did not wait for the disk), neither acknowledged.
     assert venue.commands_executed == 2 and len(journal.batches) == 2
     assert acknowledged == []
@@ -171,15 +178,7 @@ async def test_batches_are_acknowledged_only_when_durable_and_in_order() -> None
 
 @async_test
 async def test_a_failed_journal_write_stops_all_acknowledgement() -> None:
-    rig = Rig()
-    journal = ManualJournal()
-    venue = Venue(rig.exchange, journal=journal, clock_ms=lambda: NOW_MS)
-    venue.start()
-    acknowledged: list[str] = []
-    venue.submit(deposit, lambda reports: acknowledged.append("first"))
-    await turns()
-    venue.submit(deposit, lambda reports: acknowledged.append("second"))
-    await turns()
+    venue, journal, acknowledged = await two_batches_in_flight()
     journal.futures[0].set_exception(OSError(28, "No space left on device"))
     journal.futures[1].set_result(None)
     await turns()
