@@ -911,6 +911,7 @@ class Exchange:
                     liquidity=liquidity,
                     filled_qty=filled_qty,
                     remaining_qty=remaining,
+                    status="partially_filled" if remaining else "filled",
                 )
             )
 

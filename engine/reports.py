@@ -44,7 +44,9 @@ class OrderReport(msgspec.Struct, tag="order", gc=False, kw_only=True, array_lik
 
 
 class FillReport(msgspec.Struct, tag="fill", gc=False, kw_only=True, array_like=True):
-    """One side of a trade, for the order's owner."""
+    """One side of a trade, for the order's owner, with the order as it stands after it
+    (``filled_qty``, ``remaining_qty``, ``status``: ``partially_filled`` or ``filled``), so
+    a client following its ``orders`` stream never has to work an order's state out."""
 
     ts: int
     participant_id: str
@@ -60,6 +62,7 @@ class FillReport(msgspec.Struct, tag="fill", gc=False, kw_only=True, array_like=
     liquidity: Literal["maker", "taker"]
     filled_qty: int
     remaining_qty: int
+    status: Literal["partially_filled", "filled"]
 
 
 class BalanceReport(msgspec.Struct, tag="balance", gc=False, kw_only=True, array_like=True):

@@ -455,6 +455,7 @@ class Session:
         mine = None
         last = None
         fills = []
+        after = None  # a fill after ``last``: the order's state is the fill's
         for report in reports:
             if type(report) is OrderReport and report.participant_id == self.participant_id:
                 # The new order's first report says "new" or "rejected"; reports of older
@@ -463,10 +464,12 @@ class Session:
                     mine = report
                 if mine is not None and report.order_id == mine.order_id:
                     last = report
+                    after = None
             elif (
                 type(report) is FillReport and mine is not None and report.order_id == mine.order_id
             ):
                 fills.append(report)
+                after = report
         if mine is None or last is None:
             return False, {"code": "INTERNAL", "message": "the order was not reported"}
         if mine.status == "rejected":
@@ -477,7 +480,7 @@ class Session:
             self._forget_closed_orders()
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((mine.market, mine.order_id))  # type: ignore[arg-type]
-        return True, order_result(last, market, fills)
+        return True, order_result(last, market, fills, after)
 
     def _forget_closed_orders(self) -> None:
         """Drop from ``placed`` the orders that have closed since (filled as a maker, say),
@@ -617,17 +620,23 @@ class Session:
                 return False, {"code": report.code, "message": report.message}
         target = None
         last: Any = None
+        fills = []
+        after = None  # a fill after ``last`` (a crossing amend): the order's state is the fill's
         for report in reports:
-            if type(report) is OrderReport and report.participant_id == self.participant_id:
+            kind = type(report)
+            if kind is OrderReport and report.participant_id == self.participant_id:
                 target = target or report.order_id
                 if report.order_id == target:
                     last = report
+                    after = None
+            elif kind is FillReport and target is not None and report.order_id == target:
+                fills.append(report)
+                after = report
         if target is None:
             return False, {"code": "INTERNAL", "message": "the order was not reported"}
-        fills = [r for r in reports if type(r) is FillReport and r.order_id == target]
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((last.market, target))
-        return True, order_result(last, markets[last.market], fills)
+        return True, order_result(last, markets[last.market], fills, after)
 
     def _cancel_all(self, request: protocol.CancelAllOrders) -> None:
         params = request.params

@@ -129,8 +129,14 @@ class OrderResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     fills: list[dict[str, Any]]
 
 
-def order_result(report: OrderReport, market: Market, fills: list[FillReport]) -> OrderResult:
+def order_result(
+    report: OrderReport, market: Market, fills: list[FillReport], after: FillReport | None = None
+) -> OrderResult:
+    """The order of ``report`` with ``fills``; ``after``: a fill that came after ``report``
+    (a limit order that traded on entry and rests, a crossing amend), whose ``filled_qty``,
+    ``remaining_qty`` and ``status`` are the order's as it stands after the command."""
     quote, base = market.quote_scale, market.base_scale
+    state = report if after is None else after
     return OrderResult(
         order_id=report.order_id,
         client_order_id=report.client_order_id,
@@ -139,10 +145,10 @@ def order_result(report: OrderReport, market: Market, fills: list[FillReport]) -
         order_type=report.order_type,
         price=None if report.price is None else decimal_text(report.price, quote),
         qty=decimal_text(report.qty, base),
-        filled_qty=decimal_text(report.filled_qty, base),
-        remaining_qty=decimal_text(report.remaining_qty, base),
-        status=report.status,
-        ts=report.ts,
+        filled_qty=decimal_text(state.filled_qty, base),
+        remaining_qty=decimal_text(state.remaining_qty, base),
+        status=state.status,
+        ts=state.ts,
         reason=report.reason,
         message=report.message,
         fills=[fill_result(fill, market) for fill in fills],
@@ -171,6 +177,7 @@ def fill_view(report: FillReport, market: Market) -> dict[str, Any]:
         "liquidity": report.liquidity,
         "filled_qty": decimal_text(report.filled_qty, market.base_scale),
         "remaining_qty": decimal_text(report.remaining_qty, market.base_scale),
+        "status": report.status,
         "ts": report.ts,
     }
 

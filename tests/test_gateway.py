@@ -67,6 +67,7 @@ FILL_FIELDS = {
     "liquidity",
     "filled_qty",
     "remaining_qty",
+    "status",
     "ts",
 }
 MARKET_FIELDS = {
@@ -125,6 +126,76 @@ async def barrier(client: Client) -> None:
 async def open_ids(client: Client, market: str | None = None) -> set[int]:
     params = {} if market is None else {"market": market}
     return {o["order_id"] for o in await client.ok("orders.open", params)}
+
+
+# -- the order as it stands after the command ------------------------------------------------
+
+
+@async_test
+async def test_an_order_that_trades_on_entry_and_rests_is_answered_partially_filled() -> None:
+    """A bot trusts the acknowledgement: a limit order that partly fills on entry and rests
+    is answered ``partially_filled`` with what it filled, in ``order.place`` and in each
+    ``order.batch`` item, and its ``orders`` stream shows the state after every fill."""
+    async with running_venue() as v:
+        mm1, bob = await v.login("mm1"), await v.login("bob")
+        await bob.ok("subscribe", {"channels": ["orders"]})
+        await mm1.ok("subscribe", {"channels": ["orders"]})
+        await mm1.ok("order.place", limit("sell", 45_000_000, "0.004"))
+
+        placed = await bob.ok("order.place", limit("buy", 45_000_000, "0.01"))
+        assert_order(
+            placed,
+            status="partially_filled",
+            filled_qty="0.00400000",
+            remaining_qty="0.00600000",
+        )
+        assert [f["status"] for f in placed["fills"]] == ["partially_filled"]
+
+        await mm1.ok("order.place", limit("sell", 1_700_000, "0.2", ETH))
+        (item,) = await bob.ok("order.batch", {"orders": [limit("buy", 1_700_000, "0.5", ETH)]})
+        assert item["ok"] is True
+        assert item["result"]["status"] == "partially_filled"
+        assert item["result"]["filled_qty"] < item["result"]["qty"]
+        assert len(item["result"]["fills"]) == 1
+
+        # the resting remainder fills as a maker: the stream says partially, then filled
+        await mm1.ok("order.place", limit("sell", 45_000_000, "0.002", tif="IOC"))
+        await mm1.ok("order.place", limit("sell", 45_000_000, "0.004", tif="IOC"))
+        await barrier(bob)
+        fills = [
+            (m["data"]["filled_qty"], m["data"]["remaining_qty"], m["data"]["status"])
+            for m in bob.streams["orders"]
+            if m["data"]["type"] == "fill" and m["data"]["order_id"] == placed["order_id"]
+        ]
+        assert fills == [
+            ("0.00400000", "0.00600000", "partially_filled"),
+            ("0.00600000", "0.00400000", "partially_filled"),
+            ("0.01000000", "0.00000000", "filled"),
+        ]
+        # the maker's fills carry its state too
+        maker = [m["data"]["status"] for m in mm1.streams["orders"] if m["data"]["type"] == "fill"]
+        assert maker[:2] == ["filled", "filled"]
+
+
+@async_test
+async def test_a_crossing_amend_is_answered_with_the_state_after_its_fills() -> None:
+    async with running_venue() as v:
+        mm1, bob = await v.login("mm1"), await v.login("bob")
+        resting = await bob.ok("order.place", limit("buy", 44_000_000, "0.01"))
+        await mm1.ok("order.place", limit("sell", 45_000_000, "0.003"))
+        moved = await bob.ok(
+            "order.amend",
+            {"market": BTC, "order_id": resting["order_id"], "price": "45000000"},
+        )
+        assert_order(
+            moved,
+            order_id=resting["order_id"],
+            status="partially_filled",
+            filled_qty="0.00300000",
+            remaining_qty="0.00700000",
+        )
+        order = v.exchange._orders[resting["order_id"]]
+        assert order.filled_qty == 300_000  # the engine agrees with the answer
 
 
 # -- the demo server as `alatau serve` runs it ------------------------------------------------
