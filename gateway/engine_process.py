@@ -400,7 +400,7 @@ class RemoteVenue(Venue):
             ready.set_result(results)
 
         sent.add_done_callback(arrived)
-        self._unpublished.append((ready, None))
+        self._unpublished.append((ready, None, dones))
         ready.add_done_callback(self._on_durable)
 
     def _publish_public(self, book_changes: Any, trades: dict[str, list[TradePrinted]]) -> None:

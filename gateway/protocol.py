@@ -182,6 +182,13 @@ class Ping(Request, tag="ping"):
     params: NoParams = NoParams()
 
 
+class Health(Request, tag="health"):
+    """For monitors: whether the venue is accepting commands (``ping`` only checks the
+    connection, and answers ``VENUE_STOPPED`` once the venue has stopped)."""
+
+    params: NoParams = NoParams()
+
+
 class AdminLicense(Request, tag="admin.license"):
     params: dict[str, Any]  # validated by engine.licensing.license_from_mapping
 
@@ -219,6 +226,7 @@ AnyRequest = (
     | Subscribe
     | Unsubscribe
     | Ping
+    | Health
     | AdminLicense
     | AdminParticipant
     | AdminDeposit
@@ -231,7 +239,7 @@ METHODS: tuple[str, ...] = tuple(
     for cls in AnyRequest.__args__  # type: ignore[attr-defined]
 )
 PUBLIC_METHODS = frozenset(
-    {"auth.login", "auth.admin", "markets.list", "subscribe", "unsubscribe", "ping"}
+    {"auth.login", "auth.admin", "markets.list", "subscribe", "unsubscribe", "ping", "health"}
 )
 
 

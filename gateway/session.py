@@ -42,7 +42,7 @@ from .auth import admin_key_matches, verify_signature
 from .protocol import PUBLIC_METHODS, WireError
 from .queries import BalancesQuery, OpenOrdersQuery
 from .ratelimit import TokenBucket
-from .venue import Venue
+from .venue import STOPPED, Venue
 from .views import OrderResult, balance_view, market_view, order_result, order_view, units_of
 
 log = logging.getLogger("alatau.session")
@@ -290,7 +290,25 @@ class Session:
         self._reply(request.id, {"admin": True})
 
     def _ping(self, request: protocol.Ping) -> None:
+        health = self.venue.health()
+        if health["status"] != "ok":  # a monitor that only pings must not be told all is well
+            raise WireError("VENUE_STOPPED", health["reason"], request.id)
         self._reply(request.id, {"pong": True, "time": self.venue.now_ms()})
+
+    def _health(self, request: protocol.Health) -> None:
+        self._reply(request.id, {**self.venue.health(), "time": self.venue.now_ms()})
+
+    def _stopped(self) -> dict[str, str]:
+        """The error of a request the venue stopped before confirming (``STOPPED``)."""
+        return {
+            "code": "VENUE_STOPPED",
+            "message": f"{self.venue.health()['reason']}: this request was not confirmed "
+            "and may not have run; check orders.open once the venue is back",
+        }
+
+    def _send_stopped(self, request_id: Any) -> None:
+        error = self._stopped()
+        self.send(protocol.error(request_id, error["code"], error["message"]))
 
     def _markets(self, request: protocol.MarketsList) -> None:
         venue = self.venue
@@ -369,6 +387,8 @@ class Session:
         scales = self.venue.scales
 
         def done(rows: list[tuple[str, int, int, int]]) -> None:
+            if rows is STOPPED:
+                return self._send_stopped(request.id)
             result = []
             for asset, total, available, held in rows:
                 view = balance_view(
@@ -388,6 +408,8 @@ class Session:
         markets = self.venue.markets
 
         def done(orders: list[OrderReport]) -> None:
+            if orders is STOPPED:
+                return self._send_stopped(request.id)
             self._reply(
                 request.id,
                 [_without_type(order_view(o, markets[o.market])) for o in orders],
@@ -451,6 +473,8 @@ class Session:
 
     def _place_outcome(self, reports: list[Report]) -> Outcome:
         """(accepted, result-or-error) of a place command, from its reports."""
+        if reports is STOPPED:
+            return False, self._stopped()
         markets = self.venue.markets
         mine = None
         last = None
@@ -490,6 +514,8 @@ class Session:
 
         def done(orders: list[OrderReport]) -> None:
             self._pruning = False
+            if orders is STOPPED:
+                return
             still_open = {(o.market, o.order_id) for o in orders}
             self.placed -= asked - still_open  # placed meanwhile: kept
 
@@ -614,6 +640,8 @@ class Session:
 
     def _change_outcome(self, reports: list[Report]) -> Outcome:
         """(accepted, result-or-error) of a cancel or amend, from its reports."""
+        if reports is STOPPED:
+            return False, self._stopped()
         markets = self.venue.markets
         for report in reports:
             if type(report) is CommandRejected:
@@ -649,6 +677,8 @@ class Session:
             return CancelAll(ts=ts, participant_id=participant_id, market=params.market, side=side)
 
         def done(reports: list[Report]) -> None:
+            if reports is STOPPED:
+                return self._send_stopped(request.id)
             ids = [
                 r.order_id
                 for r in reports
@@ -667,6 +697,8 @@ class Session:
 
     def _admin_submit(self, request_id: Any, build: Callable[[int], Any]) -> None:
         def done(reports: list[Report]) -> None:
+            if reports is STOPPED:
+                return self._send_stopped(request_id)
             for report in reports:
                 if type(report) is CommandRejected:
                     self.send(protocol.error(request_id, report.code, report.message))
@@ -766,6 +798,7 @@ _HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     protocol.Subscribe: Session._subscribe,
     protocol.Unsubscribe: Session._unsubscribe,
     protocol.Ping: Session._ping,
+    protocol.Health: Session._health,
     protocol.AdminLicense: Session._admin_license,
     protocol.AdminParticipant: Session._admin_participant,
     protocol.AdminDeposit: Session._admin_funds,

@@ -64,6 +64,15 @@ Builder = Callable[[int], Command]  # ts (ms) -> the command
 Done = Callable[[list[Report]], None]
 
 
+class Stopped(list):  # type: ignore[type-arg]
+    """The reports a callback gets when the venue stopped before its command was durable
+    (empty: nothing happened that anyone may rely on).  Every request gets an answer: a
+    session answers ``VENUE_STOPPED`` when ``reports is STOPPED``."""
+
+
+STOPPED: list[Report] = Stopped()
+
+
 class Journal(Protocol):
     """What the sequencer needs of a journal (see ``gateway.storage``)."""
 
@@ -122,11 +131,17 @@ class Venue:
         self.order_listeners: dict[str, set[Any]] = {}  # participant -> sessions on "orders"
         self.commands_executed = 0
         self._pending: deque[tuple[Builder, Done | None]] = deque()
-        # Executed batches waiting to be durable: (the journal's future or None, results);
-        # results None: the future's value is the results (an engine in another process).
+        # Executed batches waiting to be durable: (the journal's future or None, results,
+        # callbacks); results None: the future's value is the results (an engine in another
+        # process), and the callbacks are kept to answer them if the venue stops first.
         self._unpublished: deque[
-            tuple[asyncio.Future[Any] | None, list[tuple[list[Report], Done | None]] | None]
+            tuple[
+                asyncio.Future[Any] | None,
+                list[tuple[list[Report], Done | None]] | None,
+                list[Done | None] | None,
+            ]
         ] = deque()
+        self.failure: str | None = None  # why the venue stopped acknowledging, once it has
         self._published = asyncio.Event()  # set (and replaced) whenever batches go out
         self._failed = False
         self._wakeup = asyncio.Event()
@@ -151,11 +166,7 @@ class Venue:
     def submit(self, build: Builder, done: Done | None = None) -> None:
         """Queue a command; ``done(reports)`` runs once it is executed, durable and published."""
         if self._closed:
-            if self._failed:
-                raise WireError(
-                    "INTERNAL", "the venue stopped (its journal or engine failed): not run"
-                )
-            raise WireError("INTERNAL", "the venue is shutting down: the request did not run")
+            raise WireError("VENUE_STOPPED", f"{self.health()['reason']}: the request did not run")
         self._pending.append((build, done))
         self._wakeup.set()
 
@@ -179,6 +190,14 @@ class Venue:
 
     def now_ms(self) -> int:
         return self.clock_ms()
+
+    def health(self) -> dict[str, Any]:
+        """What a monitor asks (the ``health`` method): ``ok``, or ``stopped`` and why."""
+        if self._failed:
+            return {"status": "stopped", "reason": f"the venue stopped: {self.failure}"}
+        if self._closed:
+            return {"status": "stopped", "reason": "the venue is shutting down"}
+        return {"status": "ok", "commands_executed": self.commands_executed}
 
     def _stamp(self) -> int:
         """The time for the next command: the clock, but never earlier than the last."""
@@ -239,10 +258,10 @@ class Venue:
             try:
                 durable = journal.sync()
             except OSError as exc:
-                self._unpublished.append((None, results))
+                self._unpublished.append((None, results, None))
                 self._fail(exc)
                 return
-        self._unpublished.append((durable, results))
+        self._unpublished.append((durable, results, None))
         if durable is None:
             self._publish_ready()
         else:
@@ -255,7 +274,7 @@ class Venue:
         """Publish, in execution order, every batch at the head that is durable."""
         unpublished = self._unpublished
         while unpublished and not self._failed:
-            durable, results = unpublished[0]
+            durable, results, _dones = unpublished[0]
             if durable is not None:
                 if not durable.done():
                     break
@@ -271,16 +290,34 @@ class Venue:
         self._published = asyncio.Event()
 
     def _fail(self, error: BaseException | None) -> None:
-        """A batch could not be made durable: acknowledge nothing more."""
+        """A batch could not be made durable: acknowledge nothing more, and answer every
+        request still waiting ``VENUE_STOPPED`` (it may not have run; nothing of it was
+        confirmed), so no client waits for an answer that will never come."""
         log.error(
             "a batch could not be made durable (%r): %d executed batch(es) will not be "
             "acknowledged; the venue stops accepting commands",
             error,
             len(self._unpublished),
         )
+        self.failure = (
+            f"its journal or engine failed, a batch could not be made durable ({error!r})"
+        )
         self._failed = True
         self._closed = True
         self._wakeup.set()
+        waiting: list[Done | None] = []
+        for _durable, results, dones in self._unpublished:
+            waiting.extend(dones if results is None else [done for _r, done in results])
+        self._unpublished.clear()
+        waiting.extend(done for _build, done in self._pending)
+        self._pending.clear()
+        for done in waiting:
+            if done is not None:
+                try:
+                    done(STOPPED)
+                except Exception:  # one session's bug must not keep the others unanswered
+                    log.exception("answering a request of a stopped venue failed")
+        self._published.set()
 
     # -- fan-out -------------------------------------------------------------------------
 
@@ -370,4 +407,4 @@ def _answering(done: Any, result: Any) -> Done | None:
     """A query's callback in the shape of a command's: it gets the answer, not reports."""
     if done is None:
         return None
-    return lambda _reports: done(result)
+    return lambda reports: done(STOPPED if reports is STOPPED else result)

@@ -135,7 +135,7 @@ async def test_when_the_engine_process_dies_nothing_more_is_acknowledged(tmp_pat
                 if not response["ok"]:
                     break
                 await asyncio.sleep(0.05)
-            assert response["error"]["code"] == "INTERNAL", response
+            assert response["error"]["code"] == "VENUE_STOPPED", response
             assert "failed" in response["error"]["message"]
 
 

@@ -640,7 +640,7 @@ async def test_subscribe_snapshot_updates_and_unsubscribe() -> None:
         assert trade["trade_id"] == taken["fills"][0]["trade_id"]
         # the private stream: accepted, fill, filled, then the balances
         kinds = [(m["data"]["type"], m["data"].get("status")) for m in bob.streams["orders"]]
-        assert kinds[:3] == [("order", "new"), ("fill", None), ("order", "filled")]
+        assert kinds[:3] == [("order", "new"), ("fill", "filled"), ("order", "filled")]
         assert {k for k, _ in kinds[3:]} == {"balance"}
 
         # unsubscribe: no more book messages for this client

@@ -26,7 +26,7 @@ from gateway.journal import Journal, scan
 from gateway.marketdata import L2Mirror
 from gateway.protocol import WireError
 from gateway.server_picows import text_frame_header
-from gateway.venue import JournalFailed, Venue
+from gateway.venue import STOPPED, JournalFailed, Venue
 
 from .gateway_harness import async_test
 from .test_gateway_session import BTC, NOW_MS, Rig
@@ -148,17 +148,22 @@ async def turns(n: int = 5) -> None:
 
 async def two_batches_in_flight() -> tuple[Venue, ManualJournal, list[str]]:
     """A venue whose journal completes only when told, with two one-command batches
-    executed and waiting for the disk; the list collects the acknowledgements."""
+    executed and waiting for the disk; the list collects the answers: the name of an
+    acknowledged one, or ``stopped: name`` for one the venue stopped before it was durable."""
     rig = Rig()
     journal = ManualJournal()
     venue = Venue(rig.exchange, journal=journal, clock_ms=lambda: NOW_MS)
     venue.start()
     acknowledged: list[str] = []
-    venue.submit(deposit, lambda reports: acknowledged.append("first"))
+    venue.submit(deposit, answer_into(acknowledged, "first"))
     await turns()
-    venue.submit(deposit, lambda reports: acknowledged.append("second"))
+    venue.submit(deposit, answer_into(acknowledged, "second"))
     await turns()
     return venue, journal, acknowledged
+
+
+def answer_into(answers: list[str], name: str):
+    return lambda reports: answers.append(f"stopped: {name}" if reports is STOPPED else name)
 
 
 @async_test
@@ -182,10 +187,12 @@ async def test_a_failed_journal_write_stops_all_acknowledgement() -> None:
     journal.futures[0].set_exception(OSError(28, "No space left on device"))
     journal.futures[1].set_result(None)
     await turns()
-    assert acknowledged == []
+    # nothing acknowledged, and every request in flight answered that the venue stopped
+    assert acknowledged == ["stopped: first", "stopped: second"]
+    assert venue.health()["status"] == "stopped"
     with pytest.raises(WireError) as refused:
         venue.submit(deposit)
-    assert refused.value.code == "INTERNAL"
+    assert refused.value.code == "VENUE_STOPPED"
     with pytest.raises(JournalFailed):
         await venue.stop()
 
@@ -266,7 +273,7 @@ async def test_a_journal_that_cannot_write_stops_the_venue_unacknowledged(tmp_pa
     venue = Venue(storage.exchange, journal=storage, clock_ms=lambda: NOW_MS)
     venue.start()
     acknowledged: list[str] = []
-    venue.submit(deposit, lambda reports: acknowledged.append("durable"))
+    venue.submit(deposit, answer_into(acknowledged, "durable"))
     await until(lambda: acknowledged == ["durable"], "the first deposit")
 
     journal = storage.journal
@@ -274,9 +281,9 @@ async def test_a_journal_that_cannot_write_stops_the_venue_unacknowledged(tmp_pa
     full = os.open("/dev/full", os.O_WRONLY)
     os.dup2(full, journal._fd)  # every write now fails with ENOSPC
     os.close(full)
-    venue.submit(deposit, lambda reports: acknowledged.append("lost"))
+    venue.submit(deposit, answer_into(acknowledged, "lost"))
     await until(lambda: venue._failed, "the venue to stop")
-    assert acknowledged == ["durable"]
+    assert acknowledged == ["durable", "stopped: lost"]
     with pytest.raises(WireError) as refused:
         venue.submit(deposit)
     assert "failed" in refused.value.message
@@ -337,3 +344,42 @@ def test_remembered_units_of_text_are_exactly_parse_units_errors_included(monkey
                     got = f"{exc.code}: {exc}"
                 assert got == expected, (text, scale)
     assert all(len(table) <= 50 for table in views._units.values())
+
+
+@async_test
+async def test_after_a_failed_write_every_request_is_answered_and_health_says_stopped() -> None:
+    """Requests in flight when the journal fails, and every request after, get
+    ``VENUE_STOPPED`` (none is left unanswered), ``ping`` no longer says all is well, and
+    ``health`` tells a monitor why; the connection stays open."""
+    from .test_gateway_session import request
+
+    rig = Rig()
+    journal = ManualJournal()
+    rig.venue = rig.gateway.venue = Venue(rig.exchange, journal=journal, clock_ms=lambda: NOW_MS)
+    rig.venue.start()
+    session, connection = rig.login("bob")
+    for frame in ({"id": 1, "method": "health"}, {"id": 2, "method": "ping"}):
+        session.on_frame(json.dumps(frame))
+    assert [m["result"].get("status", "pong") for m in connection.take()] == ["ok", "pong"]
+    await turns()
+    journal.futures.clear()
+    order = {"market": BTC, "side": "buy", "qty": "0.01", "price": "44000000"}
+    session.on_frame(json.dumps({"id": 3, "method": "order.place", "params": order}))
+    session.on_frame(json.dumps({"id": 4, "method": "account.balances"}))
+    await turns()
+    journal.futures[0].set_exception(OSError(5, "Input/output error"))
+    await turns()
+    answers = {m["id"]: m for m in connection.take()}
+    assert {i: a["error"]["code"] for i, a in answers.items()} == {
+        3: "VENUE_STOPPED",
+        4: "VENUE_STOPPED",
+    }
+    assert "may not have run" in answers[3]["error"]["message"]
+    assert request(session, connection, "ping")["error"]["code"] == "VENUE_STOPPED"
+    health = request(session, connection, "health")["result"]
+    assert health["status"] == "stopped" and "Input/output error" in health["reason"]
+    refused = request(session, connection, "order.place", order)
+    assert refused["error"]["code"] == "VENUE_STOPPED"
+    assert connection.closes == []
+    with pytest.raises(JournalFailed):
+        await rig.venue.stop()
