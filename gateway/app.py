@@ -21,15 +21,18 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine.commands import Deposit
+from engine.errors import EngineError
 from engine.exchange import Exchange
 from engine.licensing import load_chain, load_registry
 from engine.markets import load_markets
 
 from .session import Gateway, Limits
-from .venue import Venue
+from .venue import JournalFailed, Venue
 
 log = logging.getLogger("alatau")
 
@@ -38,6 +41,32 @@ ENGINE_PROCESS_ENV = "ALATAU_ENGINE_PROCESS"  # "1": as --engine-process
 
 # Demo balances, in whole units of each asset (the venue file's participants get them all).
 DEMO_FUNDS = {"KZT": 1_000_000_000, "BTC": 100, "ETH": 1_000, "USDT": 1_000_000, "USDC": 1_000_000}
+
+
+class StartupError(Exception):
+    """The server cannot start (a busy port, a data directory in use or damaged): said in
+    one line, with a non-zero exit, never as a traceback."""
+
+
+def _number(
+    kind: type, minimum: float, maximum: float | None = None, *, above: bool = False
+) -> Callable[[str], Any]:
+    """An argparse ``type``: a number of ``kind`` from ``minimum`` (or above it) to
+    ``maximum``, else a clear error naming the range."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        low_ok = value > minimum if above else value >= minimum
+        if value != value or not low_ok or (maximum is not None and value > maximum):
+            low = f"above {minimum}" if above else f"at least {minimum}"
+            bound = low if maximum is None else f"{low} and at most {maximum:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: use a value {bound}")
+        return value
+
+    return parse
 
 
 @dataclass
@@ -59,7 +88,9 @@ class ServeOptions:
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    parser.add_argument(
+        "--port", type=_number(int, 0, 65535), default=8765, help="port (0: any free port)"
+    )
     parser.add_argument(
         "--config", dest="venue_file", help="venue file: licences, participants, checks"
     )
@@ -80,7 +111,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "handed to the OS only; off: no journal (benchmarks only)",
     )
     parser.add_argument(
-        "--snapshot-every", type=int, default=100_000, help="commands between snapshots"
+        "--snapshot-every",
+        type=_number(int, 1),
+        default=100_000,
+        help="commands between snapshots",
     )
     parser.add_argument("--admin-key", help=f"operator key for auth.admin (or set {ADMIN_KEY_ENV})")
     parser.add_argument(
@@ -88,9 +122,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no demo funds; refuse to start without an admin key",
     )
-    parser.add_argument("--rate", type=float, default=2000.0, help="requests/s per connection")
     parser.add_argument(
-        "--participant-rate", type=float, default=5000.0, help="requests/s per participant"
+        "--rate",
+        type=_number(float, 0, 1e9, above=True),
+        default=2000.0,
+        help="requests/s per connection (above 0)",
+    )
+    parser.add_argument(
+        "--participant-rate",
+        type=_number(float, 0, 1e9, above=True),
+        default=5000.0,
+        help="requests/s per participant (above 0)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the listening line")
     parser.add_argument(
@@ -193,25 +235,30 @@ async def serve(
         return 2
     storage = None
     venue: Venue
-    if options.engine_process:
-        from .engine_process import start_engine_process
+    try:
+        if options.engine_process:
+            from .engine_process import start_engine_process
 
-        remote = await start_engine_process(options)
-        venue, last_seq, recovered = remote, remote.last_seq, remote.recovered
-    elif options.data_dir is None:
-        venue = Venue(build_exchange(options))
-        last_seq = 0
-        recovered = "in memory only: nothing is kept (--ephemeral)"
-    else:
-        from .storage import Storage
+            remote = await start_engine_process(options)
+            venue, last_seq, recovered = remote, remote.last_seq, remote.recovered
+        elif options.data_dir is None:
+            venue = Venue(build_exchange(options))
+            last_seq = 0
+            recovered = "in memory only: nothing is kept (--ephemeral)"
+        else:
+            from .storage import Storage
 
-        storage = Storage(
-            options.data_dir, mode=options.durability, snapshot_every=options.snapshot_every
-        )
-        exchange, last_seq, recovered = storage.recover(
-            load_chain(options.venue_file), lambda: build_exchange(options)
-        )
-        venue = Venue(exchange, journal=storage)
+            storage = Storage(
+                options.data_dir, mode=options.durability, snapshot_every=options.snapshot_every
+            )
+            exchange, last_seq, recovered = storage.recover(
+                load_chain(options.venue_file), lambda: build_exchange(options)
+            )
+            venue = Venue(exchange, journal=storage)
+    except (EngineError, OSError) as exc:  # in use, damaged, unreadable: see the message
+        if storage is not None:
+            storage.close(final_snapshot=False)
+        raise StartupError(f"data dir {options.data_dir}: {exc}") from exc
     admin_key = options.admin_key
     banner = [
         recovered if options.data_dir is None else f"data dir {options.data_dir}: {recovered}"
@@ -252,7 +299,15 @@ async def serve(
             stop=stop,
         )
     )
-    host, port = await asyncio.wait_for(asyncio.shield(bound), timeout=30)
+    await asyncio.wait({bound, server}, return_when=asyncio.FIRST_COMPLETED)
+    if not bound.done():  # the server could not listen: a busy port, a bad address
+        error = server.exception()
+        await venue.stop()
+        if storage is not None:
+            storage.close()
+        reason = getattr(error, "strerror", None) or error
+        raise StartupError(f"cannot listen on {options.host}:{options.port}: {reason}")
+    host, port = bound.result()
     if not options.quiet:
         print(f"markets: {', '.join(venue.markets)}")
         for line in banner:
@@ -272,4 +327,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("picows").setLevel(logging.WARNING)  # it logs every connection at INFO
-    return uvloop.run(serve(options_from_args(args)))
+    try:
+        return uvloop.run(serve(options_from_args(args)))
+    except StartupError as exc:
+        print(f"alatau: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except JournalFailed as exc:  # already logged when it happened; this is the exit
+        print(f"alatau: stopped: {exc}", file=sys.stderr)
+        return 1
