@@ -95,6 +95,11 @@ from .types import SIDE_NAMES, OrderType, Side, TimeInForce
 
 DAY_MS = 86_400_000
 MAX_AMOUNT = 10**15  # units; keeps every book aggregate far inside int64
+MAX_ASSET_UNITS = 2**63 - 1
+"""The most of one asset the venue may hold, deposits less withdrawals, in minor units.
+Fills only move an asset between accounts, so no balance can pass this: balances stay
+64-bit integers in snapshots and on every consumer's side (a deposit past it is refused
+``BALANCE_LIMIT``)."""
 ALMATY_OFFSET_MS = 5 * 3_600_000  # days and months roll over at Almaty midnight (UTC+5)
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
@@ -992,6 +997,16 @@ class Exchange:
 
     def _deposit(self, cmd: Deposit) -> None:
         if not self._valid_amount(cmd, "deposit"):
+            return
+        held_by_venue = self.ledger.net_deposits(cmd.asset)
+        if cmd.amount > MAX_ASSET_UNITS - held_by_venue:
+            self._reject_command(
+                cmd,
+                "deposit",
+                "BALANCE_LIMIT",
+                f"the venue would hold more than {MAX_ASSET_UNITS} units of {cmd.asset} "
+                f"(it holds {held_by_venue}): deposit at most {MAX_ASSET_UNITS - held_by_venue}",
+            )
             return
         self.ledger.deposit(cmd.participant_id, cmd.asset, cmd.amount)
         self._applied(cmd.ts, "deposit", f"{cmd.amount} {cmd.asset} to {cmd.participant_id}")

@@ -56,6 +56,7 @@ _TABLE: tuple[RejectCode, ...] = (
     RejectCode(61, "NO_REFERENCE_PRICE", "market orders need a reference price for protection"),
     RejectCode(62, "UNKNOWN_ASSET", "no market trades this asset"),
     RejectCode(63, "INVALID_AMOUNT", "the amount must be a positive number"),
+    RejectCode(64, "BALANCE_LIMIT", "the venue would hold more of the asset than it can count"),
     # -- the wire protocol (gateway) ----------------------------------------------------------
     RejectCode(80, "INVALID_REQUEST", "the frame is not a JSON object request"),
     RejectCode(81, "UNKNOWN_METHOD", "no such method"),

@@ -30,6 +30,24 @@ from .markets import Market
 STATE_VERSION = 1
 
 
+Wide = int | str
+"""An integer that may outgrow 64 bits, which msgpack cannot hold: a decimal string when it
+does (``wide``/``narrow``).  The settlement accumulators are sums of price x qty (x fee
+rate) in sub-unit precision: a taker buy of 1 BTC at 45,000,000 KZT that rests after a
+partial fill already has a ``fee_num`` of 4.5e20, and a snapshot holding it as a plain
+integer failed.  Balances need no such care: deposits are bounded (``MAX_ASSET_UNITS``)."""
+
+_INT64 = 2**63
+
+
+def wide(value: int) -> Wide:
+    return value if -_INT64 <= value < _INT64 else str(value)
+
+
+def narrow(value: Wide) -> int:
+    return value if type(value) is int else int(value)
+
+
 class BookState(msgspec.Struct, array_like=True):
     market: str
     seq: int
@@ -54,9 +72,9 @@ class OrderState(msgspec.Struct, array_like=True, gc=False):
     hold: int
     paid: int
     fee_paid: int
-    spent_num: int
-    fee_num: int
-    usage_notional: int
+    spent_num: Wide
+    fee_num: Wide
+    usage_notional: Wide
     counts_retail: bool
     day: int
     month: int
@@ -66,9 +84,9 @@ class UsageState(msgspec.Struct, array_like=True):
     participant_id: str
     open_orders: int
     day: int
-    daily_notional: int
+    daily_notional: Wide
     month: int
-    monthly_retail_buys: int
+    monthly_retail_buys: Wide
 
 
 class ExchangeState(msgspec.Struct):
@@ -92,6 +110,16 @@ _ORDER_FIELDS = tuple(OrderState.__struct_fields__)
 # One C call reads an order's fields in OrderState's order: a snapshot runs this on every
 # open order while the venue waits, so it must not build a dict per order.
 _order_fields = operator.attrgetter(*_ORDER_FIELDS)
+_WIDE_ORDER_FIELDS = ("spent_num", "fee_num", "usage_notional")
+
+
+def _order_state(order: Any) -> OrderState:
+    state = OrderState(*_order_fields(order))
+    # Fresh from the order, these are ints; most orders are far from 64 bits.
+    if max(state.spent_num, state.fee_num, state.usage_notional) >= _INT64:  # type: ignore[type-var,operator]
+        for name in _WIDE_ORDER_FIELDS:
+            setattr(state, name, wide(getattr(state, name)))
+    return state
 
 
 def capture(exchange: Exchange) -> ExchangeState:
@@ -116,13 +144,13 @@ def capture(exchange: Exchange) -> ExchangeState:
                 participant_id=p,
                 open_orders=u.open_orders,
                 day=u.day,
-                daily_notional=u.daily_notional,
+                daily_notional=wide(u.daily_notional),
                 month=u.month,
-                monthly_retail_buys=u.monthly_retail_buys,
+                monthly_retail_buys=wide(u.monthly_retail_buys),
             )
             for p, u in sorted(exchange._usage.items())
         ],
-        orders=[OrderState(*_order_fields(orders[k])) for k in sorted(orders)],
+        orders=[_order_state(orders[k]) for k in sorted(orders)],
         books=[
             BookState(
                 market=symbol,
@@ -152,11 +180,15 @@ def rebuild(state: ExchangeState, chain: CheckChain, **exchange_options: Any) ->
     exchange._owner_numbers = dict(state.owner_numbers)
     for u in state.usage:
         usage = Usage()
-        usage.open_orders, usage.day, usage.daily_notional = u.open_orders, u.day, u.daily_notional
-        usage.month, usage.monthly_retail_buys = u.month, u.monthly_retail_buys
+        usage.open_orders, usage.day = u.open_orders, u.day
+        usage.daily_notional = narrow(u.daily_notional)
+        usage.month, usage.monthly_retail_buys = u.month, narrow(u.monthly_retail_buys)
         exchange._usage[u.participant_id] = usage
     for o in state.orders:
-        order = _Order(**{name: getattr(o, name) for name in _ORDER_FIELDS})
+        fields = {name: getattr(o, name) for name in _ORDER_FIELDS}
+        for name in _WIDE_ORDER_FIELDS:
+            fields[name] = narrow(fields[name])
+        order = _Order(**fields)
         exchange._orders[order.order_id] = order
         if order.client_order_id is not None:
             exchange._by_client_id[(order.participant_id, order.client_order_id)] = order.order_id
