@@ -320,7 +320,7 @@ def retail_limit(ctx: OrderContext) -> Rejection | None:
 
 
 def daily_limit(ctx: OrderContext) -> Rejection | None:
-    """14: today's notional (reserved + filled) plus this order's stays within the limit."""
+    """14a: today's notional (reserved + filled) plus this order's stays within the limit."""
     p = ctx.participant
     if p is None or p.limits.daily_notional is None:
         return None
@@ -335,7 +335,7 @@ def daily_limit(ctx: OrderContext) -> Rejection | None:
 
 
 def open_orders(ctx: OrderContext) -> Rejection | None:
-    """14: an order that may rest (a new limit GTC) keeps the open-order count in its limit."""
+    """14b: an order that may rest (a new limit GTC) keeps the open-order count in its limit."""
     p = ctx.participant
     if p is None or p.limits.max_open_orders is None:
         return None
