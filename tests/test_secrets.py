@@ -24,8 +24,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from engine.commands import SetParticipant
 from engine.errors import ConfigError
-from gateway.app import DEMO_PRIVATE_KEYS, ServeOptions, serve
+from engine.licensing import load_chain, participant_from_mapping
+from gateway.app import DEMO_PRIVATE_KEYS, ServeOptions, build_exchange, serve
 from gateway.auth import generate_ed25519_key, sign, sign_ed25519
 from gateway.client import ApiError, Client
 from gateway.sealing import (
@@ -36,6 +38,7 @@ from gateway.sealing import (
     resolve_secret_box,
 )
 from gateway.session import Limits
+from gateway.storage import Storage
 
 from .gateway_harness import ADMIN_KEY, async_test
 
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_VENUE = ROOT / "engine" / "licensing" / "venue.toml"
 FILE_SECRET = "erin-file-secret-9f3a7c"  # an HMAC secret in an operator's venue file
 ADMIN_SECRET = "carol-admin-secret-51b2e0"  # one registered with admin.participant
+LEGACY_SECRET = "frank-legacy-secret-77d1"  # one journaled in plaintext by an older version
 
 
 def _mode(path: Path) -> int:
@@ -387,3 +391,44 @@ def test_the_documented_login_signatures() -> None:
     hmac_signature = sign("carol-secret", "carol-key", 1_795_657_775_655)
     assert len(ed25519) == 128 and ed25519 in docs
     assert len(hmac_signature) == 64 and hmac_signature in docs
+
+
+@async_test
+async def test_plaintext_secrets_from_older_data_are_sealed_at_start(tmp_path: Path) -> None:
+    """A data directory whose journal holds a plaintext api_secret (as written before
+    secrets were sealed): the server starts, the key logs in, and registers it again
+    sealed, so the newest snapshot holds no plaintext."""
+    data_dir = tmp_path / "data"
+    storage = Storage(data_dir)
+    exchange, _, _ = storage.recover(load_chain(), lambda: build_exchange(ServeOptions()))
+    legacy = participant_from_mapping(
+        {
+            "participant_id": "frank",
+            "category": "PROFESSIONAL",
+            "residency": "KZ",
+            "kyc_level": 3,
+            "api_key": "frank-key-1",
+            "api_secret": LEGACY_SECRET,
+        }
+    )
+    command = SetParticipant(ts=int(time.time() * 1000), participant=legacy)
+    storage.append(command, exchange.execute(command))
+    storage.sync()
+    storage.close(final_snapshot=False)
+    assert any(LEGACY_SECRET.encode() in p.read_bytes() for p in data_dir.iterdir() if p.is_file())
+
+    options = ServeOptions(port=0, quiet=True, admin_key=ADMIN_KEY, data_dir=str(data_dir))
+    server, stop, url = await _serving(options)
+    try:
+        async with Client(url) as frank:
+            assert (await frank.login("frank-key-1", LEGACY_SECRET))["participant"] == "frank"
+    finally:
+        await _stop(server, stop)
+    newest = max(data_dir.glob("snapshot-*"))
+    assert LEGACY_SECRET.encode() not in newest.read_bytes()
+    server, stop, url = await _serving(options)  # and from the sealed state, it still works
+    try:
+        async with Client(url) as frank:
+            assert (await frank.login("frank-key-1", LEGACY_SECRET))["participant"] == "frank"
+    finally:
+        await _stop(server, stop)
