@@ -185,7 +185,12 @@ def load_or_create_key_file(path: str | Path) -> tuple[bytes, bool]:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(temporary, path)
+    try:
+        os.link(temporary, path)  # never replaces a key file another process just created
+    except FileExistsError:
+        os.unlink(temporary)
+        return load_or_create_key_file(path)
+    os.unlink(temporary)
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
