@@ -11,13 +11,15 @@ shifts both sides down (``--skew-ticks`` at the limit), a short one up.  On exit
 (Ctrl-C, SIGTERM or after ``--duration`` seconds) it cancels all its orders in the
 market and prints what it did.
 
-Start a demo venue (it prints the demo keys), then the bot::
+Start a demo venue (it prints the demo keys: mm1's Ed25519 private key), then the bot::
 
     alatau serve --ephemeral
     python examples/market_maker.py --url ws://127.0.0.1:8765 \\
-        --api-key demo-mm1-key --api-secret demo-mm1-secret
+        --api-key demo-mm1-key --private-key <mm1's private_key, as printed>
 
-The key and secret may come from ``ALATAU_API_KEY`` and ``ALATAU_API_SECRET`` instead.
+The key and credential may come from ``ALATAU_API_KEY`` and ``ALATAU_PRIVATE_KEY`` (Ed25519)
+or ``ALATAU_API_SECRET`` (an HMAC key's secret, with ``--api-secret``) instead.  For a
+``wss://`` URL with a self-signed certificate, ``--cafile cert.pem`` trusts it.
 Under the default ALATAU profile a MARKET_MAKER participant may send limit orders only,
 which is all this bot sends (GTC, post-only, so it never takes liquidity).
 
@@ -39,6 +41,7 @@ import decimal
 import logging
 import os
 import signal
+import ssl
 import sys
 from decimal import Decimal
 from typing import Any
@@ -275,7 +278,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--url", default="ws://127.0.0.1:8765", help="gateway websocket URL")
     parser.add_argument("--api-key", default=os.environ.get("ALATAU_API_KEY"))
-    parser.add_argument("--api-secret", default=os.environ.get("ALATAU_API_SECRET"))
+    parser.add_argument(
+        "--private-key",
+        default=os.environ.get("ALATAU_PRIVATE_KEY"),
+        help="Ed25519 private key, 64 hex characters",
+    )
+    parser.add_argument(
+        "--api-secret", default=os.environ.get("ALATAU_API_SECRET"), help="HMAC secret"
+    )
+    parser.add_argument("--cafile", help="CA or self-signed certificate to trust for wss://")
     parser.add_argument("--market", default="USDT-KZT")
     parser.add_argument("--levels", type=int, default=3, help="orders per side")
     parser.add_argument(
@@ -303,8 +314,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--duration", type=float, default=0.0, help="stop after this many seconds (0: never)"
     )
     args = parser.parse_args(argv)
-    if not args.api_key or not args.api_secret:
-        parser.error("give --api-key and --api-secret (or ALATAU_API_KEY / ALATAU_API_SECRET)")
+    if not args.api_key or bool(args.private_key) == bool(args.api_secret):
+        parser.error(
+            "give --api-key and one of --private-key (Ed25519) or --api-secret (HMAC) "
+            "(or ALATAU_API_KEY and ALATAU_PRIVATE_KEY / ALATAU_API_SECRET)"
+        )
     for name in ("qty", "max_position"):
         try:
             if Decimal(getattr(args, name)) < 0:
@@ -323,8 +337,14 @@ async def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(signum, stop.set)
     if args.duration > 0:
         loop.call_later(args.duration, stop.set)
-    async with Client(args.url) as client:
-        who = await client.login(args.api_key, args.api_secret)
+    options = {}
+    if args.cafile:
+        options["ssl"] = ssl.create_default_context(cafile=args.cafile)
+    async with Client(args.url, **options) as client:
+        if args.private_key:
+            who = await client.login(args.api_key, private_key=args.private_key)
+        else:
+            who = await client.login(args.api_key, args.api_secret)
         log.info("logged in as %s (%s) on %s", who["participant"], who["category"], args.url)
         bot = MarketMaker(client, args)
         try:

@@ -2,8 +2,13 @@
 
 ``alatau serve`` with no options runs the default KZT markets and a demo venue: the
 shipped participants (``engine/licensing/venue.toml``) funded with demo balances, their API
-keys printed, and a random admin key printed, so a newcomer can connect and trade at
-once.  ``--production`` refuses to start without an admin key and funds nobody.
+keys and Ed25519 private keys printed, and a random admin key printed, so a newcomer can
+connect and trade at once.  ``--production`` refuses to start without an admin key, funds
+nobody and never has the demo participants: it uses the venue file it is given, or starts
+with no participants at all, and refuses a state that holds a published demo key.
+
+HMAC secrets are sealed under the server's secrets key before anything is sequenced
+(``gateway.sealing``); ``--tls-cert``/``--tls-key`` serve ``wss://``.
 
 State is kept in the data directory (``./alatau-data`` by default): every command is
 journaled before it is acknowledged, and a restart recovers exactly what was acknowledged
@@ -15,22 +20,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
 import secrets
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.commands import Deposit
-from engine.errors import EngineError
+import msgspec
+
+from engine.commands import Deposit, SetParticipant
+from engine.errors import ConfigError, EngineError
 from engine.exchange import Exchange
-from engine.licensing import load_chain, load_registry
+from engine.licensing import Registry, load_chain, load_registry
 from engine.markets import load_markets
 
+from .auth import public_key_hex
+from .sealing import SECRETS_KEY_ENV, SECRETS_KEY_FILE_ENV, SecretBox, resolve_secret_box
 from .session import Gateway, Limits
 from .venue import JournalFailed, Venue
 
@@ -41,6 +52,17 @@ ENGINE_PROCESS_ENV = "ALATAU_ENGINE_PROCESS"  # "1": as --engine-process
 
 # Demo balances, in whole units of each asset (the venue file's participants get them all).
 DEMO_FUNDS = {"KZT": 1_000_000_000, "BTC": 100, "ETH": 1_000, "USDT": 1_000_000, "USDC": 1_000_000}
+
+# The demo participants' Ed25519 private keys (32 raw bytes, hex), by api_key.  PUBLIC: they
+# are in the source tree and printed at start; their public keys are in
+# engine/licensing/venue.toml.  Each is sha256("alatau demo key: " + participant id).
+DEMO_PRIVATE_KEYS = {
+    "demo-mm1-key": "c7650ab932afce8e5421f891306e8850b4ea0f2660a213a0503a30358bf17aa5",
+    "demo-alice-key": "b831bdb5c926cf0066a069653cea09472ab33ff40a6e68a53ccd005560f2870a",
+    "demo-bob-key": "f55796f2bba599cf880b8322587f2916b255d5406819167eb361bbb24412f863",
+    "demo-broker1-key": "790337dbc6ddf12fe2b90185ab3672a0203cdab6f2c48c1f545edc46cbe9af1d",
+}
+DEMO_PUBLIC_KEYS = frozenset(public_key_hex(key) for key in DEMO_PRIVATE_KEYS.values())
 
 
 class StartupError(Exception):
@@ -84,6 +106,10 @@ class ServeOptions:
     transport: str | None = None  # None: gateway.server's default
     engine_process: bool = False  # the engine in a process of its own (gateway.engine_process)
     limits: Limits = field(default_factory=Limits)
+    secrets_key_file: str | None = None  # None: $ALATAU_SECRETS_KEY(_FILE) or the data dir's
+    secret_box: SecretBox | None = None  # resolved by serve(); seals the venue file's secrets
+    tls_cert: str | None = None  # PEM certificate chain: serve wss://
+    tls_key: str | None = None  # PEM private key of the certificate
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,8 +146,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--production",
         action="store_true",
-        help="no demo funds; refuse to start without an admin key",
+        help="no demo participants and no demo funds (the --config venue file's participants, "
+        "or none); refuse to start without an admin key",
     )
+    parser.add_argument(
+        "--secrets-key-file",
+        help="the key that seals HMAC api secrets at rest (created 0600 if missing; default: "
+        f"${SECRETS_KEY_FILE_ENV}, ${SECRETS_KEY_ENV}, or DATA_DIR/secrets.key)",
+    )
+    parser.add_argument("--tls-cert", help="PEM certificate (chain): serve wss:// (with --tls-key)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument(
         "--rate",
         type=_number(float, 0, 1e9, above=True),
@@ -163,6 +197,9 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         quiet=args.quiet,
         transport=args.transport,
         engine_process=args.engine_process or os.environ.get(ENGINE_PROCESS_ENV) == "1",
+        secrets_key_file=args.secrets_key_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         limits=Limits(
             connection_rate=args.rate,
             connection_burst=args.rate * 2,
@@ -172,12 +209,47 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
     )
 
 
+def venue_registry(options: ServeOptions) -> Registry:
+    """The registry to start from: the venue file's; with none, the shipped demo venue, or
+    in production the shipped venue licence alone, with no participants."""
+    if options.venue_file is None and options.production:
+        shipped = load_registry()
+        return Registry(shipped.venue_license_id, [shipped.venue_license], [])
+    return load_registry(options.venue_file)
+
+
 def build_exchange(options: ServeOptions) -> Exchange:
-    return Exchange(
-        load_markets(options.markets_file),
-        load_registry(options.venue_file),
-        load_chain(options.venue_file),
+    """The exchange at seq 0.  A plaintext HMAC secret of the venue file is sealed with
+    ``options.secret_box`` first; without a box such a file is a ``ConfigError``, so no
+    plaintext secret ever reaches the engine, the journal or a snapshot."""
+    registry = venue_registry(options)
+    if options.secret_box is not None:
+        registry = options.secret_box.seal_registry(registry)
+    elif any(p.api_secret is not None for p in registry.participants.values()):
+        raise ConfigError(
+            "the venue file has api_secret values: they are sealed with the server's secrets "
+            "key, and none was given"
+        )
+    return Exchange(load_markets(options.markets_file), registry, load_chain(options.venue_file))
+
+
+def demo_credentials(registry: Registry) -> list[str]:
+    """Participants whose published demo credential would log in (api key or public key)."""
+    return sorted(
+        participant_id
+        for participant_id, p in registry.participants.items()
+        if p.api_key in DEMO_PRIVATE_KEYS or p.api_public_key in DEMO_PUBLIC_KEYS
     )
+
+
+def reseal_commands(registry: Registry, box: SecretBox) -> list[SetParticipant]:
+    """For a registry recovered from data written before secrets were sealed: commands (ts
+    filled in by the caller) that register each plaintext secret again, sealed."""
+    return [
+        SetParticipant(ts=0, participant=box.seal_participant(p))
+        for _, p in sorted(registry.participants.items())
+        if p.api_secret is not None
+    ]
 
 
 def demo_deposits(exchange: Exchange | Venue) -> tuple[list[Deposit], list[str]]:
@@ -202,17 +274,22 @@ def demo_deposits(exchange: Exchange | Venue) -> tuple[list[Deposit], list[str]]
                     )
                 )
         if participant.api_key:
+            private = DEMO_PRIVATE_KEYS.get(participant.api_key)
+            if private is not None and participant.api_public_key == public_key_hex(private):
+                credential = f"private_key={private}"  # Ed25519
+            elif participant.api_public_key is not None:
+                credential = "Ed25519, private key not known here"
+            else:
+                credential = "HMAC, api_secret as in the venue file"
             lines.append(
                 f"  {participant_id:10} {participant.category:13} api_key={participant.api_key}"
-                f"  api_secret={participant.api_secret}"
+                f"  {credential}"
             )
     return deposits, lines
 
 
 def fund_demo_participants(exchange: Exchange, ts: int) -> list[str]:
     """Fund the demo participants directly (an exchange without a journal, e.g. tests)."""
-    import msgspec
-
     deposits, lines = demo_deposits(exchange)
     for deposit in deposits:
         exchange.execute(msgspec.structs.replace(deposit, ts=ts))
@@ -232,6 +309,18 @@ async def serve(
             f"alatau serve --production needs an admin key (--admin-key or {ADMIN_KEY_ENV})",
             file=sys.stderr,
         )
+        return 2
+    try:
+        tls = tls_context(options.tls_cert, options.tls_key)
+        if options.secret_box is None:
+            options = dataclasses.replace(
+                options,
+                secret_box=resolve_secret_box(
+                    key_file=options.secrets_key_file, data_dir=options.data_dir
+                ),
+            )
+    except ConfigError as exc:
+        print(f"alatau serve: {exc}", file=sys.stderr)
         return 2
     storage = None
     venue: Venue
@@ -263,9 +352,35 @@ async def serve(
     banner = [
         recovered if options.data_dir is None else f"data dir {options.data_dir}: {recovered}"
     ]
+    box = options.secret_box
+    assert box is not None
+    banner.append(f"secrets key {box.key_id}: {box.source}")
+    if options.production:
+        demo = demo_credentials(venue.registry)
+        if demo:
+            print(
+                "alatau serve --production: the venue has participants with published demo "
+                f"keys ({', '.join(demo)}); use your own venue file and a fresh data dir",
+                file=sys.stderr,
+            )
+            await venue.stop()
+            if storage is not None:
+                storage.close()
+            return 2
+        if options.venue_file is None:
+            banner.append(
+                "production: no venue file (--config), so no participants: register them "
+                "with admin.participant"
+            )
+    resealed = reseal_commands(venue.registry, box)
+    for command in resealed:
+        venue.submit(lambda ts, c=command: msgspec.structs.replace(c, ts=ts))
+    if resealed:
+        banner.append(
+            f"sealed the plaintext HMAC secrets of {len(resealed)} participants recovered "
+            "from older data (older journal files and snapshots still hold them)"
+        )
     if not options.production:
-        import msgspec
-
         deposits, lines = demo_deposits(venue)
         if last_seq == 0:
             for deposit in deposits:
@@ -275,7 +390,7 @@ async def serve(
         if admin_key is None:
             admin_key = secrets.token_urlsafe(18)
             banner.append(f"  admin key (auth.admin): {admin_key}")
-    gateway = Gateway(venue, admin_key=admin_key, limits=options.limits)
+    gateway = Gateway(venue, admin_key=admin_key, limits=options.limits, secret_box=box)
     venue.start()
     # What startup built (the recovered state, modules, tables) lives as long as the
     # process: moved out of the collector's generations, a full collection no longer walks
@@ -297,6 +412,7 @@ async def serve(
             transport=options.transport,
             started=bound,
             stop=stop,
+            ssl=tls,
         )
     )
     await asyncio.wait({bound, server}, return_when=asyncio.FIRST_COMPLETED)
@@ -312,7 +428,8 @@ async def serve(
         print(f"markets: {', '.join(venue.markets)}")
         for line in banner:
             print(line)
-    print(f"alatau: listening on ws://{host}:{port}", flush=True)
+    scheme = "ws" if tls is None else "wss"
+    print(f"alatau: listening on {scheme}://{host}:{port}", flush=True)
     if started is not None and not started.done():
         started.set_result((host, port))
     await server
@@ -320,6 +437,21 @@ async def serve(
     if storage is not None:
         storage.close()
     return 0
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context for ``--tls-cert``/``--tls-key`` (None: plain ws://)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("--tls-cert and --tls-key go together: give both, or neither")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate {cert} and key {key}: {exc}") from None
+    return context
 
 
 def run_serve(args: argparse.Namespace) -> int:

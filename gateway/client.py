@@ -12,9 +12,11 @@ Usage::
     from decimal import Decimal
     from gateway.client import ApiError, Client
 
+    BOB_PRIVATE_KEY = "f55796f2..."  # the demo key `alatau serve` prints for bob
+
     async def main() -> None:
         async with Client("ws://127.0.0.1:8765") as client:
-            await client.login("demo-bob-key", "demo-bob-secret")
+            await client.login("demo-bob-key", private_key=BOB_PRIVATE_KEY)  # Ed25519
             async with client.orders() as orders, client.local_book("BTC-KZT") as book:
                 print("best bid", book.best_bid(), "best ask", book.best_ask())
                 try:
@@ -49,6 +51,12 @@ Errors, one base for the package's own exceptions::
                           ``reason`` of the websocket close (1008: disconnected as a slow
                           reader)
 
+Login takes either kind of key: ``login(api_key, private_key=...)`` for an Ed25519 key (its
+32 raw bytes as 64 hex characters, or a ``cryptography`` ``Ed25519PrivateKey``), or
+``login(api_key, api_secret)`` for an HMAC secret.  For ``wss://``, pass ``ssl=`` (an
+``ssl.SSLContext``) to ``Client``; for a server with a self-signed certificate, trust that
+certificate: ``ssl.create_default_context(cafile="cert.pem")``.
+
 Misuse raises the built-in exceptions: ``TypeError`` for a float price, ``ValueError``
 for a ``NaN`` or a book message of another market.
 """
@@ -69,7 +77,7 @@ from sortedcontainers import SortedDict
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .auth import sign
+from .auth import sign, sign_ed25519
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -88,6 +96,18 @@ DEFAULT_MAX_QUEUE = 10_000
 """Messages a ``Stream`` keeps for its consumer before it drops the oldest."""
 
 _END = object()  # queued after the last message of a stream
+
+_last_login_ts = 0
+
+
+def _login_timestamp() -> int:
+    """Now in ms, but never the same twice in this process: the server refuses a login
+    frame it has seen (replay), and two logins with one key in one millisecond would sign
+    the same message."""
+    global _last_login_ts
+    _last_login_ts = max(time.time_ns() // 1_000_000, _last_login_ts + 1)
+    return _last_login_ts
+
 
 Number = str | int | decimal.Decimal
 Message = dict[str, Any]
@@ -332,7 +352,7 @@ class Client:
     ::
 
         async with Client("ws://127.0.0.1:8765") as client:   # or: await Client.connect(url)
-            await client.login(api_key, api_secret)
+            await client.login(api_key, private_key=private_key)  # or: login(api_key, secret)
             order = await client.place("USDT-KZT", "buy", "10", "514.50", post_only=True)
 
     Every call raises ``ApiError`` when the server answers ``ok: false`` and
@@ -509,16 +529,30 @@ class Client:
 
     # -- session and account
 
-    async def login(self, api_key: str, api_secret: str, *, timestamp: int | None = None) -> Any:
-        """``auth.login``: sign ``f"{timestamp}{api_key}"`` with the secret (HMAC-SHA256).
+    async def login(
+        self,
+        api_key: str,
+        api_secret: str | None = None,
+        *,
+        private_key: Any = None,
+        timestamp: int | None = None,
+    ) -> Any:
+        """``auth.login``: sign ``f"{timestamp}{api_key}"`` with the key's credential, one of
+        ``private_key`` (Ed25519: 64 hex characters or an ``Ed25519PrivateKey``) or
+        ``api_secret`` (HMAC-SHA256).
 
-        ``timestamp`` in ms since the epoch (default: now); returns
-        ``{"participant", "category", "permissions"}``.
+        ``timestamp`` in ms since the epoch (default: now, never the same twice in this
+        process); returns ``{"participant", "category", "permissions"}``.
         """
-        ts = time.time_ns() // 1_000_000 if timestamp is None else timestamp
+        if (api_secret is None) == (private_key is None):
+            raise TypeError("login needs exactly one of api_secret (HMAC) or private_key (Ed25519)")
+        ts = _login_timestamp() if timestamp is None else timestamp
+        if private_key is not None:
+            signature = sign_ed25519(private_key, api_key, ts)
+        else:
+            signature = sign(api_secret, api_key, ts)
         result = await self.call(
-            "auth.login",
-            {"api_key": api_key, "timestamp": ts, "signature": sign(api_secret, api_key, ts)},
+            "auth.login", {"api_key": api_key, "timestamp": ts, "signature": signature}
         )
         self.participant = result.get("participant")
         return result

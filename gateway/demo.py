@@ -23,20 +23,20 @@ import random
 import signal
 from decimal import Decimal
 
-from .app import ServeOptions, serve
+from .app import DEMO_PRIVATE_KEYS, ServeOptions, serve
 from .client import ApiError, Client
 
+# name -> (api_key, Ed25519 private key): the demo venue's published keys
 BOTS = {
-    "mm1": ("demo-mm1-key", "demo-mm1-secret"),
-    "bob": ("demo-bob-key", "demo-bob-secret"),
-    "alice": ("demo-alice-key", "demo-alice-secret"),
+    name: (f"demo-{name}-key", DEMO_PRIVATE_KEYS[f"demo-{name}-key"])
+    for name in ("mm1", "bob", "alice")
 }
 
 
 async def market_maker(url: str, market: str, tick: Decimal, stop: asyncio.Event) -> None:
-    key, secret = BOTS["mm1"]
+    key, private_key = BOTS["mm1"]
     async with Client(url) as client:
-        await client.login(key, secret)
+        await client.login(key, private_key=private_key)
         await client.cancel_on_disconnect(True)
         info = next(m for m in await client.markets() if m["symbol"] == market)
         reference = Decimal(info["reference_price"])
@@ -64,10 +64,10 @@ async def market_maker(url: str, market: str, tick: Decimal, stop: asyncio.Event
 
 
 async def taker(name: str, url: str, market: str, tick: Decimal, stop: asyncio.Event) -> None:
-    key, secret = BOTS[name]
+    key, private_key = BOTS[name]
     rnd = random.Random(name)
     async with Client(url) as client:
-        await client.login(key, secret)
+        await client.login(key, private_key=private_key)
         info = next(m for m in await client.markets() if m["symbol"] == market)
         reference = Decimal(info["reference_price"])
         while not stop.is_set():

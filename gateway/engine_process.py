@@ -153,10 +153,17 @@ def venue_config(exchange: Exchange) -> VenueConfig:
 def run_engine(sock: socket.socket, options: dict[str, Any]) -> int:
     """The engine's loop: recover, say hello, then answer batches until the gateway closes."""
     from .app import ServeOptions, build_exchange
+    from .sealing import SECRETS_KEY_ENV, SecretBox
     from .storage import Storage
 
+    # The gateway hands over its secrets key in the environment (not the command line,
+    # which others can read); the venue file's HMAC secrets are sealed with it.
+    key_hex = os.environ.pop(SECRETS_KEY_ENV, None)
     serve_options = ServeOptions(
-        venue_file=options.get("venue_file"), markets_file=options.get("markets_file")
+        venue_file=options.get("venue_file"),
+        markets_file=options.get("markets_file"),
+        production=options.get("production", False),
+        secret_box=SecretBox(bytes.fromhex(key_hex)) if key_hex else None,
     )
     storage = None
     if options.get("data_dir") is None:
@@ -431,7 +438,13 @@ async def start_engine_process(options: Any) -> RemoteVenue:
         "snapshot_every": options.snapshot_every,
         "venue_file": options.venue_file,
         "markets_file": options.markets_file,
+        "production": options.production,
     }
+    env = dict(os.environ)
+    if options.secret_box is not None:
+        from .sealing import SECRETS_KEY_ENV
+
+        env[SECRETS_KEY_ENV] = options.secret_box.key_hex()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -441,6 +454,7 @@ async def start_engine_process(options: Any) -> RemoteVenue:
         "--options",
         json.dumps(settings),
         pass_fds=(engine_end.fileno(),),
+        env=env,
     )
     engine_end.close()
     loop = asyncio.get_running_loop()

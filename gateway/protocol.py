@@ -36,7 +36,10 @@ class NoParams(_Params):
 class LoginParams(_Params):
     api_key: Annotated[str, Meta(min_length=1, max_length=128)]
     timestamp: int  # ms since the epoch, must be within the server's window
-    signature: Annotated[str, Meta(min_length=64, max_length=64)]  # hex HMAC-SHA256
+    # hex: 64 characters (HMAC-SHA256) or 128 (Ed25519); gateway.auth checks which applies
+    signature: Annotated[
+        str, Meta(min_length=64, max_length=128, pattern=r"^(?:[0-9a-fA-F]{64}){1,2}$")
+    ]
 
 
 class AdminLoginParams(_Params):

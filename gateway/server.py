@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 from collections import deque
+from ssl import SSLContext
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -138,16 +139,18 @@ async def run_server(
     transport: str | None = None,
     started: asyncio.Future | None = None,
     stop: asyncio.Event | None = None,
+    ssl: SSLContext | None = None,
 ) -> None:
     """Serve on ``transport`` (default: ``$ALATAU_TRANSPORT`` or ``DEFAULT_TRANSPORT``)
-    until ``stop`` is set (or forever); ``started`` gets the bound (host, port)."""
+    until ``stop`` is set (or forever); ``started`` gets the bound (host, port).  With
+    ``ssl`` (a server ``SSLContext``), both transports serve ``wss://``."""
     transport = transport or os.environ.get("ALATAU_TRANSPORT") or DEFAULT_TRANSPORT
     if transport == "picows":
         from .server_picows import run_picows_server
 
-        await run_picows_server(gateway, host, port, started=started, stop=stop)
+        await run_picows_server(gateway, host, port, started=started, stop=stop, ssl=ssl)
     elif transport == "websockets":
-        await run_websockets_server(gateway, host, port, started=started, stop=stop)
+        await run_websockets_server(gateway, host, port, started=started, stop=stop, ssl=ssl)
     else:
         raise ValueError(f"transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
 
@@ -159,6 +162,7 @@ async def run_websockets_server(
     *,
     started: asyncio.Future | None = None,
     stop: asyncio.Event | None = None,
+    ssl: SSLContext | None = None,
 ) -> None:
     """The ``websockets`` transport (see ``run_server``)."""
 
@@ -174,6 +178,7 @@ async def run_websockets_server(
         ping_timeout=PING_TIMEOUT_S,
         close_timeout=CLOSE_TIMEOUT_S,
         compression=None,
+        ssl=ssl,
     ) as server:
         bound = server.sockets[0].getsockname()[:2]
         if started is not None and not started.done():

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from ssl import SSLContext
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
@@ -222,8 +223,10 @@ async def run_picows_server(
     *,
     started: asyncio.Future | None = None,
     stop: asyncio.Event | None = None,
+    ssl: SSLContext | None = None,
 ) -> None:
-    """Serve until ``stop`` is set (or forever); ``started`` gets the bound (host, port)."""
+    """Serve until ``stop`` is set (or forever); ``started`` gets the bound (host, port).
+    ``ssl``: serve ``wss://`` (picows passes it to ``loop.create_server``)."""
     flusher = OutputFlusher()
     server = await ws_create_server(
         lambda request: PicowsConnection(gateway, flusher),
@@ -233,6 +236,7 @@ async def run_picows_server(
         auto_ping_idle_timeout=PING_IDLE_S,
         auto_ping_reply_timeout=PING_REPLY_S,
         max_frame_size=MAX_FRAME_BYTES,
+        ssl=ssl,
     )
     try:
         bound = server.sockets[0].getsockname()[:2]

@@ -38,10 +38,18 @@ from engine.reports import AdminApplied, CommandRejected, FillReport, OrderRepor
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 
 from . import protocol
-from .auth import admin_key_matches, verify_signature
+from .auth import (
+    ReplayGuard,
+    admin_key_matches,
+    check_public_key,
+    check_window,
+    verify_ed25519,
+    verify_hmac,
+)
 from .protocol import PUBLIC_METHODS, WireError
 from .queries import BalancesQuery, OpenOrdersQuery
 from .ratelimit import TokenBucket
+from .sealing import SealError, SecretBox
 from .venue import STOPPED, Venue
 from .views import OrderResult, balance_view, market_view, order_result, order_view, units_of
 
@@ -105,6 +113,7 @@ class Gateway:
         admin_key: str | None,
         limits: Limits | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        secret_box: SecretBox | None = None,
     ) -> None:
         self.venue = venue
         self.admin_key = admin_key
@@ -112,6 +121,43 @@ class Gateway:
         self.monotonic = monotonic
         self.sessions: set[Session] = set()
         self._participant_buckets: dict[str, TokenBucket] = {}
+        # Seals HMAC secrets before they are sequenced, opens them at login (gateway.sealing)
+        self.secret_box = secret_box or SecretBox.random()
+        self.replay_guard = ReplayGuard(lambda: self.limits.login_window_ms)
+        self._warned_plaintext: set[str] = set()
+
+    def check_login(
+        self, participant: Any, params: protocol.LoginParams, now_ms: int
+    ) -> str | None:
+        """None if ``params`` log in as ``participant``, else the reason (never raises)."""
+        reason = check_window(params.timestamp, now_ms, self.limits.login_window_ms)
+        if reason is not None:
+            return reason
+        if participant.api_public_key is not None:
+            reason = verify_ed25519(
+                participant.api_public_key, params.api_key, params.timestamp, params.signature
+            )
+        else:
+            secret = participant.api_secret
+            if participant.api_secret_sealed is not None:
+                try:
+                    secret = self.secret_box.open(params.api_key, participant.api_secret_sealed)
+                except SealError as exc:
+                    log.error("cannot open the HMAC secret of %s: %s", params.api_key, exc)
+                    return "the server cannot check this key's secret (see the server's log)"
+            elif secret is not None and participant.participant_id not in self._warned_plaintext:
+                self._warned_plaintext.add(participant.participant_id)
+                log.warning(
+                    "participant %s has a plaintext api_secret (from data written before "
+                    "secrets were sealed); it is sealed again at the next start",
+                    participant.participant_id,
+                )
+            if secret is None:
+                return "this api_key has no credential"
+            reason = verify_hmac(secret, params.api_key, params.timestamp, params.signature)
+        if reason is not None:
+            return reason
+        return self.replay_guard.check_and_remember(params.api_key, params.timestamp, now_ms)
 
     def participant_bucket(self, participant_id: str) -> TokenBucket:
         bucket = self._participant_buckets.get(participant_id)
@@ -258,15 +304,8 @@ class Session:
         registry = self.venue.registry
         participant = registry.participant_by_api_key(params.api_key)
         reason = "unknown api_key"
-        if participant is not None and participant.api_secret:
-            reason = verify_signature(
-                participant.api_secret,
-                params.api_key,
-                params.timestamp,
-                params.signature,
-                self.venue.now_ms(),
-                self.gateway.limits.login_window_ms,
-            )
+        if participant is not None:
+            reason = self.gateway.check_login(participant, params, self.venue.now_ms())
         if participant is None or reason is not None:
             raise WireError("AUTH_FAILED", f"login refused: {reason}", request.id)
         if self.participant_id not in (None, participant.participant_id):
@@ -720,6 +759,12 @@ class Session:
             record = participant_from_mapping(request.params, "params")
         except ConfigError as exc:
             raise WireError("INVALID_PARAMS", str(exc), request.id) from None
+        if record.api_public_key is not None:
+            problem = check_public_key(record.api_public_key)
+            if problem is not None:
+                raise WireError("INVALID_PARAMS", f"params: {problem}", request.id)
+        # The plaintext HMAC secret goes no further than this: the command carries it sealed.
+        record = self.gateway.secret_box.seal_participant(record)
         try:
             self.venue.registry.with_participant(record)
         except ConfigError as exc:

@@ -33,8 +33,14 @@ from websockets.asyncio.client import ClientConnection
 
 from engine.exchange import Exchange
 from engine.types import Side
-from gateway.app import ServeOptions, build_exchange, fund_demo_participants, serve
-from gateway.auth import sign
+from gateway.app import (
+    DEMO_PRIVATE_KEYS,
+    ServeOptions,
+    build_exchange,
+    fund_demo_participants,
+    serve,
+)
+from gateway.auth import sign_ed25519
 from gateway.server import run_server
 from gateway.session import Gateway, Limits
 from gateway.venue import Venue
@@ -44,13 +50,21 @@ HOST = "127.0.0.1"
 TEST_TIMEOUT_S = 30.0
 WAIT_TIMEOUT_S = 10.0
 
-# The demo venue's participants (engine/licensing/venue.toml): name -> (api_key, api_secret).
+# The demo venue's participants (engine/licensing/venue.toml): name -> (api_key, Ed25519
+# private key as hex).
 KEYS = {
-    "bob": ("demo-bob-key", "demo-bob-secret"),
-    "mm1": ("demo-mm1-key", "demo-mm1-secret"),
-    "alice": ("demo-alice-key", "demo-alice-secret"),
-    "broker1": ("demo-broker1-key", "demo-broker1-secret"),
+    name: (f"demo-{name}-key", DEMO_PRIVATE_KEYS[f"demo-{name}-key"])
+    for name in ("bob", "mm1", "alice", "broker1")
 }
+_last_timestamp = 0
+
+
+def fresh_timestamp() -> int:
+    """Now in ms, never twice the same: the server refuses a replayed login frame."""
+    global _last_timestamp
+    _last_timestamp = max(int(time.time() * 1000), _last_timestamp + 1)
+    return _last_timestamp
+
 
 T = TypeVar("T")
 
@@ -68,14 +82,17 @@ def async_test(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     return wrapper
 
 
-def login_params(name: str, *, timestamp: int | None = None, secret: str | None = None) -> dict:
-    """``auth.login`` params for a demo participant, signed with its secret (or ``secret``)."""
-    api_key, api_secret = KEYS[name]
-    ts = int(time.time() * 1000) if timestamp is None else timestamp
+def login_params(
+    name: str, *, timestamp: int | None = None, private_key: str | None = None
+) -> dict:
+    """``auth.login`` params for a demo participant, signed with its Ed25519 private key (or
+    ``private_key``)."""
+    api_key, own_key = KEYS[name]
+    ts = fresh_timestamp() if timestamp is None else timestamp
     return {
         "api_key": api_key,
         "timestamp": ts,
-        "signature": sign(secret or api_secret, api_key, ts),
+        "signature": sign_ed25519(private_key or own_key, api_key, ts),
     }
 
 

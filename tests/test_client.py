@@ -43,9 +43,10 @@ from gateway.session import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key"
-BOB = ("demo-bob-key", "demo-bob-secret")
-BROKER = ("demo-broker1-key", "demo-broker1-secret")
-MM1 = ("demo-mm1-key", "demo-mm1-secret")
+# (api_key, Ed25519 private key) of demo participants
+BOB = ("demo-bob-key", app.DEMO_PRIVATE_KEYS["demo-bob-key"])
+BROKER = ("demo-broker1-key", app.DEMO_PRIVATE_KEYS["demo-broker1-key"])
+MM1 = ("demo-mm1-key", app.DEMO_PRIVATE_KEYS["demo-mm1-key"])
 TIMEOUT = 20.0  # seconds: a safety net against hanging, never an assertion
 
 
@@ -140,7 +141,7 @@ def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 async def logged_in(url: str, credentials: tuple[str, str]) -> Client:
     client = await Client.connect(url)
-    await client.login(*credentials)
+    await client.login(credentials[0], private_key=credentials[1])
     return client
 
 
@@ -168,7 +169,7 @@ def test_login_and_session_calls(server: Server) -> None:
 
     async def scenario() -> None:
         async with Client(server.url) as client:
-            login = await client.login(*BOB)
+            login = await client.login(BOB[0], private_key=BOB[1])
             assert login["participant"] == client.participant == "bob"
             assert (await client.ping())["pong"] is True
             markets = {m["symbol"]: m for m in await client.markets()}
@@ -285,9 +286,11 @@ def test_api_errors_carry_the_stable_code(server: Server) -> None:
             assert await code_of(client.place("BTC-KZT", "buy", "0.001", "1")) == (
                 "UNAUTHENTICATED"
             )
-            assert await code_of(client.login(BOB[0], "not-the-secret")) == "AUTH_FAILED"
+            wrong = client.login(BOB[0], private_key=MM1[1])
+            assert await code_of(wrong) == "AUTH_FAILED"
+            assert await code_of(client.login(BOB[0], "an-hmac-secret")) == "AUTH_FAILED"
             assert await code_of(client.call("no.such.method")) == "UNKNOWN_METHOD"
-            await client.login(*BOB)
+            await client.login(BOB[0], private_key=BOB[1])
             place = client.place
             assert await code_of(place("BTC-KZT", "buy", "0.001", "45000000.5")) == ("INVALID_TICK")
             assert await code_of(place("BTC-KZT", "buy", "1e-3", "45000000")) == ("INVALID_NUMBER")
@@ -578,7 +581,7 @@ def bot_command(url: str, *extra: str) -> list[str]:
         url,
         "--api-key",
         MM1[0],
-        "--api-secret",
+        "--private-key",
         MM1[1],
         "--requote-interval",
         "0.5",

@@ -30,17 +30,13 @@ from engine.commands import PlaceOrder
 from engine.licensing import load_chain
 from engine.reports import BalanceReport, FillReport
 from engine.state import digest
-from gateway.app import ServeOptions, build_exchange
-from gateway.auth import sign
+from gateway.app import DEMO_PRIVATE_KEYS, ServeOptions, build_exchange
+from gateway.auth import sign_ed25519
 from gateway.journal import scan
 from gateway.storage import Storage, list_segments
 
 PARTICIPANT_OF_KEY = {"demo-bob-key": "bob", "demo-mm1-key": "mm1", "demo-broker1-key": "broker1"}
-CLIENTS = [
-    ("demo-bob-key", "demo-bob-secret"),
-    ("demo-mm1-key", "demo-mm1-secret"),
-    ("demo-broker1-key", "demo-broker1-secret"),
-]
+CLIENTS = [(key, DEMO_PRIVATE_KEYS[key]) for key in PARTICIPANT_OF_KEY]
 ROUNDS = 3
 
 
@@ -92,7 +88,7 @@ async def client_flow(url: str, key: str, secret: str, tag: str, seed: int, acke
                         "params": {
                             "api_key": key,
                             "timestamp": ts,
-                            "signature": sign(secret, key, ts),
+                            "signature": sign_ed25519(secret, key, ts),
                         },
                     }
                 )

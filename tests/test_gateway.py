@@ -27,6 +27,7 @@ from gateway.session import Limits
 
 from .gateway_harness import (
     ADMIN_KEY,
+    KEYS,
     Client,
     RunningVenue,
     async_test,
@@ -896,7 +897,7 @@ async def _not_admin(v: RunningVenue) -> tuple[Client, dict]:
 @case("AUTH_FAILED: bad signature")
 async def _bad_signature(v: RunningVenue) -> tuple[Client, dict]:
     client = await v.connect()
-    error = await client.error("auth.login", login_params("bob", secret="demo-mm1-secret"))
+    error = await client.error("auth.login", login_params("bob", private_key=KEYS["mm1"][1]))
     # still not logged in
     assert (await client.error("orders.open"))["code"] == "UNAUTHENTICATED"
     return client, error

@@ -6,8 +6,8 @@ import asyncio
 import datetime
 import json
 
-from gateway.app import ServeOptions, build_exchange, fund_demo_participants
-from gateway.auth import sign
+from gateway.app import DEMO_PRIVATE_KEYS, ServeOptions, build_exchange, fund_demo_participants
+from gateway.auth import sign_ed25519
 from gateway.session import Gateway
 from gateway.venue import Venue
 
@@ -49,7 +49,9 @@ def test_order_after_licence_expiry_is_refused_not_confused_with_swept_orders():
             {
                 "api_key": "demo-mm1-key",
                 "timestamp": now[0],
-                "signature": sign("demo-mm1-secret", "demo-mm1-key", now[0]),
+                "signature": sign_ed25519(
+                    DEMO_PRIVATE_KEYS["demo-mm1-key"], "demo-mm1-key", now[0]
+                ),
             },
         )
         send(

@@ -9,6 +9,7 @@ rules are checked exactly, without sockets or sleeps.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from engine.commands import PlaceOrder
 from engine.types import OrderType, Side, TimeInForce
 from gateway.app import ServeOptions, build_exchange, fund_demo_participants
-from gateway.auth import sign
+from gateway.auth import generate_ed25519_key, sign, sign_ed25519
 from gateway.session import CLOSE_POLICY, Gateway, Limits, Session
 from gateway.venue import Venue
 
@@ -109,12 +110,19 @@ class Rig:
         self.venue.publish(reports)
 
 
-def login(name: str, timestamp: int = NOW_MS) -> dict:
-    api_key, secret = KEYS[name]
+_login_count = itertools.count(1)
+
+
+def login(name: str, timestamp: int | None = None) -> dict:
+    """Login params for a demo participant; each call a timestamp of its own (the server
+    refuses a replayed login frame)."""
+    api_key, private_key = KEYS[name]
+    if timestamp is None:
+        timestamp = NOW_MS - next(_login_count) % 20_000
     return {
         "api_key": api_key,
         "timestamp": timestamp,
-        "signature": sign(secret, api_key, timestamp),
+        "signature": sign_ed25519(private_key, api_key, timestamp),
     }
 
 
@@ -264,9 +272,139 @@ def test_login_failures() -> None:
     # a key whose participant is another one's: the signature is checked with the right secret
     crossed = dict(login("mm1"), api_key=KEYS["bob"][0])
     assert request(session, connection, "auth.login", crossed)["error"]["code"] == "AUTH_FAILED"
-    upper = dict(login("bob"), signature=login("bob")["signature"].upper())
+    params = login("bob")
+    upper = dict(params, signature=params["signature"].upper())
     assert request(session, connection, "auth.login", upper)["ok"] is True
     assert session.participant_id == "bob"
+
+
+def test_a_replayed_login_frame_is_refused() -> None:
+    """The same login frame on a second connection, within the window, is refused; a fresh
+    timestamp logs in; the hex in another case is the same frame."""
+    rig = Rig()
+    params = login("bob")
+    first, first_connection = rig.open()
+    assert request(first, first_connection, "auth.login", params)["ok"] is True
+    for replay in (params, dict(params, signature=params["signature"].upper())):
+        second, second_connection = rig.open()
+        answer = request(second, second_connection, "auth.login", replay)
+        assert answer["error"]["code"] == "AUTH_FAILED"
+        assert "replayed" in answer["error"]["message"]
+        assert second.participant_id is None
+    third, third_connection = rig.open()
+    assert request(third, third_connection, "auth.login", login("bob"))["ok"] is True
+    # another key's login at the same millisecond is not a replay
+    mm1, mm1_connection = rig.open()
+    same_ms = login("mm1", params["timestamp"])
+    assert request(mm1, mm1_connection, "auth.login", same_ms)["ok"] is True
+
+
+def test_a_failed_login_is_not_remembered() -> None:
+    """Only good logins enter the replay memory: a bad signature at a timestamp does not
+    spend it."""
+    rig = Rig()
+    params = login("bob")
+    session, connection = rig.open()
+    wrong = dict(params, signature="1" * 128)
+    assert request(session, connection, "auth.login", wrong)["error"]["code"] == "AUTH_FAILED"
+    assert request(session, connection, "auth.login", params)["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("signature", "code"),
+    [
+        ("0" * 64, "AUTH_FAILED"),  # an HMAC-length signature for an Ed25519 key
+        ("0" * 128, "AUTH_FAILED"),
+        ("f" * 128, "AUTH_FAILED"),
+        ("g" * 128, "INVALID_PARAMS"),  # not hex
+        ("0" * 96, "INVALID_PARAMS"),
+        ("0" * 63, "INVALID_PARAMS"),
+        ("0" * 130, "INVALID_PARAMS"),
+        ("é" * 64, "INVALID_PARAMS"),
+        ("0" * 127 + "\u0000", "INVALID_PARAMS"),
+    ],
+)
+def test_garbage_signatures_are_refused_cleanly(signature: str, code: str) -> None:
+    rig = Rig()
+    session, connection = rig.open()
+    answer = request(session, connection, "auth.login", dict(login("bob"), signature=signature))
+    assert answer["error"]["code"] == code, answer
+    assert session.participant_id is None
+
+
+def _register(rig: Rig, admin: Session, connection: FakeConnection, **credential: str) -> dict:
+    params = {
+        "participant_id": "carol",
+        "category": "PROFESSIONAL",
+        "residency": "KZ",
+        "kyc_level": 3,
+        "api_key": "carol-key-1",
+        **credential,
+    }
+    admin.on_frame(json.dumps({"id": 9, "method": "admin.participant", "params": params}))
+    return params
+
+
+@async_test
+async def test_an_hmac_secret_is_sealed_before_it_is_sequenced() -> None:
+    """admin.participant with an api_secret: the command the engine gets carries only the
+    sealed secret, and the key logs in with HMAC."""
+    rig = Rig()
+    rig.venue.start()
+    try:
+        admin, admin_connection = rig.open()
+        request(admin, admin_connection, "auth.admin", {"admin_key": ADMIN_KEY})
+        _register(rig, admin, admin_connection, api_secret="carol-s3cret-value")
+        for _ in range(100):
+            await asyncio.sleep(0.005)
+            if rig.exchange.registry.participant("carol") is not None:
+                break
+        carol = rig.exchange.registry.participant("carol")
+        assert carol is not None and carol.api_secret is None
+        assert carol.api_secret_sealed and "carol-s3cret-value" not in carol.api_secret_sealed
+        assert "carol-s3cret-value" not in repr(rig.exchange.registry.participants)
+        session, connection = rig.open()
+        good = {
+            "api_key": "carol-key-1",
+            "timestamp": NOW_MS,
+            "signature": sign("carol-s3cret-value", "carol-key-1", NOW_MS),
+        }
+        wrong = dict(good, signature=sign("another-secret", "carol-key-1", NOW_MS))
+        assert request(session, connection, "auth.login", wrong)["error"]["code"] == "AUTH_FAILED"
+        long = dict(good, signature=sign_ed25519(KEYS["bob"][1], "carol-key-1", NOW_MS))
+        assert request(session, connection, "auth.login", long)["error"]["code"] == "AUTH_FAILED"
+        assert request(session, connection, "auth.login", good)["ok"] is True
+        assert session.participant_id == "carol"
+    finally:
+        await rig.venue.stop()
+
+
+@async_test
+async def test_admin_participant_takes_an_ed25519_public_key() -> None:
+    rig = Rig()
+    rig.venue.start()
+    try:
+        admin, admin_connection = rig.open()
+        request(admin, admin_connection, "auth.admin", {"admin_key": ADMIN_KEY})
+        private_key, public_key = generate_ed25519_key()
+        _register(rig, admin, admin_connection, api_public_key="00" * 32 + "zz")
+        answer = json.loads(admin_connection.frames.pop())
+        assert answer["error"]["code"] == "INVALID_PARAMS"
+        _register(rig, admin, admin_connection, api_public_key=public_key)
+        for _ in range(100):
+            await asyncio.sleep(0.005)
+            if rig.exchange.registry.participant("carol") is not None:
+                break
+        session, connection = rig.open()
+        params = {
+            "api_key": "carol-key-1",
+            "timestamp": NOW_MS,
+            "signature": sign_ed25519(private_key, "carol-key-1", NOW_MS),
+        }
+        assert request(session, connection, "auth.login", params)["ok"] is True
+        assert session.participant_id == "carol"
+    finally:
+        await rig.venue.stop()
 
 
 def test_admin_login_needs_a_server_key() -> None:

@@ -63,10 +63,49 @@ def test_the_shipped_participants_are_the_demo_cast() -> None:
 
 def test_secrets_are_masked_in_repr() -> None:
     """A participant's repr shows its api key but never its secret."""
-    alice = load_registry().participant("alice")
-    assert alice is not None
-    assert "demo-alice-secret" not in repr(alice)
-    assert "api_secret='***'" in repr(alice)
+    carol = _participant(api_key="carol-key-1", api_secret="carol-s3cret")
+    assert "carol-s3cret" not in repr(carol)
+    assert "api_secret='***'" in repr(carol)
+
+
+def test_the_demo_participants_have_ed25519_public_keys() -> None:
+    """The shipped venue registers public keys only: no secret in the file."""
+    for participant in load_registry().participants.values():
+        assert participant.api_secret is None and participant.api_secret_sealed is None
+        assert participant.api_public_key is not None and len(participant.api_public_key) == 64
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"api_key": "carol-key-1"}, "api_key needs exactly one credential"),
+        (
+            {"api_key": "carol-key-1", "api_secret": "carol-s3cret", "api_public_key": "a" * 64},
+            "api_key needs exactly one credential",
+        ),
+        ({"api_public_key": "a" * 64}, "a credential without an api_key"),
+        ({"api_key": "carol-key-1", "api_public_key": "A" * 64}, "64 hex characters"),
+        ({"api_key": "carol-key-1", "api_public_key": "ab" * 16}, "64 hex characters"),
+        ({"api_key": "carol-key-1", "api_secret_sealed": ""}, "must be a non-empty string"),
+    ],
+)
+def test_participant_credentials(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _participant(**changes)
+
+
+def test_participant_from_mapping_takes_a_public_key_in_either_case() -> None:
+    record = participant_from_mapping(
+        {
+            "participant_id": "dave",
+            "category": "RETAIL",
+            "residency": "KZ",
+            "kyc_level": 1,
+            "api_key": "dave-key-1",
+            "api_public_key": "AB" * 32,
+        }
+    )
+    assert record.api_public_key == "ab" * 32
 
 
 # -- licences ---------------------------------------------------------------------------------
@@ -172,7 +211,7 @@ def test_each_category_has_its_activity() -> None:
         ({"category": "BROKER"}, "a BROKER trades under its own licence: set license_id"),
         ({"license_id": "L1"}, "a RETAIL client trades under the venue's licence"),
         ({"api_key": "short", "api_secret": "long-enough"}, "api_key must be a string of"),
-        ({"api_key": "long-enough"}, "api_key and api_secret go together"),
+        ({"api_key": "long-enough"}, "api_key needs exactly one credential"),
         ({"limits": {"max_open_orders": 1}}, "limits must be a ParticipantLimits"),
         ({"participant_id": ""}, "participant_id ''"),
     ],

@@ -83,6 +83,8 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _SYMBOL = re.compile(r"[A-Z0-9]{2,10}-[A-Z0-9]{2,10}")
+_PUBLIC_KEY = re.compile(r"[0-9a-f]{64}")
+MAX_SEALED_SECRET = 1024
 
 
 def activity_for(category: str) -> str:
@@ -230,7 +232,18 @@ class Participant(msgspec.Struct, frozen=True, kw_only=True):
 
     Market makers and brokers trade under their own licence (``license_id`` required);
     retail and professional clients trade under the venue's licence (``license_id`` must be
-    None).  ``api_key`` / ``api_secret`` authenticate its sessions (``auth.login``).
+    None).
+
+    ``api_key`` and exactly one credential authenticate its sessions (``auth.login``):
+
+    * ``api_public_key``: an Ed25519 public key, the 32 raw bytes as 64 lowercase hex
+      characters (the recommended kind: nothing secret is stored);
+    * ``api_secret_sealed``: an HMAC secret sealed (encrypted) by the gateway under the
+      server's secrets key, opaque to the engine (``gateway.sealing``);
+    * ``api_secret``: an HMAC secret in plaintext.  Only an *input* form (a venue file, an
+      ``admin.participant`` request): the gateway seals it before the record reaches the
+      engine, so journals and snapshots never hold it.  A registry recovered from data
+      written before sealing existed may still hold one (see docs/operations.md).
     """
 
     participant_id: str
@@ -242,6 +255,8 @@ class Participant(msgspec.Struct, frozen=True, kw_only=True):
     license_id: str | None = None
     api_key: str | None = None
     api_secret: str | None = None
+    api_public_key: str | None = None
+    api_secret_sealed: str | None = None
     limits: ParticipantLimits = msgspec.field(default_factory=ParticipantLimits)
 
     def __post_init__(self) -> None:
@@ -272,8 +287,30 @@ class Participant(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, str) or len(value) < 8):
                 raise ConfigError(f"{where}: {field} must be a string of at least 8 characters")
-        if (self.api_key is None) != (self.api_secret is None):
-            raise ConfigError(f"{where}: api_key and api_secret go together")
+        if self.api_public_key is not None and (
+            not isinstance(self.api_public_key, str)
+            or _PUBLIC_KEY.fullmatch(self.api_public_key) is None
+        ):
+            raise ConfigError(
+                f"{where}: api_public_key must be an Ed25519 public key: 64 hex characters "
+                "(the 32 raw bytes)"
+            )
+        sealed = self.api_secret_sealed
+        if sealed is not None and (
+            not isinstance(sealed, str) or not sealed or len(sealed) > MAX_SEALED_SECRET
+        ):
+            raise ConfigError(f"{where}: api_secret_sealed must be a non-empty string")
+        credentials = sum(
+            value is not None
+            for value in (self.api_secret, self.api_public_key, self.api_secret_sealed)
+        )
+        if self.api_key is None and credentials:
+            raise ConfigError(f"{where}: a credential without an api_key")
+        if self.api_key is not None and credentials != 1:
+            raise ConfigError(
+                f"{where}: api_key needs exactly one credential: api_public_key (Ed25519, "
+                "recommended) or api_secret (HMAC)"
+            )
         if not isinstance(self.limits, ParticipantLimits):
             raise ConfigError(f"{where}: limits must be a ParticipantLimits")
 

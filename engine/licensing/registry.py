@@ -169,7 +169,15 @@ _LICENSE_REQUIRED = frozenset(("license_id", "regulator", "number", "valid_from"
 _LICENSE_OPTIONAL = frozenset(("activities", "markets", "status"))
 _PARTICIPANT_REQUIRED = frozenset(("participant_id", "category", "residency", "kyc_level"))
 _PARTICIPANT_OPTIONAL = frozenset(
-    ("status", "appropriateness_passed", "license_id", "api_key", "api_secret", "limits")
+    (
+        "status",
+        "appropriateness_passed",
+        "license_id",
+        "api_key",
+        "api_secret",
+        "api_public_key",
+        "limits",
+    )
 )
 _LIMIT_MONEY = frozenset(
     ("max_order_notional", "daily_notional", "retail_monthly_cap", "retail_monthly_cap_tested")
@@ -231,7 +239,10 @@ def participant_from_mapping(data: Mapping[str, Any], where: str = "participant"
         "license_id": cfg.optional_string(data, "license_id", where),
         "api_key": cfg.optional_string(data, "api_key", where),
         "api_secret": cfg.optional_string(data, "api_secret", where),
+        "api_public_key": cfg.optional_string(data, "api_public_key", where),
     }
+    if isinstance(fields["api_public_key"], str):
+        fields["api_public_key"] = fields["api_public_key"].lower()
     if "status" in data:
         fields["status"] = cfg.string(data, "status", where)
     if "appropriateness_passed" in data:
