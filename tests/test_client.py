@@ -665,3 +665,26 @@ def test_protocol_doc_covers_every_method_and_error_code() -> None:
     missing = [m for m in METHODS if f"`{m}`" not in text]
     missing += [c.code for c in all_codes() if f"`{c.code}`" not in text]
     assert not missing, missing
+
+
+def test_the_sdk_example_in_the_protocol_doc_runs_as_pasted(server: Server) -> None:
+    """The SDK example in docs/protocol.md is a whole program: pasted into a file and run
+    (against this test's server), it logs in, places its order and prints its state."""
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    section = doc[doc.index("## The Python SDK") :]
+    start = section.index("```python\n") + len("```python\n")
+    program = section[start : section.index("```\n", start)]
+    assert 'URL = "ws://127.0.0.1:8765"' in program
+    program = program.replace('URL = "ws://127.0.0.1:8765"', f'URL = "{server.url}"')
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    order_id, status = lines[1].split()
+    assert int(order_id) > 0 and status == "new"
+    assert "'type': 'order'" in lines[-1] and f"'order_id': {order_id}" in lines[-1]
