@@ -272,4 +272,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("picows").setLevel(logging.WARNING)  # it logs every connection at INFO
-    return uvloop.run(serve(options_from_args(args)))
+    from .journal import JournalCorrupt
+    from .storage import SALVAGE_HINT, DataDirInUse
+
+    try:
+        return uvloop.run(serve(options_from_args(args)))
+    except JournalCorrupt as exc:  # damage, or an earlier version's data: one line, no trace
+        hint = "" if exc.kind == "old format" else f"; {SALVAGE_HINT}"
+        print(f"alatau: cannot start: {exc}{hint}", file=sys.stderr, flush=True)
+        return 3
+    except DataDirInUse as exc:
+        print(f"alatau: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 3

@@ -4,7 +4,8 @@ A journal file (a *segment*, ``journal-<first seq>.log``) is a segment header, t
 *frame* per write, all little-endian::
 
     segment header (24 bytes): "ALTJRNL2" | u16 version (2) | u8 mode (1 fsync, 2 buffered)
-                               | u8 0 | u64 first seq | u32 crc32 of the 20 bytes before
+                               | u8 flags (1: preallocated) | u64 first seq
+                               | u32 crc32 of the 20 bytes before
     frame header (32 bytes):   FRAME_MARKER (4) | u32 payload length | u32 record count
                                | u64 first seq | u32 crc32 of the payload
                                | u32 crc32 of the 24 bytes before | FRAME_TAG (4)
@@ -61,7 +62,9 @@ does not follow.  A damaged frame is a *torn tail* (the write a crash interrupte
 acknowledged in ``fsync`` mode) only when both hold:
 
 (a) the damage is what a crash can do: either the frame is cut short by the end of the
-    file (its header valid, or the file ending inside the header), or some 512-byte
+    file (its header valid, or the file ending inside the header; not in an ``fsync``
+    segment whose header says it is preallocated: its size is always past its frames, so
+    only a truncation cuts it short), or some 512-byte
     sector's intersection with the frame's extent (with the header alone, when the header
     does not check) reads as all zeros: a sector that never reached the disk.  Non-zero
     garbage (a flipped bit, a bad length, a wrong seq behind a good checksum) is never a
@@ -105,7 +108,8 @@ MODE_NAMES = {code: name for name, code in MODE_CODES.items()}
 PREALLOCATE_BYTES = 16 << 20
 SECTOR = 512  # the smallest unit a crash can lose
 
-SEGMENT_HEADER = struct.Struct("<8sHBBQ")  # magic, version, mode, 0, first seq
+SEGMENT_HEADER = struct.Struct("<8sHBBQ")  # magic, version, mode, flags, first seq
+PREALLOCATED = 1  # flag: every write of the segment lands inside space already allocated
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size + 4  # + its crc32
 FRAME_MARKER = b"\xa7J2\xf1"  # every byte non-zero: see the rules in the docstring
 FRAME_TAG = b"\xe5\x9d\x1b\x8f"
@@ -176,8 +180,8 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Command])
 
 
-def encode_segment_header(mode: str, first_seq: int) -> bytes:
-    fields = SEGMENT_HEADER.pack(MAGIC, VERSION, MODE_CODES[mode], 0, first_seq)
+def encode_segment_header(mode: str, first_seq: int, flags: int = 0) -> bytes:
+    fields = SEGMENT_HEADER.pack(MAGIC, VERSION, MODE_CODES[mode], flags, first_seq)
     return fields + _U32.pack(zlib.crc32(fields))
 
 
@@ -238,6 +242,12 @@ def _zero_sector_in(data: bytes, start: int, stop: int) -> bool:
 
 def read_segment_header(path: Path, data: bytes) -> tuple[str, int]:
     """(mode, first seq) of a segment, or ``JournalCorrupt``/``JournalOldFormat``."""
+    mode, first_seq, _flags = read_segment_header_flags(path, data)
+    return mode, first_seq
+
+
+def read_segment_header_flags(path: Path, data: bytes) -> tuple[str, int, int]:
+    """(mode, first seq, flags) of a segment (see ``read_segment_header``)."""
     magic = data[: len(MAGIC)]
     if magic in OLD_MAGICS:
         raise JournalOldFormat(path, magic)
@@ -257,7 +267,7 @@ def read_segment_header(path: Path, data: bytes) -> tuple[str, int]:
     (crc,) = _U32.unpack_from(data, SEGMENT_HEADER.size)
     if zlib.crc32(fields) != crc:
         raise JournalCorrupt(path, 0, "segment header checksum mismatch", "header")
-    _magic, version, mode_code, _zero, first_seq = SEGMENT_HEADER.unpack(fields)
+    _magic, version, mode_code, flags, first_seq = SEGMENT_HEADER.unpack(fields)
     if version != VERSION or mode_code not in MODE_NAMES:
         raise JournalCorrupt(
             path, 0, f"unknown segment version {version} or mode {mode_code}", "header"
@@ -268,7 +278,7 @@ def read_segment_header(path: Path, data: bytes) -> tuple[str, int]:
             raise JournalCorrupt(
                 path, 0, f"the header says first seq {first_seq}, the file name {named}", "header"
             )
-    return MODE_NAMES[mode_code], first_seq
+    return MODE_NAMES[mode_code], first_seq, flags
 
 
 def scan(path: Path, data: bytes | None = None) -> ScanResult:
@@ -276,7 +286,10 @@ def scan(path: Path, data: bytes | None = None) -> ScanResult:
     module docstring allow one; any other damage raises ``JournalCorrupt``."""
     if data is None:
         data = path.read_bytes()
-    mode, first_seq = read_segment_header(path, data)
+    mode, first_seq, flags = read_segment_header_flags(path, data)
+    # A preallocated fsync segment is never cut short by a crash: see the rules above.
+    eof_is_crash = mode != "fsync" or not flags & PREALLOCATED
+    truncated = "" if eof_is_crash else " in a preallocated segment: truncated, not torn"
     size = len(data)
     # Past the last non-zero byte there is only preallocated space (every frame ends in a
     # non-zero trailer byte).
@@ -291,7 +304,8 @@ def scan(path: Path, data: bytes | None = None) -> ScanResult:
         header = _frame_header(data, offset)
         if header is None:
             if size - offset < FRAME_HEADER_SIZE:
-                problem, crash_shaped = "frame header cut short by the end of the file", True
+                problem = f"frame header cut short by the end of the file{truncated}"
+                crash_shaped = eof_is_crash
             else:
                 zeros = not data[offset : offset + FRAME_HEADER_SIZE].strip(b"\0")
                 problem = "no frame header (zeros)" if zeros else "frame header checksum mismatch"
@@ -307,9 +321,9 @@ def scan(path: Path, data: bytes | None = None) -> ScanResult:
             elif extent_end > size:
                 problem = (
                     f"frame cut short by the end of the file (its header promises "
-                    f"{extent_end - offset} bytes, {size - offset} there)"
+                    f"{extent_end - offset} bytes, {size - offset} there){truncated}"
                 )
-                crash_shaped = True
+                crash_shaped = eof_is_crash
             elif (
                 data[extent_end - len(FRAME_TRAILER) : extent_end] != FRAME_TRAILER
                 or zlib.crc32(payload) != crc
@@ -389,13 +403,29 @@ def create_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def create_segment(path: Path, mode: str, first_seq: int) -> None:
+def create_segment(path: Path, mode: str, first_seq: int, preallocate: int = 0) -> bool:
     """Create a segment whole (see the module docstring): header under a temporary name,
-    flushed, renamed, directory flushed.  Replaces a segment of that name."""
+    flushed, renamed, directory flushed.  Replaces a segment of that name.  With
+    ``preallocate``, its first chunk is allocated too, and the header says so (returned)."""
     temporary = path.with_name(path.name + ".tmp")
-    create_private(temporary, encode_segment_header(mode, first_seq))
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        preallocated = False
+        if preallocate > 0:
+            try:
+                os.posix_fallocate(fd, 0, preallocate)
+                preallocated = True
+            except (OSError, AttributeError):
+                pass
+        header = encode_segment_header(mode, first_seq, PREALLOCATED if preallocated else 0)
+        os.pwrite(fd, header, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(temporary, path)
     fsync_path(path.parent)
+    return preallocated
 
 
 class Journal:
@@ -423,21 +453,29 @@ class Journal:
         self._preallocate = preallocate
         self._end = 0  # where the next write goes: the end of the frames
         self._allocated = 0  # the file's size, preallocated space included
+        self._flags = 0  # of the segment header
         if mode != "off":
+            created = False
             if path.exists():
                 with open(path, "rb") as handle:
                     head = handle.read(SEGMENT_HEADER_SIZE)
                     size = os.fstat(handle.fileno()).st_size
-                written_mode, first_seq = read_segment_header(path, head)
+                written_mode, first_seq, self._flags = read_segment_header_flags(path, head)
                 if written_mode != mode:
                     if size > SEGMENT_HEADER_SIZE or first_seq != next_seq:
                         raise ValueError(f"{path} was written in {written_mode} mode")
-                    create_segment(path, mode, next_seq)  # no frame in it: start it anew
+                    created = True  # no frame in it: start it anew
             else:
-                create_segment(path, mode, next_seq)
+                created = True
+            if created:
+                preallocated = create_segment(path, mode, next_seq, preallocate)
+                self._flags = PREALLOCATED if preallocated else 0
             self._fd = os.open(path, os.O_RDWR)
             os.fchmod(self._fd, 0o600)
-            self._end = self._allocated = os.fstat(self._fd).st_size
+            self._allocated = os.fstat(self._fd).st_size
+            self._end = SEGMENT_HEADER_SIZE if created else self._allocated
+            if preallocate <= 0 and self._flags & PREALLOCATED:
+                self._drop_preallocated_flag()
 
     @property
     def last_seq(self) -> int:
@@ -500,8 +538,19 @@ class Journal:
             os.posix_fallocate(self._fd, self._allocated, size)
         except (OSError, AttributeError):
             self._preallocate = 0
+            self._drop_preallocated_flag()
             return
         self._allocated += size
+
+    def _drop_preallocated_flag(self) -> None:
+        """From now on a crash may cut the segment short: say so in its header (rewritten
+        in place, flushed, before any write that could be cut)."""
+        if self._flags & PREALLOCATED:
+            self._flags &= ~PREALLOCATED
+            with open(self.path, "rb") as handle:
+                mode, first_seq = read_segment_header(self.path, handle.read(SEGMENT_HEADER_SIZE))
+            os.pwrite(self._fd, encode_segment_header(mode, first_seq, self._flags), 0)
+            self._sync()
 
     def _sync(self) -> None:
         os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)

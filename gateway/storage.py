@@ -809,3 +809,69 @@ def _salvage_one(data_dir: Path, folder: Path, damage: JournalCorrupt) -> list[s
         if seq_in_name(path) > snapshot_seq:
             lines.append(_move_aside(path, folder))
     return lines
+
+
+_V1_HEADER = struct.Struct("<II")
+_v1_decoder = msgspec.msgpack.Decoder(list)  # (seq, command): the command decoded below
+_command_decoder = msgspec.msgpack.Decoder(Command)
+
+
+def _read_v1_segment(path: Path) -> list[tuple[int, Command]]:
+    """The records of an ``ALTJRNL1`` segment (``u32 length | u32 crc32 | msgpack [seq,
+    command]``), strictly: anything but whole records and trailing zeros is refused."""
+    data = path.read_bytes()
+    end = len(data.rstrip(b"\0"))
+    offset = 8
+    records: list[tuple[int, Command]] = []
+    while offset < end:
+        if offset + _V1_HEADER.size > len(data):
+            raise JournalCorrupt(path, offset, "old-format record header cut short")
+        length, crc = _V1_HEADER.unpack_from(data, offset)
+        payload = data[offset + _V1_HEADER.size : offset + _V1_HEADER.size + length]
+        if length == 0 or len(payload) != length or zlib.crc32(payload) != crc:
+            raise JournalCorrupt(path, offset, "old-format record damaged or cut short")
+        seq, raw = _v1_decoder.decode(payload)
+        command = _command_decoder.decode(_encoder.encode(raw))
+        if records and seq != records[-1][0] + 1:
+            raise JournalCorrupt(path, offset, f"old-format seq {seq} after {records[-1][0]}")
+        records.append((seq, command))
+        offset += _V1_HEADER.size + length
+    return records
+
+
+def migrate(data_dir: str | Path) -> tuple[str, bool]:
+    """Convert the ``ALTJRNL1`` segments of a data directory to the current format (one
+    frame per 1,000 records), keeping the old files in ``DATA_DIR/old-format-<time>/``.
+    Refuses (and changes nothing) if an old segment is damaged in any way."""
+    from .journal import OLD_MAGICS, encode_frame
+
+    data_dir = Path(data_dir)
+    old = [p for p in list_segments(data_dir) if p.read_bytes()[:8] in OLD_MAGICS]
+    if not old:
+        return "nothing to migrate: no segment of an earlier format", True
+    try:
+        converted = [(path, _read_v1_segment(path)) for path in old]
+    except (JournalCorrupt, msgspec.DecodeError, ValueError) as exc:
+        return f"cannot migrate, nothing changed: {exc}", False
+    folder = data_dir / time.strftime("old-format-%Y%m%d-%H%M%S")
+    folder.mkdir(mode=0o700)
+    lines = []
+    for path, records in converted:
+        first = seq_in_name(path)
+        if records and records[0][0] != first:
+            return f"cannot migrate: {path} starts at seq {records[0][0]}, not {first}", False
+        shutil.copy2(path, folder / path.name)
+        temporary = path.with_name(path.name + ".new")
+        body = bytearray()
+        for start in range(0, len(records), 1000):
+            chunk = records[start : start + 1000]
+            body += encode_frame([c for _seq, c in chunk], chunk[0][0])
+        from .journal import encode_segment_header
+
+        create_private(temporary, encode_segment_header("fsync", first) + bytes(body))
+        os.replace(temporary, path)
+        lines.append(f"  {path.name}: {len(records)} records converted")
+    fsync_path(data_dir)
+    lines.append(f"the old files are kept in {folder}")
+    report, healthy = describe(data_dir)
+    return "\n".join([*lines, report]), healthy

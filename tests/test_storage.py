@@ -17,6 +17,7 @@ from engine.reports import OrderReport
 from engine.state import digest
 from gateway.journal import (
     FRAME_HEADER_SIZE,
+    FRAME_MARKER,
     SEGMENT_HEADER_SIZE,
     JournalCorrupt,
     encode_frame,
@@ -134,20 +135,34 @@ def test_snapshots_rotate_segments_and_recovery_uses_them(tmp_path):
 
 
 def test_torn_last_record_is_cut_and_logged(tmp_path, caplog):
-    """Half a record at the end (crash mid-write) is cut off; everything before it stays."""
-    storage, exchange, _ = recover(tmp_path)
+    """Half a frame header at the end (crash mid-write, in buffered mode where the file's
+    size may reach the disk before its data) is cut off; everything before it stays."""
+    storage, exchange, _ = recover(tmp_path, mode="buffered")
     run_commands(storage, exchange, 300, seed=4)
     expected = digest(exchange)
     storage.close(final_snapshot=False)  # as a crash leaves it
     segment = list_segments(tmp_path)[-1]
     good_size = segment.stat().st_size
     with open(segment, "ab") as handle:
-        handle.write(b"\x40\x00\x00\x00\x12\x34")  # a header promising 64 bytes, then nothing
-    _, recovered, last_seq = recover(tmp_path)
+        handle.write(FRAME_MARKER + b"\x40\x00")  # a frame header cut short
+    _, recovered, last_seq = recover(tmp_path, mode="buffered")
     assert last_seq == 300
     assert digest(recovered) == expected
     assert segment.stat().st_size == good_size
     assert "torn tail" in caplog.text
+
+
+def test_a_preallocated_fsync_segment_cut_short_is_corruption(tmp_path):
+    """An fsync segment preallocated ahead of its writes is never cut short by a crash (its
+    size is past its frames): a frame cut by the end of the file there is a truncation."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 300, seed=4)
+    storage.close(final_snapshot=False)
+    segment = list_segments(tmp_path)[-1]
+    data = segment.read_bytes()
+    segment.write_bytes(data[: len(data) - 10])
+    with pytest.raises(JournalCorrupt, match="truncated"):
+        recover(tmp_path)
 
 
 def test_zeros_a_crash_leaves_after_the_records_are_read_as_their_end(tmp_path, caplog):
