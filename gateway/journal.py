@@ -541,6 +541,10 @@ class Journal:
             self._drop_preallocated_flag()
             return
         self._allocated += size
+        if self.mode == "fsync" and self._flags & PREALLOCATED:
+            # The new size on disk before a write that crosses into it: else a crash in that
+            # write could leave the file cut short, which the header says cannot happen.
+            self._sync()
 
     def _drop_preallocated_flag(self) -> None:
         """From now on a crash may cut the segment short: say so in its header (rewritten

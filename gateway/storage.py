@@ -16,12 +16,16 @@ replays every journal record after it, in seq order, through the exchange.  The 
 exactly the state that was acknowledged, market-data ``seq`` numbers included (they live in
 the books' state), so clients see no jump.  A torn tail (a crash in mid-write, see
 ``gateway.journal.scan``) is cut off, logged and kept beside the segment; any other damage
-stops startup with ``JournalCorrupt`` naming the file and offset.
+stops startup with ``JournalCorrupt`` naming the file and offset (``inspect`` lists the
+checks across segments and against the snapshot; ``salvage`` is the operator's way on).
 
 A snapshot is written every ``snapshot_every`` commands and at clean shutdown: to a
 temporary file, fsynced, then renamed over, so a crash never leaves a half snapshot.  Each
-snapshot starts a new journal segment; the segments and snapshots older than the previous
-snapshot are deleted once the new snapshot is on disk.
+snapshot starts a new journal segment, created (and the one before it closed and flushed)
+before the snapshot is written, so a snapshot at seq S is always followed by
+``journal-<S+1>.log`` and never covers a command the journal could lose; the segments
+and snapshots older than the previous snapshot are deleted once the new snapshot is on
+disk.
 
 The periodic snapshots are written by a forked child process (where ``os.fork`` exists):
 the child sees the exchange exactly as it was at the fork, copy-on-write, so the venue goes
