@@ -194,9 +194,13 @@ async def serve(
     storage = None
     venue: Venue
     if options.engine_process:
-        from .engine_process import start_engine_process
+        from .engine_process import EngineGone, start_engine_process
 
-        remote = await start_engine_process(options)
+        try:
+            remote = await start_engine_process(options)
+        except EngineGone as exc:  # the engine said why on stderr (a damaged journal, ...)
+            print(f"alatau: cannot start: {exc}", file=sys.stderr, flush=True)
+            return 3
         venue, last_seq, recovered = remote, remote.last_seq, remote.recovered
     elif options.data_dir is None:
         venue = Venue(build_exchange(options))
