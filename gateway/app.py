@@ -41,8 +41,11 @@ from engine.licensing import Registry, load_chain, load_registry
 from engine.markets import load_markets
 
 from .auth import public_key_hex
+from .engine_process import EngineGone
+from .journal import JournalCorrupt
 from .sealing import SECRETS_KEY_ENV, SECRETS_KEY_FILE_ENV, SecretBox, resolve_secret_box
 from .session import Gateway, Limits
+from .storage import SALVAGE_HINT
 from .venue import JournalFailed, Venue
 
 log = logging.getLogger("alatau")
@@ -344,10 +347,10 @@ async def serve(
                 load_chain(options.venue_file), lambda: build_exchange(options)
             )
             venue = Venue(exchange, journal=storage)
-    except (EngineError, OSError) as exc:  # in use, damaged, unreadable: see the message
+    except (EngineError, OSError) as exc:  # in use, damaged, unreadable, the engine gone
         if storage is not None:
             storage.close(final_snapshot=False)
-        raise StartupError(f"data dir {options.data_dir}: {exc}") from exc
+        raise StartupError(_why_not_started(exc, options.data_dir)) from exc
     admin_key = options.admin_key
     banner = [
         recovered if options.data_dir is None else f"data dir {options.data_dir}: {recovered}"
@@ -439,6 +442,16 @@ async def serve(
     return 0
 
 
+def _why_not_started(error: BaseException, data_dir: str | None) -> str:
+    """The one line for a venue that could not be built (after ``alatau: cannot start: ``)."""
+    if isinstance(error, EngineGone):  # the engine process said why on stderr before this
+        return str(error)
+    if isinstance(error, JournalCorrupt):  # damage, or an earlier version's data
+        hint = "" if error.kind == "old format" else f"; {SALVAGE_HINT}"
+        return f"{error}{hint}"
+    return f"data dir {data_dir}: {error}"
+
+
 def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     """The server's TLS context for ``--tls-cert``/``--tls-key`` (None: plain ws://)."""
     if cert is None and key is None:
@@ -462,8 +475,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         return uvloop.run(serve(options_from_args(args)))
     except StartupError as exc:
-        print(f"alatau: cannot start: {exc}", file=sys.stderr)
+        print(f"alatau: cannot start: {exc}", file=sys.stderr, flush=True)
         return 1
     except JournalFailed as exc:  # already logged when it happened; this is the exit
-        print(f"alatau: stopped: {exc}", file=sys.stderr)
+        print(f"alatau: stopped: {exc}", file=sys.stderr, flush=True)
         return 1

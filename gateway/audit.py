@@ -52,7 +52,7 @@ import msgspec
 
 from engine.reports import Audit, Report
 
-from .journal import fsync_path, seq_in_name
+from .journal import create_private, fsync_path, seq_in_name
 
 log = logging.getLogger("alatau.audit")
 
@@ -136,8 +136,7 @@ class AuditTrail:
                     handle.truncate(len(keep))
         else:  # damaged lines skipped: the good ones are written anew, atomically
             temporary = path.with_suffix(".tmp")
-            temporary.write_bytes(keep)
-            fsync_path(temporary)
+            create_private(temporary, keep)
             os.replace(temporary, path)
             fsync_path(self.data_dir)
         self._path = path
@@ -148,7 +147,8 @@ class AuditTrail:
         new = self._path is None
         if self._path is None:
             self._path = self.data_dir / audit_name(next_seq)
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(self._fd, 0o600)  # private to the server's user, whatever the umask
         self._size = self._advised = os.fstat(self._fd).st_size
         if new:
             fsync_path(self.data_dir)

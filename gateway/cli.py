@@ -4,7 +4,7 @@
 
     alatau serve [--host H] [--port P] [--data-dir D] [--durability MODE] [...]
     alatau demo [--duration S]
-    alatau journal [DATA_DIR]
+    alatau journal [DATA_DIR] [--salvage | --migrate]
     alatau audit [DATA_DIR] [--participant ID] [--market SYMBOL] [--decision D] [--from-seq N]
     alatau bench engine [--json] [--quick] [--ops N] [--runs N] [--seed N] [--growth]
     alatau bench gateway [--json] [--quick] [--clients N] [--rate R] [--durability MODE] [...]
@@ -99,9 +99,14 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def _journal(args: argparse.Namespace) -> int:
-    from .storage import describe
+    from .storage import describe, migrate, salvage
 
-    report, healthy = describe(args.data_dir)
+    if args.salvage:
+        report, healthy = salvage(args.data_dir)
+    elif args.migrate:
+        report, healthy = migrate(args.data_dir)
+    else:
+        report, healthy = describe(args.data_dir)
     print(report)
     return 0 if healthy else 1
 
@@ -110,8 +115,23 @@ def _add_journal(commands: argparse._SubParsersAction) -> None:
     journal = commands.add_parser(
         "journal",
         help="inspect a data directory: segments, records, last seq, checksums, snapshots",
+        description="Check a data directory as startup does and say what startup would do "
+        "(healthy, a torn tail it cuts, or CORRUPT at file:offset, exit status 1).  With "
+        "--salvage, set everything from the damage on aside into DATA_DIR/salvaged-<time>/ "
+        "(no byte deleted) so that startup can go on; see docs/operations.md first.",
     )
     journal.add_argument("data_dir", nargs="?", default="alatau-data")
+    action = journal.add_mutually_exclusive_group()
+    action.add_argument(
+        "--salvage",
+        action="store_true",
+        help="set the damaged part of the journal aside (kept) so that startup can go on",
+    )
+    action.add_argument(
+        "--migrate",
+        action="store_true",
+        help="convert a data directory written by an earlier version (journal ALTJRNL1)",
+    )
     journal.set_defaults(handler=_journal)
 
 

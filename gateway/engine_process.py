@@ -258,7 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sock = socket.socket(fileno=args.fd)
-    return run_engine(sock, json.loads(args.options))
+    from .journal import JournalCorrupt
+    from .storage import SALVAGE_HINT
+
+    try:
+        return run_engine(sock, json.loads(args.options))
+    except JournalCorrupt as exc:  # one line, as the one-process server says it
+        hint = "" if exc.kind == "old format" else f"; {SALVAGE_HINT}"
+        print(f"alatau: cannot start: {exc}{hint}", file=sys.stderr, flush=True)
+        return 3
 
 
 # -- the gateway's side -----------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import struct
 import subprocess
 import sys
 import time
@@ -16,7 +15,16 @@ from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import OrderReport
 from engine.state import digest
-from gateway.journal import MAGIC, JournalCorrupt, JournalRecord, encode_record, scan
+from gateway.journal import (
+    FRAME_HEADER_SIZE,
+    FRAME_MARKER,
+    SEGMENT_HEADER_SIZE,
+    JournalCorrupt,
+    encode_frame,
+    encode_segment_header,
+    scan,
+    valid_frames_after,
+)
 from gateway.storage import Storage, describe, list_segments, list_snapshots
 from tests.exchange_helpers import TS0
 
@@ -127,20 +135,34 @@ def test_snapshots_rotate_segments_and_recovery_uses_them(tmp_path):
 
 
 def test_torn_last_record_is_cut_and_logged(tmp_path, caplog):
-    """Half a record at the end (crash mid-write) is cut off; everything before it stays."""
-    storage, exchange, _ = recover(tmp_path)
+    """Half a frame header at the end (crash mid-write, in buffered mode where the file's
+    size may reach the disk before its data) is cut off; everything before it stays."""
+    storage, exchange, _ = recover(tmp_path, mode="buffered")
     run_commands(storage, exchange, 300, seed=4)
     expected = digest(exchange)
     storage.close(final_snapshot=False)  # as a crash leaves it
     segment = list_segments(tmp_path)[-1]
     good_size = segment.stat().st_size
     with open(segment, "ab") as handle:
-        handle.write(b"\x40\x00\x00\x00\x12\x34")  # a header promising 64 bytes, then nothing
-    _, recovered, last_seq = recover(tmp_path)
+        handle.write(FRAME_MARKER + b"\x40\x00")  # a frame header cut short
+    _, recovered, last_seq = recover(tmp_path, mode="buffered")
     assert last_seq == 300
     assert digest(recovered) == expected
     assert segment.stat().st_size == good_size
     assert "torn tail" in caplog.text
+
+
+def test_a_preallocated_fsync_segment_cut_short_is_corruption(tmp_path):
+    """An fsync segment preallocated ahead of its writes is never cut short by a crash (its
+    size is past its frames): a frame cut by the end of the file there is a truncation."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 300, seed=4)
+    storage.close(final_snapshot=False)
+    segment = list_segments(tmp_path)[-1]
+    data = segment.read_bytes()
+    segment.write_bytes(data[: len(data) - 10])
+    with pytest.raises(JournalCorrupt, match="truncated"):
+        recover(tmp_path)
 
 
 def test_zeros_a_crash_leaves_after_the_records_are_read_as_their_end(tmp_path, caplog):
@@ -166,17 +188,18 @@ def test_zeros_a_crash_leaves_after_the_records_are_read_as_their_end(tmp_path, 
     assert (last_seq, digest(again)) == (350, expected)
 
 
-def test_a_record_ending_in_zero_bytes_before_the_padding_is_kept(tmp_path):
-    """A record's payload may itself end in zero bytes: it must not be taken for padding."""
+def test_a_frame_whose_payload_ends_in_zero_bytes_before_the_padding_is_kept(tmp_path):
+    """A payload may itself end in zero bytes: the frame's trailer keeps it apart from the
+    preallocated zeros."""
     rnd = random.Random(1)
-    records = []
-    while not records or not encode_record(records[-1]).endswith(b"\0"):
-        command = random_command(rnd, TS0, [])
-        records.append(JournalRecord(len(records) + 1, command))
-    segment = tmp_path / "journal.log"
-    segment.write_bytes(MAGIC + b"".join(map(encode_record, records)) + bytes(4096))
+    commands = []
+    while not commands or not encode_frame(commands, 1)[:-4].endswith(b"\0"):
+        commands.append(random_command(rnd, TS0, []))
+    segment = tmp_path / "journal-00000000000000000001.log"
+    frame = encode_frame(commands, 1)
+    segment.write_bytes(encode_segment_header("fsync", 1) + frame + bytes(4096))
     result = scan(segment)
-    assert [r.seq for r in result.records] == [r.seq for r in records]
+    assert [r.seq for r in result.records] == list(range(1, len(commands) + 1))
     assert result.torn_bytes == 0
 
 
@@ -197,105 +220,119 @@ def test_bytes_after_a_hole_are_a_torn_tail(tmp_path):
     assert segment.stat().st_size == good_size
 
 
-def test_a_hole_inside_the_last_write_makes_the_rest_a_torn_tail(tmp_path, caplog):
-    """A crash can lose a page in the middle of the write in flight while later pages of it
-    reach the disk: the record the hole cuts and everything after it were never confirmed
-    (the write's fdatasync had not returned), so they are cut off, not called corruption."""
+def last_frame_offsets(segment) -> list[int]:
+    data = segment.read_bytes()
+    return [f.offset for f in valid_frames_after(data, SEGMENT_HEADER_SIZE)]
+
+
+def test_a_hole_inside_the_last_write_makes_it_a_torn_tail(tmp_path, caplog):
+    """A crash can lose a sector in the middle of the write in flight while later sectors of
+    it reach the disk: that frame was never confirmed (its fdatasync had not returned), so
+    it is cut off, not called corruption."""
     storage, exchange, _ = recover(tmp_path)
-    run_commands(storage, exchange, 300, seed=12)
+    run_commands(storage, exchange, 300, seed=12, batch=40)
     storage.close(final_snapshot=False)
     segment = list_segments(tmp_path)[-1]
+    last = last_frame_offsets(segment)[-1]
     data = bytearray(segment.read_bytes())
-    hole = (len(data) - 3000) // 512 * 512  # a sector near the end: inside the last batch
+    hole = (last // 512 + 1) * 512  # a whole sector inside the last frame
+    assert hole + 512 < len(data)
     data[hole : hole + 512] = bytes(512)
     segment.write_bytes(bytes(data))
     _, _, last_seq = recover(tmp_path)
-    assert 250 <= last_seq < 300  # the records before the hole stay
+    assert last_seq == 280  # the last write (seqs 281..300) is cut
     assert "torn tail" in caplog.text
 
 
+def test_a_hole_in_a_frame_before_the_last_is_corruption(tmp_path):
+    """The same zeroed sector in an earlier frame: later frames were confirmed after it, so
+    it is damage to confirmed data, and startup stops (this used to cut the journal)."""
+    storage, exchange, _ = recover(tmp_path)
+    run_commands(storage, exchange, 300, seed=12, batch=40)
+    storage.close(final_snapshot=False)
+    segment = list_segments(tmp_path)[-1]
+    offsets = last_frame_offsets(segment)
+    data = bytearray(segment.read_bytes())
+    hole = (offsets[2] // 512 + 1) * 512
+    assert hole + 512 < offsets[3]
+    data[hole : hole + 512] = bytes(512)
+    segment.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt) as failure:
+        recover(tmp_path)
+    assert failure.value.offset == offsets[2]
+
+
 def test_a_zeroed_header_among_good_records_is_corruption(tmp_path):
-    """Eight zero bytes where a header was, with good records after and no hole: damage to
-    confirmed records, which must stop startup, not silently cut the journal short."""
+    """Zeros where a frame header was, with good frames after: damage to confirmed
+    records, which must stop startup, not silently cut the journal short."""
     storage, exchange, _ = recover(tmp_path)
     run_commands(storage, exchange, 300, seed=13)
     storage.close(final_snapshot=False)
     segment = list_segments(tmp_path)[-1]
-    offsets = [len(MAGIC)]
+    offsets = last_frame_offsets(segment)
     data = bytearray(segment.read_bytes())
-    while len(offsets) < 100:
-        (length,) = struct.unpack_from("<I", data, offsets[-1])
-        offsets.append(offsets[-1] + 8 + length)
-    data[offsets[-1] : offsets[-1] + 8] = bytes(8)
+    data[offsets[20] : offsets[20] + FRAME_HEADER_SIZE] = bytes(FRAME_HEADER_SIZE)
     segment.write_bytes(bytes(data))
     with pytest.raises(JournalCorrupt) as failure:
         recover(tmp_path)
-    assert failure.value.offset == offsets[-1]
+    assert failure.value.offset == offsets[20]
 
 
-def test_a_new_segment_whose_header_never_reached_the_disk_is_empty(tmp_path):
-    """A crash after the segment was created and grown but before its header was on disk
-    leaves only zeros: nothing in it was acknowledged, and startup goes on."""
+def test_a_segment_without_its_header_is_corruption(tmp_path):
+    """A segment is created whole (temporary name, flush, rename), so a named segment of
+    zeros is damage, not a crash: startup stops instead of taking it for empty."""
     storage, exchange, _ = recover(tmp_path)
     run_commands(storage, exchange, 100, seed=14)
-    expected = digest(exchange)
     storage.close(final_snapshot=False)
     (tmp_path / "journal-00000000000000000101.log").write_bytes(bytes(1 << 20))
-    storage, recovered, last_seq = recover(tmp_path)
-    assert (last_seq, digest(recovered)) == (100, expected)
-    run_commands(storage, recovered, 10, seed=15)
-    storage.close(final_snapshot=False)
-    assert [r.seq for r in scan(list_segments(tmp_path)[-1]).records] == list(range(101, 111))
+    with pytest.raises(JournalCorrupt, match="segment header"):
+        recover(tmp_path)
 
 
 def test_a_write_whose_first_sector_was_lost_is_a_torn_tail(tmp_path, caplog):
     """The write in flight began inside a sector that also holds the end of the write
-    before it: if that sector never reached the disk, the new part of it reads as fewer
-    than 512 zeros while later sectors of the write did arrive.  Still a torn tail; the cut
-    bytes are kept beside the segment for an operator."""
+    before it: if that sector never reached the disk, the new part of it reads as zeros
+    while later sectors of the write did arrive.  Still a torn tail; the cut bytes are kept
+    beside the segment for an operator."""
     storage, exchange, _ = recover(tmp_path)
-    run_commands(storage, exchange, 200, seed=16)
+    run_commands(storage, exchange, 200, seed=16, batch=20)
     storage.close(final_snapshot=False)
     segment = list_segments(tmp_path)[-1]
-    data = bytearray(segment.read_bytes())
-    records = scan(segment).records
-    offset = len(MAGIC)  # the end of record 180: where the lost write began
-    for _ in range(180):
-        (length,) = struct.unpack_from("<I", data, offset)
-        offset += 8 + length
+    offset = last_frame_offsets(segment)[-1]
     assert offset % 512  # inside a sector
+    data = bytearray(segment.read_bytes())
     data[offset : (offset // 512 + 1) * 512] = bytes((offset // 512 + 1) * 512 - offset)
     segment.write_bytes(bytes(data))
     result = scan(segment)
-    assert [r.seq for r in result.records] == [r.seq for r in records[:180]]
+    assert [r.seq for r in result.records] == list(range(1, 181))
     _, _, last_seq = recover(tmp_path)
     assert last_seq == 180
     (kept,) = tmp_path.glob("journal-*.torn-*")
     assert kept.read_bytes() == bytes(data[offset:]).rstrip(b"\0")
 
 
-def test_a_new_segment_whose_first_sector_was_lost_is_empty(tmp_path):
+def test_a_segment_whose_header_sector_was_lost_is_corruption(tmp_path):
     path = tmp_path / "journal-00000000000000000001.log"
-    record = encode_record(JournalRecord(1, random_command(random.Random(1), TS0, [])))
-    path.write_bytes(MAGIC + bytes(512 - len(MAGIC)) + record * 5)
-    result = scan(path)
-    assert (result.records, result.good_length) == ([], len(MAGIC))
+    frame = encode_frame([random_command(random.Random(1), TS0, [])], 1)
+    path.write_bytes(bytes(512) + frame * 5)
+    with pytest.raises(JournalCorrupt):
+        scan(path)
 
 
-def test_buffered_a_torn_segment_before_the_snapshot_is_no_damage(tmp_path):
-    """With buffered durability a closed segment's tail may never have been flushed; when
-    the snapshot after it covers those commands, startup goes on from the snapshot."""
+def test_buffered_a_torn_segment_before_the_newest_is_corruption(tmp_path):
+    """A segment is flushed when it is closed, in buffered mode too, so only the newest can
+    be torn by a crash: a torn earlier one is damage (this used to be let through when the
+    snapshot covered it)."""
     storage, exchange, _ = recover(tmp_path, mode="buffered", background_snapshots=False)
     run_commands(storage, exchange, 150, seed=17)
     storage.snapshot()
     run_commands(storage, exchange, 50, seed=18)
-    expected = digest(exchange)
     storage.close(final_snapshot=False)
     first = list_segments(tmp_path)[0]
     data = first.read_bytes()
     first.write_bytes(data[: len(data) - 500])
-    _, recovered, last_seq = recover(tmp_path, mode="buffered")
-    assert (last_seq, digest(recovered)) == (200, expected)
+    with pytest.raises(JournalCorrupt, match="before the newest"):
+        recover(tmp_path, mode="buffered")
 
 
 def test_a_clean_close_leaves_no_preallocated_space(tmp_path):
@@ -430,17 +467,12 @@ def _torn_first_segment_after_a_lost_snapshot(tmp_path, mode: str) -> None:
     first.write_bytes(data[: len(data) - 500])
 
 
-def test_buffered_a_torn_segment_ends_the_journal_and_sets_later_ones_aside(tmp_path, caplog):
+def test_buffered_a_torn_segment_before_a_later_one_stops_startup(tmp_path):
     _torn_first_segment_after_a_lost_snapshot(tmp_path, "buffered")
     report, healthy = describe(tmp_path)
-    assert not healthy and "GAP" in report
-    storage, _, last_seq = recover(tmp_path, mode="buffered")
-    storage.close(final_snapshot=False)
-    assert 90 <= last_seq < 100
-    assert [p.name for p in tmp_path.glob("*.after-torn")] == [
-        "journal-00000000000000000101.log.after-torn"
-    ]
-    assert "set aside" in caplog.text
+    assert not healthy and "CORRUPT" in report
+    with pytest.raises(JournalCorrupt):
+        recover(tmp_path, mode="buffered")
 
 
 def test_fsync_a_torn_segment_before_a_later_one_stops_startup(tmp_path):
@@ -449,7 +481,7 @@ def test_fsync_a_torn_segment_before_a_later_one_stops_startup(tmp_path):
         recover(tmp_path)
 
 
-def test_alatau_journal_agrees_with_startup_on_a_gap_the_snapshot_covers(tmp_path):
+def test_alatau_journal_agrees_with_startup_on_a_torn_segment_before_the_newest(tmp_path):
     storage, exchange, _ = recover(tmp_path, mode="buffered", background_snapshots=False)
     run_commands(storage, exchange, 150, seed=21)
     storage.snapshot()
@@ -459,10 +491,10 @@ def test_alatau_journal_agrees_with_startup_on_a_gap_the_snapshot_covers(tmp_pat
     data = first.read_bytes()
     first.write_bytes(data[: len(data) - 500])
     report, healthy = describe(tmp_path)
-    assert healthy, report
-    assert "covered by the snapshot at 150" in report
-    _, _, last_seq = recover(tmp_path, mode="buffered")
-    assert last_seq == 200
+    assert not healthy, report
+    assert "CORRUPT" in report and "journal-00000000000000000001.log" in report
+    with pytest.raises(JournalCorrupt):
+        recover(tmp_path, mode="buffered")
 
 
 def test_no_final_snapshot_of_commands_never_made_durable(tmp_path, caplog):
