@@ -34,9 +34,11 @@ import logging
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
+from .ratelimit import LogLimiter
 from .session import Gateway, Session
 
 log = logging.getLogger("alatau.server")
+_frame_failures = LogLimiter(log)
 
 MAX_FRAME_BYTES = 256 * 1024
 PING_IDLE_S = 20.0
@@ -104,6 +106,15 @@ class PicowsConnection(WSListener):
         self.session = self.gateway.open_session(self)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """One frame from picows.  Never raises: picows would close the connection with
+        1011 and log a traceback (a session answers a bad request itself; this guard is for
+        a bug of ours in the framing below)."""
+        try:
+            self._on_ws_frame(transport, frame)
+        except Exception:
+            _frame_failures.log(logging.ERROR, "a websocket frame failed", exc_info=True)
+
+    def _on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         session = self.session
         if session is None:
             return

@@ -41,11 +41,14 @@ from . import protocol
 from .auth import admin_key_matches, verify_signature
 from .protocol import PUBLIC_METHODS, WireError
 from .queries import BalancesQuery, OpenOrdersQuery
-from .ratelimit import TokenBucket
+from .ratelimit import LogLimiter, TokenBucket
 from .venue import Venue
 from .views import OrderResult, balance_view, market_view, order_result, order_view, units_of
 
 log = logging.getLogger("alatau.session")
+# What clients cause is logged at most once per interval, with a count of the rest.
+_internal_errors = LogLimiter(log)
+_slow_readers = LogLimiter(log)
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
@@ -177,6 +180,17 @@ class Session:
         except WireError as exc:
             echoed = exc.request_id if exc.request_id is not None else request_id
             self.send(protocol.error(echoed, exc.code, exc.message, **exc.extra))
+        except Exception:  # a bug of ours: this request fails, the connection lives on
+            _internal_errors.log(logging.ERROR, "a request failed inside the server", exc_info=True)
+            if request_id is None:
+                request_id = protocol.request_id_of(frame)
+            self.send(
+                protocol.error(
+                    request_id,
+                    "INTERNAL",
+                    "the server failed to handle the request; it may or may not have run",
+                )
+            )
 
     def on_close(self) -> None:
         """The connection is gone: unsubscribe, and cancel what the session asked to."""
@@ -216,7 +230,7 @@ class Session:
         self.connection.send(data)
         buffered = self.connection.buffered()
         if buffered > self.gateway.limits.max_buffered_bytes:
-            log.warning("closing a slow reader (%d bytes queued)", buffered)
+            _slow_readers.log(logging.WARNING, "closing a slow reader (%d bytes queued)", buffered)
             self.connection.close(
                 CLOSE_POLICY,
                 f"slow reader: more than {self.gateway.limits.max_buffered_bytes} bytes queued",
