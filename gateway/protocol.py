@@ -91,8 +91,13 @@ class CancelBatchParams(_Params):
     orders: Annotated[list[CancelParams], Meta(min_length=1, max_length=MAX_BATCH)]
 
 
+MAX_OPEN_ORDERS_PAGE = 1000
+
+
 class OpenOrdersParams(_Params):
     market: Symbol | None = None
+    limit: Annotated[int, Meta(ge=1, le=MAX_OPEN_ORDERS_PAGE)] = 500
+    after_order_id: Annotated[int, Meta(ge=0, le=2**62)] = 0  # the cursor: the last page's `next`
 
 
 class CancelOnDisconnectParams(_Params):

@@ -58,6 +58,9 @@ STPS = {
     "cancel_both": SelfTradePrevention.CANCEL_BOTH,
 }
 
+# ``placed`` (a session's orders, for cancel-on-disconnect) is pruned past this many.
+PRUNE_FLOOR = 10_000
+
 # WebSocket close codes used by the server.
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
@@ -142,6 +145,10 @@ class Session:
         self.cancel_on_disconnect = False
         self.placed: set[tuple[str, int]] = set()  # (market, order_id) placed by this session
         self._pruning = False  # a query for what of ``placed`` is still open is under way
+        # ``placed`` is pruned when it grows past this, which then doubles what is left:
+        # amortized O(1) per order however many stay open (see ``_forget_closed_orders``).
+        self._prune_at = PRUNE_FLOOR
+        self.prunes = 0  # full listings made for pruning (for tests)
         self.closed = False
         self._bucket = TokenBucket(
             gateway.limits.connection_rate, gateway.limits.connection_burst, gateway.monotonic()
@@ -396,18 +403,30 @@ class Session:
         self.venue.query(BalancesQuery(self.participant_id), done)  # type: ignore[arg-type]
 
     def _open_orders(self, request: protocol.OpenOrders) -> None:
-        market = request.params.market
+        """A page of the participant's open orders: ``{"orders": [...], "next": cursor}``,
+        ``next`` the ``after_order_id`` of the next page, null on the last one."""
+        params = request.params
+        market = params.market
         if market is not None:
             self._market(market, request.id)
         markets = self.venue.markets
 
-        def done(orders: list[OrderReport]) -> None:
+        def done(answer: tuple[list[OrderReport], int | None]) -> None:
+            orders, cursor = answer
             self._reply(
                 request.id,
-                [_without_type(order_view(o, markets[o.market])) for o in orders],
+                {
+                    "orders": [_without_type(order_view(o, markets[o.market])) for o in orders],
+                    "next": cursor,
+                },
             )
 
-        query = OpenOrdersQuery(self.participant_id, market)  # type: ignore[arg-type]
+        query = OpenOrdersQuery(
+            self.participant_id,  # type: ignore[arg-type]
+            market,
+            after_order_id=params.after_order_id,
+            limit=params.limit,
+        )
         self.venue.query(query, done)
 
     # -- order entry ---------------------------------------------------------------------
@@ -487,7 +506,7 @@ class Session:
             return False, {"code": mine.reason, "message": mine.message or mine.reason}
         market = markets[mine.market]
         self.placed.add((mine.market, mine.order_id))  # type: ignore[arg-type]
-        if len(self.placed) > 10_000 and not self._pruning:
+        if len(self.placed) > self._prune_at and not self._pruning:
             self._forget_closed_orders()
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((mine.market, mine.order_id))  # type: ignore[arg-type]
@@ -495,14 +514,20 @@ class Session:
 
     def _forget_closed_orders(self) -> None:
         """Drop from ``placed`` the orders that have closed since (filled as a maker, say),
-        so cancel-on-disconnect has no more to go through than what is open."""
+        so cancel-on-disconnect has no more to go through than what is open.
+
+        This lists all the participant's open orders, so it must not run on every order:
+        the next prune is due when ``placed`` has grown to twice what this one leaves (at
+        least ``PRUNE_FLOOR``), so n orders cost O(log n) listings of at most O(n) each."""
         self._pruning = True
+        self.prunes += 1
         asked = set(self.placed)
 
-        def done(orders: list[OrderReport]) -> None:
+        def done(answer: tuple[list[OrderReport], int | None]) -> None:
             self._pruning = False
-            still_open = {(o.market, o.order_id) for o in orders}
+            still_open = {(o.market, o.order_id) for o in answer[0]}
             self.placed -= asked - still_open  # placed meanwhile: kept
+            self._prune_at = max(PRUNE_FLOOR, 2 * len(self.placed))
 
         self.venue.query(OpenOrdersQuery(self.participant_id), done)  # type: ignore[arg-type]
 

@@ -81,7 +81,11 @@ SEEDS: list[dict[str, Any]] = [
             ]
         },
     },
-    {"id": 12, "method": "orders.open", "params": {"market": "BTC-KZT"}},
+    {
+        "id": 12,
+        "method": "orders.open",
+        "params": {"market": "BTC-KZT", "limit": 5, "after_order_id": 1},
+    },
     {"id": 13, "method": "account.balances"},
     {"id": 14, "method": "session.cancel_on_disconnect", "params": {"enabled": True}},
     {"id": 15, "method": "session.cancel_all_after", "params": {"timeout_ms": 0}},
