@@ -64,6 +64,7 @@ _TABLE: tuple[RejectCode, ...] = (
     RejectCode(84, "RATE_LIMITED", "too many requests: wait and retry"),
     RejectCode(85, "AUTH_FAILED", "the login was refused (key, signature or time window)"),
     RejectCode(86, "INTERNAL", "the server failed to answer; the request may not have run"),
+    RejectCode(87, "TOO_MANY_CONNECTIONS", "the participant has its maximum of sessions logged in"),
 )
 
 BY_NUMBER: dict[int, RejectCode] = {entry.number: entry for entry in _TABLE}

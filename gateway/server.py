@@ -25,7 +25,7 @@ from collections import deque
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .session import Gateway
+from .session import CLOSE_POLICY, TOO_MANY_FROM_ADDRESS, Gateway
 
 log = logging.getLogger("alatau.server")
 
@@ -106,7 +106,12 @@ class WebsocketsConnection:
 
 async def handle_connection(gateway: Gateway, websocket: ServerConnection) -> None:
     connection = WebsocketsConnection(websocket)
-    session = gateway.open_session(connection)
+    peer = websocket.remote_address
+    session = gateway.open_session(connection, peer[0] if peer else None)
+    if session is None:  # over the per-address cap
+        with contextlib.suppress(ConnectionClosed):
+            await websocket.close(CLOSE_POLICY, TOO_MANY_FROM_ADDRESS)
+        return
     writer = connection.writer = asyncio.create_task(connection.write_loop())
     try:
         async for frame in websocket:

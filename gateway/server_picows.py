@@ -35,7 +35,7 @@ import logging
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 from .ratelimit import LogLimiter
-from .session import Gateway, Session
+from .session import TOO_MANY_FROM_ADDRESS, Gateway, Session
 
 log = logging.getLogger("alatau.server")
 _frame_failures = LogLimiter(log)
@@ -103,7 +103,11 @@ class PicowsConnection(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        self.session = self.gateway.open_session(self)
+        peer = transport.underlying_transport.get_extra_info("peername")
+        self.session = self.gateway.open_session(self, peer[0] if peer else None)
+        if self.session is None:  # over the per-address cap
+            transport.send_close(WSCloseCode.POLICY_VIOLATION, TOO_MANY_FROM_ADDRESS.encode())
+            transport.disconnect()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         """One frame from picows.  Never raises: picows would close the connection with

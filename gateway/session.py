@@ -49,6 +49,9 @@ log = logging.getLogger("alatau.session")
 # What clients cause is logged at most once per interval, with a count of the rest.
 _internal_errors = LogLimiter(log)
 _slow_readers = LogLimiter(log)
+_refused = LogLimiter(log)
+
+TOO_MANY_FROM_ADDRESS = "too many connections from this address"
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
@@ -92,6 +95,8 @@ class Limits:
         participant_burst: float = 10_000.0,
         max_buffered_bytes: int = 8 * 1024 * 1024,
         login_window_ms: int = 30_000,
+        max_connections_per_address: int = 256,
+        max_sessions_per_participant: int = 32,
     ) -> None:
         self.connection_rate = connection_rate
         self.connection_burst = connection_burst
@@ -99,6 +104,10 @@ class Limits:
         self.participant_burst = participant_burst
         self.max_buffered_bytes = max_buffered_bytes
         self.login_window_ms = login_window_ms
+        # Connections open at once from one remote address (refused at accept past it),
+        # and logged-in sessions of one participant (``TOO_MANY_CONNECTIONS`` on login).
+        self.max_connections_per_address = max_connections_per_address
+        self.max_sessions_per_participant = max_sessions_per_participant
 
 
 class Gateway:
@@ -118,6 +127,8 @@ class Gateway:
         self.monotonic = monotonic
         self.sessions: set[Session] = set()
         self._participant_buckets: dict[str, TokenBucket] = {}
+        self.connections_per_address: dict[str, int] = {}
+        self.sessions_per_participant: dict[str, int] = {}
 
     def participant_bucket(self, participant_id: str) -> TokenBucket:
         bucket = self._participant_buckets.get(participant_id)
@@ -128,10 +139,39 @@ class Gateway:
             self._participant_buckets[participant_id] = bucket
         return bucket
 
-    def open_session(self, connection: Connection) -> Session:
+    def open_session(self, connection: Connection, address: str | None = None) -> Session | None:
+        """A session for a new connection from ``address`` (the peer's IP; None: not
+        counted), or None if that address has ``max_connections_per_address`` open already:
+        the transport then closes the connection (``CLOSE_POLICY``, ``TOO_MANY_FROM_ADDRESS``)."""
+        if address is not None:
+            count = self.connections_per_address.get(address, 0)
+            if count >= self.limits.max_connections_per_address:
+                _refused.log(
+                    logging.WARNING,
+                    "refused a connection from %s: %d open from there already",
+                    address,
+                    count,
+                )
+                return None
+            self.connections_per_address[address] = count + 1
         session = Session(self, connection)
+        session.address = address
         self.sessions.add(session)
         return session
+
+    def _forget(self, session: Session) -> None:
+        """A session ended: it no longer counts against its address or participant."""
+        self.sessions.discard(session)
+        for counts, key in (
+            (self.connections_per_address, session.address),
+            (self.sessions_per_participant, session.participant_id),
+        ):
+            if key is not None:
+                left = counts.get(key, 0) - 1
+                if left > 0:
+                    counts[key] = left
+                else:
+                    counts.pop(key, None)
 
 
 class Session:
@@ -150,6 +190,7 @@ class Session:
         self._prune_at = PRUNE_FLOOR
         self.prunes = 0  # full listings made for pruning (for tests)
         self.closed = False
+        self.address: str | None = None  # the peer's IP, counted by the gateway
         self._bucket = TokenBucket(
             gateway.limits.connection_rate, gateway.limits.connection_burst, gateway.monotonic()
         )
@@ -204,7 +245,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
-        self.gateway.sessions.discard(self)
+        self.gateway._forget(self)
         for channel in self.channels:
             if channel == "orders":
                 if self.participant_id is not None:
@@ -294,6 +335,8 @@ class Session:
             raise WireError(
                 "AUTH_FAILED", "this connection is logged in as someone else", request.id
             )
+        if self.participant_id is None:
+            self._count_login(participant.participant_id, request.id)
         self.participant_id = participant.participant_id
         self._reply(
             request.id,
@@ -303,6 +346,19 @@ class Session:
                 "permissions": ["trade", "read"],
             },
         )
+
+    def _count_login(self, participant_id: str, request_id: Any) -> None:
+        """Count this session against its participant's cap, or refuse the login."""
+        counts = self.gateway.sessions_per_participant
+        count = counts.get(participant_id, 0)
+        cap = self.gateway.limits.max_sessions_per_participant
+        if count >= cap:
+            raise WireError(
+                "TOO_MANY_CONNECTIONS",
+                f"{participant_id} has {cap} sessions logged in already: close one first",
+                request_id,
+            )
+        counts[participant_id] = count + 1
 
     def _admin_login(self, request: protocol.AdminLogin) -> None:
         if not admin_key_matches(self.gateway.admin_key, request.params.admin_key):

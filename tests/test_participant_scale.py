@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
+
+import pytest
 
 from gateway.auth import sign
 from gateway.queries import OpenOrdersQuery
 from gateway.session import PRUNE_FLOOR, Limits
 
-from .gateway_harness import ADMIN_KEY, async_test
+from .gateway_harness import ADMIN_KEY, async_test, running_venue, wait_until
 from .test_gateway_session import NOW_MS, Rig
 
 USDT = "USDT-KZT"
@@ -30,8 +33,6 @@ async def _run(rig: Rig, session: Any, connection: Any, frames: list[dict]) -> l
 
 
 async def _turn() -> None:
-    import asyncio
-
     await asyncio.sleep(0)
 
 
@@ -182,3 +183,46 @@ async def test_orders_open_pages_through_every_order() -> None:
         )
         assert answer["error"]["code"] == "INVALID_PARAMS", answer
     await rig.venue.stop()
+
+
+# -- connection caps -------------------------------------------------------------------------
+
+
+def test_a_participant_has_at_most_its_cap_of_sessions_logged_in() -> None:
+    from .test_gateway_session import login, request
+
+    rig = Rig(Limits(max_sessions_per_participant=2))
+    first = rig.login("bob")
+    rig.login("bob")
+    session, connection = rig.open()
+    error = request(session, connection, "auth.login", login("bob"))["error"]
+    assert error["code"] == "TOO_MANY_CONNECTIONS" and "2 sessions" in error["message"]
+    assert session.participant_id is None and not session.closed  # still usable
+    assert request(session, connection, "auth.login", login("mm1"))["ok"] is True  # another
+    again = request(first[0], first[1], "auth.login", login("bob"))  # the same one: no count
+    assert again["ok"] is True
+    first[0].on_close()
+    assert request(session, connection, "auth.login", login("mm1"))["ok"] is True
+    other, other_connection = rig.open()
+    assert request(other, other_connection, "auth.login", login("bob"))["ok"] is True
+    assert rig.gateway.sessions_per_participant == {"bob": 2, "mm1": 1}
+
+
+@pytest.mark.parametrize("transport", ["picows", "websockets"])
+@async_test
+async def test_an_address_has_at_most_its_cap_of_connections(
+    transport: str, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("ALATAU_TRANSPORT", transport)
+    async with running_venue(Limits(max_connections_per_address=2)) as v:
+        first = await v.connect()
+        await v.connect()
+        await first.ping()
+        refused = await v.connect()
+        code, reason = await asyncio.wait_for(refused.closed, 5)
+        assert (code, reason) == (1008, "too many connections from this address")
+        await first.close()
+        await wait_until(lambda: v.gateway.connections_per_address.get("127.0.0.1") == 1)
+        third = await v.connect()
+        await third.ping()
+        assert v.gateway.connections_per_address == {"127.0.0.1": 2}
