@@ -137,6 +137,13 @@ class PicowsConnection(WSListener):
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.session is not None:
             self.session.on_close()
+        # Break the reference cycles (session <-> connection <-> transport): freed by
+        # reference counting at once, not by a full collection of the cyclic collector,
+        # which the frozen startup heap (``gc.freeze``) makes rare.
+        self.session = None
+        self.transport = None
+        self._out = []
+        self._fragments = None
 
     def pause_writing(self) -> None:
         """The socket's write buffer is over its high mark: nothing to do here, a session

@@ -14,6 +14,7 @@ connection stays open; nothing a client sends can raise out of here.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -63,6 +64,33 @@ STPS = {
 
 # ``placed`` (a session's orders, for cancel-on-disconnect) is pruned past this many.
 PRUNE_FLOOR = 10_000
+
+# After this many sessions have closed, the process hands freed memory back to the OS.
+TRIM_AFTER_CLOSES = 256
+TRIM_DELAY_S = 1.0
+TRIM_MIN_INTERVAL_S = 30.0  # a full collection and a trim at most this often
+
+
+def release_memory() -> bool:
+    """Return the C heap's free pages to the OS (glibc ``malloc_trim(0)``): the buffers of
+    thousands of closed connections are freed to the allocator, which keeps them in its
+    arenas otherwise, so the RSS of a server stays at the peak of a connection storm.
+    False where there is no glibc (then nothing is done)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim is False:
+        return False
+    _malloc_trim(0)
+    return True
+
+
+_malloc_trim: Any = None
 
 # WebSocket close codes used by the server.
 CLOSE_POLICY = 1008
@@ -129,6 +157,31 @@ class Gateway:
         self._participant_buckets: dict[str, TokenBucket] = {}
         self.connections_per_address: dict[str, int] = {}
         self.sessions_per_participant: dict[str, int] = {}
+        self._closed_since_trim = 0
+        self._trim: Any = None  # asyncio.TimerHandle of a pending memory trim
+        self._last_trim = float("-inf")
+        self.trims = 0
+
+    def _schedule_trim(self) -> None:
+        """After a storm of connections has closed, give their memory back to the OS (see
+        ``release_memory``), once things have been quiet for ``TRIM_DELAY_S``."""
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (sans-I/O tests): nothing to schedule on
+            return
+
+        def trim() -> None:
+            self._trim = None
+            self._closed_since_trim = 0
+            self._last_trim = loop.time()
+            self.trims += 1
+            gc.collect()  # what closed connections left in reference cycles
+            release_memory()
+
+        delay = max(TRIM_DELAY_S, self._last_trim + TRIM_MIN_INTERVAL_S - loop.time())
+        self._trim = loop.call_later(delay, trim)
 
     def participant_bucket(self, participant_id: str) -> TokenBucket:
         bucket = self._participant_buckets.get(participant_id)
@@ -162,6 +215,9 @@ class Gateway:
     def _forget(self, session: Session) -> None:
         """A session ended: it no longer counts against its address or participant."""
         self.sessions.discard(session)
+        self._closed_since_trim += 1
+        if self._closed_since_trim >= TRIM_AFTER_CLOSES and self._trim is None:
+            self._schedule_trim()
         for counts, key in (
             (self.connections_per_address, session.address),
             (self.sessions_per_participant, session.participant_id),

@@ -226,3 +226,22 @@ async def test_an_address_has_at_most_its_cap_of_connections(
         third = await v.connect()
         await third.ping()
         assert v.gateway.connections_per_address == {"127.0.0.1": 2}
+
+
+@async_test
+async def test_memory_is_trimmed_after_a_storm_of_closed_sessions(monkeypatch: Any) -> None:
+    from gateway import session as session_module
+
+    trimmed = []
+    monkeypatch.setattr(session_module, "TRIM_DELAY_S", 0.01)
+    monkeypatch.setattr(session_module, "release_memory", lambda: trimmed.append(1) or True)
+    rig = Rig()
+    sessions = [rig.open()[0] for _ in range(session_module.TRIM_AFTER_CLOSES)]
+    for session in sessions[:-1]:
+        session.on_close()
+    await asyncio.sleep(0.05)
+    assert trimmed == []
+    sessions[-1].on_close()
+    await wait_until(lambda: trimmed == [1], 2, "the trim")
+    assert rig.gateway.trims == 1 and rig.gateway.connections_per_address == {}
+    assert session_module.release_memory is not None
