@@ -524,3 +524,18 @@ async def test_mutated_frames_through_a_running_server(
         session = next(iter(v.gateway.sessions))
         assert not session.closed
     assert len(log_lines) <= 10, [r.getMessage()[:200] for r in log_lines]
+
+
+def test_the_log_limiter_writes_one_line_per_interval_with_a_count(log_lines: list) -> None:
+    from gateway.ratelimit import LogLimiter
+
+    now = [0.0]
+    limiter = LogLimiter(logging.getLogger("alatau.test"), 10.0, clock=lambda: now[0])
+    for _ in range(1000):
+        limiter.log(logging.WARNING, "bad thing from %s", "x")
+    now[0] = 10.0
+    limiter.log(logging.WARNING, "bad thing from %s", "y")
+    assert [r.getMessage() for r in log_lines] == [
+        "bad thing from x",
+        "bad thing from y (and 999 more like it not logged in the last 10 s)",
+    ]
