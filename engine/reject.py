@@ -68,6 +68,7 @@ _TABLE: tuple[RejectCode, ...] = (
     RejectCode(
         87, "VENUE_STOPPED", "the venue stopped (a failed journal or engine, or shutting down)"
     ),
+    RejectCode(88, "TOO_MANY_CONNECTIONS", "the participant has its maximum of sessions logged in"),
 )
 
 BY_NUMBER: dict[int, RejectCode] = {entry.number: entry for entry in _TABLE}

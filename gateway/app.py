@@ -171,6 +171,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=5000.0,
         help="requests/s per participant (above 0)",
     )
+    parser.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=256,
+        help="connections open at once from one IP address (more are closed with 1008)",
+    )
+    parser.add_argument(
+        "--max-sessions-per-participant",
+        type=int,
+        default=32,
+        help="sessions one participant may have logged in at once (TOO_MANY_CONNECTIONS)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the listening line")
     parser.add_argument(
         "--transport",
@@ -208,6 +220,8 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
             connection_burst=args.rate * 2,
             participant_rate=args.participant_rate,
             participant_burst=args.participant_rate * 2,
+            max_connections_per_address=args.max_connections_per_address,
+            max_sessions_per_participant=args.max_sessions_per_participant,
         ),
     )
 

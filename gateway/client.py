@@ -573,9 +573,30 @@ class Client:
         """Per asset: ``total``, ``available``, ``held`` (decimal strings)."""
         return await self.call("account.balances")
 
-    async def open_orders(self, market: str | None = None) -> list[Message]:
-        """The participant's open orders, in one market or all."""
-        return await self.call("orders.open", {} if market is None else {"market": market})
+    async def open_orders(
+        self, market: str | None = None, *, page_size: int = 1000
+    ) -> list[Message]:
+        """The participant's open orders, in one market or all, in order id order: every
+        page of ``orders.open``, fetched one after the other (see ``open_orders_page``)."""
+        orders: list[Message] = []
+        after = 0
+        while True:
+            page = await self.open_orders_page(market, limit=page_size, after_order_id=after)
+            orders.extend(page["orders"])
+            if page["next"] is None:
+                return orders
+            after = page["next"]
+
+    async def open_orders_page(
+        self, market: str | None = None, *, limit: int = 500, after_order_id: int = 0
+    ) -> Message:
+        """One page of ``orders.open``: ``{"orders": [...], "next": cursor}``, at most
+        ``limit`` (1-1000) orders with ids above ``after_order_id``; ``next`` (null on the
+        last page) is the ``after_order_id`` of the next page."""
+        params: dict[str, Any] = {"limit": limit, "after_order_id": after_order_id}
+        if market is not None:
+            params["market"] = market
+        return await self.call("orders.open", params)
 
     async def cancel_on_disconnect(self, enabled: bool = True) -> Any:
         """When on, this connection's orders are canceled when it drops."""

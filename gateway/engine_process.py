@@ -105,6 +105,7 @@ class BalancesAnswer(msgspec.Struct, tag="balances", array_like=True):
 
 class OpenOrdersAnswer(msgspec.Struct, tag="open_orders", array_like=True):
     orders: list[OrderReport]
+    next: int | None = None  # the cursor of the next page (see ``OpenOrdersQuery``)
 
 
 class BatchDone(msgspec.Struct):
@@ -234,7 +235,7 @@ def _execute(exchange: Exchange, storage: Any, items: list[Item]) -> BatchDone:
             if type(item) is BalancesQuery:
                 results.append(BalancesAnswer(value))
             else:
-                results.append(OpenOrdersAnswer(value))
+                results.append(OpenOrdersAnswer(*value))
             continue
         reports = exchange.execute(item)
         results.append(Reports(reports))
@@ -411,7 +412,8 @@ class RemoteVenue(Venue):
                 elif type(result) is BalancesAnswer:
                     results.append(([], _answering(done, result.rows)))
                 else:
-                    results.append(([], _answering(done, result.orders)))
+                    answer = (result.orders, result.next)
+                    results.append(([], _answering(done, answer)))
             ready.set_result(results)
 
         sent.add_done_callback(arrived)

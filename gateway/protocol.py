@@ -16,7 +16,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-RequestId = int | str | None
+# A request's id, echoed in its answer: a signed 64-bit integer or a string of at most 256
+# characters (bounded, so an answer never carries a huge number or a megabyte of id back).
+MAX_ID_LENGTH = 256
+RequestId = (
+    Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[str, Meta(max_length=MAX_ID_LENGTH)]
+    | None
+)
 ClientOrderId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 Symbol = Annotated[str, Meta(min_length=1, max_length=32)]
 Decimal = Annotated[str, Meta(min_length=1, max_length=40)]
@@ -35,8 +42,9 @@ class NoParams(_Params):
 
 class LoginParams(_Params):
     api_key: Annotated[str, Meta(min_length=1, max_length=128)]
-    timestamp: int  # ms since the epoch, must be within the server's window
-    # hex: 64 characters (HMAC-SHA256) or 128 (Ed25519); gateway.auth checks which applies
+    timestamp: Annotated[int, Meta(ge=0, le=2**63 - 1)]  # ms since the epoch, in the window
+    # hex: 64 characters (HMAC-SHA256) or 128 (Ed25519); gateway.auth checks which applies.
+    # ASCII only: a non-ASCII string must never reach a constant-time comparison.
     signature: Annotated[
         str, Meta(min_length=64, max_length=128, pattern=r"^(?:[0-9a-fA-F]{64}){1,2}$")
     ]
@@ -85,8 +93,13 @@ class CancelBatchParams(_Params):
     orders: Annotated[list[CancelParams], Meta(min_length=1, max_length=MAX_BATCH)]
 
 
+MAX_OPEN_ORDERS_PAGE = 1000
+
+
 class OpenOrdersParams(_Params):
     market: Symbol | None = None
+    limit: Annotated[int, Meta(ge=1, le=MAX_OPEN_ORDERS_PAGE)] = 500
+    after_order_id: Annotated[int, Meta(ge=0, le=2**62)] = 0  # the cursor: the last page's `next`
 
 
 class CancelOnDisconnectParams(_Params):
@@ -258,51 +271,87 @@ class WireError(Exception):
 
 
 class _Envelope(msgspec.Struct):
-    """Just enough of a frame to echo its id and name its method after a failed decode."""
+    """Just enough of a frame to echo its id and name its method after a failed decode.
 
-    id: Any = None
-    method: Any = None
+    Both are kept raw (not parsed) here: a huge number or a wrong type in either must not
+    stop the rest of the frame from being classified; they are parsed on their own below."""
+
+    id: msgspec.Raw = msgspec.Raw(b"null")
+    method: msgspec.Raw = msgspec.Raw(b"null")
 
 
 _request_decoder = msgspec.json.Decoder(AnyRequest)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
+_id_decoder = msgspec.json.Decoder(RequestId)
+_method_decoder = msgspec.json.Decoder(str)
 _METHOD_SET = frozenset(METHODS)
+_BAD_ID = object()  # an id that is there but is not a RequestId
+
+
+def _not_json(exc: Exception) -> WireError:
+    if isinstance(exc, RecursionError):
+        return WireError("INVALID_REQUEST", "the frame is nested too deeply")
+    return WireError("INVALID_REQUEST", f"the frame is not valid JSON: {exc}")
+
+
+def _read_envelope(frame: bytes | str) -> _Envelope:
+    """The frame's envelope, or ``WireError`` ``INVALID_REQUEST`` if the frame is not a
+    JSON object at all (not JSON, nested too deeply, or another JSON value)."""
+    try:
+        return _envelope_decoder.decode(frame)
+    except msgspec.ValidationError:
+        raise WireError("INVALID_REQUEST", "a request must be a JSON object") from None
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        raise _not_json(exc) from None
+
+
+def _id_of(envelope: _Envelope) -> Any:
+    """The envelope's id as a ``RequestId``, or ``_BAD_ID``."""
+    try:
+        return _id_decoder.decode(envelope.id)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        return _BAD_ID
 
 
 def decode_request(frame: bytes | str) -> AnyRequest:
     """Parse and validate one frame; raise ``WireError`` with the right code if it is bad:
-    ``INVALID_REQUEST`` (not JSON, not an object), ``UNKNOWN_METHOD`` or ``INVALID_PARAMS``
-    (with msgspec's message, which names the field's path)."""
+    ``INVALID_REQUEST`` (not JSON, not an object, nested too deeply, a bad ``id`` or
+    ``method``), ``UNKNOWN_METHOD`` or ``INVALID_PARAMS`` (with msgspec's message, which
+    names the field's path).  Raises nothing else, whatever the frame."""
     try:
         return _request_decoder.decode(frame)
     except msgspec.ValidationError as exc:
         first_error = exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise WireError("INVALID_REQUEST", f"the frame is not valid JSON: {exc}") from None
-    try:
-        envelope = _envelope_decoder.decode(frame)
-    except msgspec.ValidationError:
-        raise WireError("INVALID_REQUEST", "a request must be a JSON object") from None
-    request_id = envelope.id if isinstance(envelope.id, int | str) else None
-    if not isinstance(envelope.method, str):
-        raise WireError("INVALID_REQUEST", "a request needs a string `method`", request_id)
-    if envelope.method not in _METHOD_SET:
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        raise _not_json(exc) from None
+    # msgspec stops at the first error, so the rest of the frame is unread: it may not even
+    # be JSON (``{"id": 1.5, "method": "ping"`` fails on the id before the end is seen).
+    envelope = _read_envelope(frame)
+    request_id = _id_of(envelope)
+    if request_id is _BAD_ID:
         raise WireError(
-            "UNKNOWN_METHOD", f"no method {envelope.method[:64]!r}", request_id
+            "INVALID_REQUEST",
+            f"`id` must be a 64-bit integer or a string of at most {MAX_ID_LENGTH} characters"
+            " - at `$.id`",
+        )
+    try:
+        method = _method_decoder.decode(envelope.method)
+    except (msgspec.DecodeError, RecursionError):
+        raise WireError(
+            "INVALID_REQUEST", "a request needs a string `method`", request_id
         ) from None
-    message = str(first_error)
-    if "`$.id`" in message:
-        raise WireError("INVALID_REQUEST", f"`id` must be an integer or a string: {message}")
-    raise WireError("INVALID_PARAMS", message, request_id) from None
+    if method not in _METHOD_SET:
+        raise WireError("UNKNOWN_METHOD", f"no method {method[:64]!r}", request_id) from None
+    raise WireError("INVALID_PARAMS", str(first_error), request_id) from None
 
 
 def request_id_of(frame: bytes | str) -> RequestId:
     """The id of a frame, if it has a usable one (for errors raised before decoding)."""
     try:
-        envelope = _envelope_decoder.decode(frame)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+        request_id = _id_of(_read_envelope(frame))
+    except WireError:
         return None
-    return envelope.id if isinstance(envelope.id, int | str) else None
+    return None if request_id is _BAD_ID else request_id
 
 
 # -- responses and stream messages ---------------------------------------------------------

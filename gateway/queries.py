@@ -11,6 +11,7 @@ Queries are not journaled: they change nothing.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import msgspec
@@ -25,10 +26,15 @@ class BalancesQuery(msgspec.Struct, tag="balances", frozen=True):
 
 
 class OpenOrdersQuery(msgspec.Struct, tag="open_orders", frozen=True):
-    """A participant's open orders (``OrderReport``s), in order id order."""
+    """A page of a participant's open orders, in order id order: those with an id above
+    ``after_order_id``, at most ``limit`` of them (None: all, for the gateway's own use).
+    The answer is ``(orders, next)``: ``OrderReport``s, and the cursor of the next page
+    (the last id of this one) or None when there is no more."""
 
     participant_id: str
     market: str | None = None
+    after_order_id: int = 0
+    limit: int | None = None
 
 
 Query = BalancesQuery | OpenOrdersQuery
@@ -44,4 +50,27 @@ def answer(exchange: Exchange, query: Query) -> Any:
                 query.participant_id
             ).items()
         ]
-    return exchange.open_orders(query.participant_id, query.market)
+    return open_orders_page(exchange, query)
+
+
+def open_orders_page(exchange: Exchange, query: OpenOrdersQuery) -> tuple[list[Any], int | None]:
+    """One page of open orders without building (or copying) the participant's others: the
+    ids on the page are picked with a bounded heap over the exchange's open orders, and
+    only they become reports.  O(open orders) comparisons per page, O(limit) memory."""
+    if query.limit is None:
+        return exchange.open_orders(query.participant_id, query.market), None
+    participant_id, market, after = query.participant_id, query.market, query.after_order_id
+    orders = exchange._orders  # order id -> the exchange's order record
+    ids = heapq.nsmallest(
+        query.limit + 1,
+        (
+            order_id
+            for order_id, order in orders.items()
+            if order_id > after
+            and order.participant_id == participant_id
+            and (market is None or order.market == market)
+        ),
+    )
+    page = ids[: query.limit]
+    reports = [exchange._order_report(orders[i], exchange._status(orders[i])) for i in page]
+    return reports, (page[-1] if len(ids) > query.limit else None)

@@ -26,7 +26,7 @@ from ssl import SSLContext
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .session import Gateway
+from .session import CLOSE_POLICY, TOO_MANY_FROM_ADDRESS, Gateway
 
 log = logging.getLogger("alatau.server")
 
@@ -107,7 +107,12 @@ class WebsocketsConnection:
 
 async def handle_connection(gateway: Gateway, websocket: ServerConnection) -> None:
     connection = WebsocketsConnection(websocket)
-    session = gateway.open_session(connection)
+    peer = websocket.remote_address
+    session = gateway.open_session(connection, peer[0] if peer else None)
+    if session is None:  # over the per-address cap
+        with contextlib.suppress(ConnectionClosed):
+            await websocket.close(CLOSE_POLICY, TOO_MANY_FROM_ADDRESS)
+        return
     writer = connection.writer = asyncio.create_task(connection.write_loop())
     try:
         async for frame in websocket:

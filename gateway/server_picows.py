@@ -35,9 +35,11 @@ from ssl import SSLContext
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
-from .session import Gateway, Session
+from .ratelimit import LogLimiter
+from .session import TOO_MANY_FROM_ADDRESS, Gateway, Session
 
 log = logging.getLogger("alatau.server")
+_frame_failures = LogLimiter(log)
 
 MAX_FRAME_BYTES = 256 * 1024
 PING_IDLE_S = 20.0
@@ -102,9 +104,22 @@ class PicowsConnection(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        self.session = self.gateway.open_session(self)
+        peer = transport.underlying_transport.get_extra_info("peername")
+        self.session = self.gateway.open_session(self, peer[0] if peer else None)
+        if self.session is None:  # over the per-address cap
+            transport.send_close(WSCloseCode.POLICY_VIOLATION, TOO_MANY_FROM_ADDRESS.encode())
+            transport.disconnect()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """One frame from picows.  Never raises: picows would close the connection with
+        1011 and log a traceback (a session answers a bad request itself; this guard is for
+        a bug of ours in the framing below)."""
+        try:
+            self._on_ws_frame(transport, frame)
+        except Exception:
+            _frame_failures.log(logging.ERROR, "a websocket frame failed", exc_info=True)
+
+    def _on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         session = self.session
         if session is None:
             return
@@ -123,6 +138,13 @@ class PicowsConnection(WSListener):
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.session is not None:
             self.session.on_close()
+        # Break the reference cycles (session <-> connection <-> transport): freed by
+        # reference counting at once, not by a full collection of the cyclic collector,
+        # which the frozen startup heap (``gc.freeze``) makes rare.
+        self.session = None
+        self.transport = None
+        self._out = []
+        self._fragments = None
 
     def pause_writing(self) -> None:
         """The socket's write buffer is over its high mark: nothing to do here, a session

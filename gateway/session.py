@@ -14,6 +14,7 @@ connection stays open; nothing a client sends can raise out of here.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -48,12 +49,18 @@ from .auth import (
 )
 from .protocol import PUBLIC_METHODS, WireError
 from .queries import BalancesQuery, OpenOrdersQuery
-from .ratelimit import TokenBucket
+from .ratelimit import LogLimiter, TokenBucket
 from .sealing import SealError, SecretBox
 from .venue import STOPPED, Venue
 from .views import OrderResult, balance_view, market_view, order_result, order_view, units_of
 
 log = logging.getLogger("alatau.session")
+# What clients cause is logged at most once per interval, with a count of the rest.
+_internal_errors = LogLimiter(log)
+_slow_readers = LogLimiter(log)
+_refused = LogLimiter(log)
+
+TOO_MANY_FROM_ADDRESS = "too many connections from this address"
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
@@ -62,6 +69,36 @@ STPS = {
     "cancel_oldest": SelfTradePrevention.CANCEL_OLDEST,
     "cancel_both": SelfTradePrevention.CANCEL_BOTH,
 }
+
+# ``placed`` (a session's orders, for cancel-on-disconnect) is pruned past this many.
+PRUNE_FLOOR = 10_000
+
+# After this many sessions have closed, the process hands freed memory back to the OS.
+TRIM_AFTER_CLOSES = 256
+TRIM_DELAY_S = 1.0
+TRIM_MIN_INTERVAL_S = 30.0  # a full collection and a trim at most this often
+
+
+def release_memory() -> bool:
+    """Return the C heap's free pages to the OS (glibc ``malloc_trim(0)``): the buffers of
+    thousands of closed connections are freed to the allocator, which keeps them in its
+    arenas otherwise, so the RSS of a server stays at the peak of a connection storm.
+    False where there is no glibc (then nothing is done)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim is False:
+        return False
+    _malloc_trim(0)
+    return True
+
+
+_malloc_trim: Any = None
 
 # WebSocket close codes used by the server.
 CLOSE_POLICY = 1008
@@ -94,6 +131,8 @@ class Limits:
         participant_burst: float = 10_000.0,
         max_buffered_bytes: int = 8 * 1024 * 1024,
         login_window_ms: int = 30_000,
+        max_connections_per_address: int = 256,
+        max_sessions_per_participant: int = 32,
     ) -> None:
         self.connection_rate = connection_rate
         self.connection_burst = connection_burst
@@ -101,6 +140,10 @@ class Limits:
         self.participant_burst = participant_burst
         self.max_buffered_bytes = max_buffered_bytes
         self.login_window_ms = login_window_ms
+        # Connections open at once from one remote address (refused at accept past it),
+        # and logged-in sessions of one participant (``TOO_MANY_CONNECTIONS`` on login).
+        self.max_connections_per_address = max_connections_per_address
+        self.max_sessions_per_participant = max_sessions_per_participant
 
 
 class Gateway:
@@ -125,6 +168,12 @@ class Gateway:
         self.secret_box = secret_box or SecretBox.random()
         self.replay_guard = ReplayGuard(lambda: self.limits.login_window_ms)
         self._warned_plaintext: set[str] = set()
+        self.connections_per_address: dict[str, int] = {}
+        self.sessions_per_participant: dict[str, int] = {}
+        self._closed_since_trim = 0
+        self._trim: Any = None  # asyncio.TimerHandle of a pending memory trim
+        self._last_trim = float("-inf")
+        self.trims = 0
 
     def check_login(
         self, participant: Any, params: protocol.LoginParams, now_ms: int
@@ -159,6 +208,27 @@ class Gateway:
             return reason
         return self.replay_guard.check_and_remember(params.api_key, params.timestamp, now_ms)
 
+    def _schedule_trim(self) -> None:
+        """After a storm of connections has closed, give their memory back to the OS (see
+        ``release_memory``), once things have been quiet for ``TRIM_DELAY_S``."""
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (sans-I/O tests): nothing to schedule on
+            return
+
+        def trim() -> None:
+            self._trim = None
+            self._closed_since_trim = 0
+            self._last_trim = loop.time()
+            self.trims += 1
+            gc.collect()  # what closed connections left in reference cycles
+            release_memory()
+
+        delay = max(TRIM_DELAY_S, self._last_trim + TRIM_MIN_INTERVAL_S - loop.time())
+        self._trim = loop.call_later(delay, trim)
+
     def participant_bucket(self, participant_id: str) -> TokenBucket:
         bucket = self._participant_buckets.get(participant_id)
         if bucket is None:
@@ -168,10 +238,42 @@ class Gateway:
             self._participant_buckets[participant_id] = bucket
         return bucket
 
-    def open_session(self, connection: Connection) -> Session:
+    def open_session(self, connection: Connection, address: str | None = None) -> Session | None:
+        """A session for a new connection from ``address`` (the peer's IP; None: not
+        counted), or None if that address has ``max_connections_per_address`` open already:
+        the transport then closes the connection (``CLOSE_POLICY``, ``TOO_MANY_FROM_ADDRESS``)."""
+        if address is not None:
+            count = self.connections_per_address.get(address, 0)
+            if count >= self.limits.max_connections_per_address:
+                _refused.log(
+                    logging.WARNING,
+                    "refused a connection from %s: %d open from there already",
+                    address,
+                    count,
+                )
+                return None
+            self.connections_per_address[address] = count + 1
         session = Session(self, connection)
+        session.address = address
         self.sessions.add(session)
         return session
+
+    def _forget(self, session: Session) -> None:
+        """A session ended: it no longer counts against its address or participant."""
+        self.sessions.discard(session)
+        self._closed_since_trim += 1
+        if self._closed_since_trim >= TRIM_AFTER_CLOSES and self._trim is None:
+            self._schedule_trim()
+        for counts, key in (
+            (self.connections_per_address, session.address),
+            (self.sessions_per_participant, session.participant_id),
+        ):
+            if key is not None:
+                left = counts.get(key, 0) - 1
+                if left > 0:
+                    counts[key] = left
+                else:
+                    counts.pop(key, None)
 
 
 class Session:
@@ -185,7 +287,12 @@ class Session:
         self.cancel_on_disconnect = False
         self.placed: set[tuple[str, int]] = set()  # (market, order_id) placed by this session
         self._pruning = False  # a query for what of ``placed`` is still open is under way
+        # ``placed`` is pruned when it grows past this, which then doubles what is left:
+        # amortized O(1) per order however many stay open (see ``_forget_closed_orders``).
+        self._prune_at = PRUNE_FLOOR
+        self.prunes = 0  # full listings made for pruning (for tests)
         self.closed = False
+        self.address: str | None = None  # the peer's IP, counted by the gateway
         self._bucket = TokenBucket(
             gateway.limits.connection_rate, gateway.limits.connection_burst, gateway.monotonic()
         )
@@ -223,13 +330,24 @@ class Session:
         except WireError as exc:
             echoed = exc.request_id if exc.request_id is not None else request_id
             self.send(protocol.error(echoed, exc.code, exc.message, **exc.extra))
+        except Exception:  # a bug of ours: this request fails, the connection lives on
+            _internal_errors.log(logging.ERROR, "a request failed inside the server", exc_info=True)
+            if request_id is None:
+                request_id = protocol.request_id_of(frame)
+            self.send(
+                protocol.error(
+                    request_id,
+                    "INTERNAL",
+                    "the server failed to handle the request; it may or may not have run",
+                )
+            )
 
     def on_close(self) -> None:
         """The connection is gone: unsubscribe, and cancel what the session asked to."""
         if self.closed:
             return
         self.closed = True
-        self.gateway.sessions.discard(self)
+        self.gateway._forget(self)
         for channel in self.channels:
             if channel == "orders":
                 if self.participant_id is not None:
@@ -262,7 +380,7 @@ class Session:
         self.connection.send(data)
         buffered = self.connection.buffered()
         if buffered > self.gateway.limits.max_buffered_bytes:
-            log.warning("closing a slow reader (%d bytes queued)", buffered)
+            _slow_readers.log(logging.WARNING, "closing a slow reader (%d bytes queued)", buffered)
             self.connection.close(
                 CLOSE_POLICY,
                 f"slow reader: more than {self.gateway.limits.max_buffered_bytes} bytes queued",
@@ -312,6 +430,8 @@ class Session:
             raise WireError(
                 "AUTH_FAILED", "this connection is logged in as someone else", request.id
             )
+        if self.participant_id is None:
+            self._count_login(participant.participant_id, request.id)
         self.participant_id = participant.participant_id
         self._reply(
             request.id,
@@ -321,6 +441,19 @@ class Session:
                 "permissions": ["trade", "read"],
             },
         )
+
+    def _count_login(self, participant_id: str, request_id: Any) -> None:
+        """Count this session against its participant's cap, or refuse the login."""
+        counts = self.gateway.sessions_per_participant
+        count = counts.get(participant_id, 0)
+        cap = self.gateway.limits.max_sessions_per_participant
+        if count >= cap:
+            raise WireError(
+                "TOO_MANY_CONNECTIONS",
+                f"{participant_id} has {cap} sessions logged in already: close one first",
+                request_id,
+            )
+        counts[participant_id] = count + 1
 
     def _admin_login(self, request: protocol.AdminLogin) -> None:
         if not admin_key_matches(self.gateway.admin_key, request.params.admin_key):
@@ -441,20 +574,32 @@ class Session:
         self.venue.query(BalancesQuery(self.participant_id), done)  # type: ignore[arg-type]
 
     def _open_orders(self, request: protocol.OpenOrders) -> None:
-        market = request.params.market
+        """A page of the participant's open orders: ``{"orders": [...], "next": cursor}``,
+        ``next`` the ``after_order_id`` of the next page, null on the last one."""
+        params = request.params
+        market = params.market
         if market is not None:
             self._market(market, request.id)
         markets = self.venue.markets
 
-        def done(orders: list[OrderReport]) -> None:
-            if orders is STOPPED:
+        def done(answer: tuple[list[OrderReport], int | None]) -> None:
+            if answer is STOPPED:
                 return self._send_stopped(request.id)
+            orders, cursor = answer
             self._reply(
                 request.id,
-                [_without_type(order_view(o, markets[o.market])) for o in orders],
+                {
+                    "orders": [_without_type(order_view(o, markets[o.market])) for o in orders],
+                    "next": cursor,
+                },
             )
 
-        query = OpenOrdersQuery(self.participant_id, market)  # type: ignore[arg-type]
+        query = OpenOrdersQuery(
+            self.participant_id,  # type: ignore[arg-type]
+            market,
+            after_order_id=params.after_order_id,
+            limit=params.limit,
+        )
         self.venue.query(query, done)
 
     # -- order entry ---------------------------------------------------------------------
@@ -539,7 +684,7 @@ class Session:
             return False, {"code": mine.reason, "message": mine.message or mine.reason}
         market = markets[mine.market]
         self.placed.add((mine.market, mine.order_id))  # type: ignore[arg-type]
-        if len(self.placed) > 10_000 and not self._pruning:
+        if len(self.placed) > self._prune_at and not self._pruning:
             self._forget_closed_orders()
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((mine.market, mine.order_id))  # type: ignore[arg-type]
@@ -547,16 +692,22 @@ class Session:
 
     def _forget_closed_orders(self) -> None:
         """Drop from ``placed`` the orders that have closed since (filled as a maker, say),
-        so cancel-on-disconnect has no more to go through than what is open."""
+        so cancel-on-disconnect has no more to go through than what is open.
+
+        This lists all the participant's open orders, so it must not run on every order:
+        the next prune is due when ``placed`` has grown to twice what this one leaves (at
+        least ``PRUNE_FLOOR``), so n orders cost O(log n) listings of at most O(n) each."""
         self._pruning = True
+        self.prunes += 1
         asked = set(self.placed)
 
-        def done(orders: list[OrderReport]) -> None:
+        def done(answer: tuple[list[OrderReport], int | None]) -> None:
             self._pruning = False
-            if orders is STOPPED:
+            if answer is STOPPED:
                 return
-            still_open = {(o.market, o.order_id) for o in orders}
+            still_open = {(o.market, o.order_id) for o in answer[0]}
             self.placed -= asked - still_open  # placed meanwhile: kept
+            self._prune_at = max(PRUNE_FLOOR, 2 * len(self.placed))
 
         self.venue.query(OpenOrdersQuery(self.participant_id), done)  # type: ignore[arg-type]
 

@@ -82,7 +82,7 @@ async def test_trading_through_the_engine_process_and_a_restart(tmp_path) -> Non
         )
         assert [item["ok"] for item in canceled] == [True, False]
         # queries are answered by the engine process, in sequence
-        open_ids = {o["order_id"] for o in await mm1.ok("orders.open")}
+        open_ids = {o["order_id"] for o in (await mm1.ok("orders.open"))["orders"]}
         assert open_ids == set(ask_ids[1:4])
         kzt = next(b for b in await bob.ok("account.balances") if b["asset"] == "KZT")
         assert kzt["held"] == "0.00"
@@ -113,7 +113,7 @@ async def test_trading_through_the_engine_process_and_a_restart(tmp_path) -> Non
     assert engine_pids(tmp_path) == []  # it exited with the gateway
     async with serving(tmp_path) as (url, clients):
         mm1 = await connect(url, clients, "mm1")
-        assert {o["order_id"] for o in await mm1.ok("orders.open")} == set(ask_ids[1:4])
+        assert {o["order_id"] for o in (await mm1.ok("orders.open"))["orders"]} == set(ask_ids[1:4])
         assert await mm1.ok("account.balances") == balances_before
         late = await connect(url, clients)
         await late.ok("subscribe", {"channels": [f"book:{BTC}"]})

@@ -126,7 +126,7 @@ async def barrier(client: Client) -> None:
 
 async def open_ids(client: Client, market: str | None = None) -> set[int]:
     params = {} if market is None else {"market": market}
-    return {o["order_id"] for o in await client.ok("orders.open", params)}
+    return {o["order_id"] for o in (await client.ok("orders.open", params))["orders"]}
 
 
 # -- the order as it stands after the command ------------------------------------------------
@@ -365,7 +365,7 @@ async def test_amend_keeps_priority_only_for_a_quantity_decrease() -> None:
         assert_order(amended, order_id=first["order_id"], qty="0.00500000", status="new")
         taken = await mm1.ok("order.place", limit("buy", 45_000_000, "0.001", tif="IOC"))
         assert [f["trade_id"] for f in taken["fills"]]
-        maker = await bob.ok("orders.open", {"market": BTC})
+        maker = (await bob.ok("orders.open", {"market": BTC}))["orders"]
         by_id = {o["order_id"]: o for o in maker}
         assert by_id[first["order_id"]]["filled_qty"] == "0.00100000"
         assert by_id[second["order_id"]]["filled_qty"] == "0.00000000"
@@ -378,7 +378,7 @@ async def test_amend_keeps_priority_only_for_a_quantity_decrease() -> None:
             amended, order_id=first["order_id"], qty="0.02000000", status="partially_filled"
         )
         await mm1.ok("order.place", limit("buy", 45_000_000, "0.001", tif="IOC"))
-        by_id = {o["order_id"]: o for o in await bob.ok("orders.open", {"market": BTC})}
+        by_id = {o["order_id"]: o for o in (await bob.ok("orders.open", {"market": BTC}))["orders"]}
         assert by_id[second["order_id"]]["filled_qty"] == "0.00100000"
         assert by_id[first["order_id"]]["filled_qty"] == "0.00100000"
 
@@ -553,18 +553,18 @@ async def test_queries_are_answered_in_sequence_with_the_orders_before_them() ->
         canceled = await bob.send("order.cancel_all")
         after = await bob.send("orders.open")
         order_id = (await placed)["result"]["order_id"]
-        assert [o["order_id"] for o in (await listed)["result"]] == [order_id]
+        assert [o["order_id"] for o in (await listed)["result"]["orders"]] == [order_id]
         kzt = next(b for b in (await balances)["result"] if b["asset"] == "KZT")
         assert kzt["held"] == "440440.00"  # the order's cost at its limit plus the top fee
         assert (await canceled)["result"]["order_ids"] == [order_id]
-        assert (await after)["result"] == []
+        assert (await after)["result"] == {"orders": [], "next": None}
 
 
 @async_test
 async def test_orders_open_and_account_balances() -> None:
     async with running_venue() as v:
         bob = await v.login("bob")
-        assert await bob.ok("orders.open") == []
+        assert (await bob.ok("orders.open"))["orders"] == []
         balances = {b["asset"]: b for b in await bob.ok("account.balances")}
         assert set(balances) == {"KZT", "BTC", "ETH", "USDT", "USDC"}
         for row in balances.values():
@@ -577,12 +577,12 @@ async def test_orders_open_and_account_balances() -> None:
         }
         buy = await bob.ok("order.place", limit("buy", 44_000_000, "0.01"))
         sell = await bob.ok("order.place", limit("sell", 1_800_000, "1", market=ETH))
-        everything = await bob.ok("orders.open")
+        everything = (await bob.ok("orders.open"))["orders"]
         assert {o["order_id"] for o in everything} == {buy["order_id"], sell["order_id"]}
         for order in everything:
             # (orders.open keeps the stream's "type": "order"; the other answers drop it)
             assert set(order) - {"reason", "message", "type"} == ORDER_FIELDS - {"fills"}
-        (eth,) = await bob.ok("orders.open", {"market": ETH})
+        (eth,) = (await bob.ok("orders.open", {"market": ETH}))["orders"]
         assert (eth["order_id"], eth["status"], eth["price"]) == (
             sell["order_id"],
             "new",
@@ -1092,7 +1092,7 @@ async def test_rate_limited_per_connection() -> None:
         await (await v.connect()).ping()
         await asyncio.sleep(wait_ms / 1000)  # the time it said to wait: a token is back
         # nothing else changed: the refused order was never placed
-        assert await bob.ok("orders.open") == []
+        assert (await bob.ok("orders.open"))["orders"] == []
         assert v.exchange.open_orders("bob") == []
         assert bob.ws.state is State.OPEN
 
@@ -1325,7 +1325,7 @@ async def test_random_flow_streamed_book_equals_the_engine(seed: int) -> None:
         async def trade(tag: str, client: Client, count: int) -> None:
             nonlocal counter
             # cancel and amend mostly orders that are still open (some are gone by then)
-            still_open = {o["order_id"] for o in await client.ok("orders.open")}
+            still_open = {o["order_id"] for o in (await client.ok("orders.open"))["orders"]}
             known[tag] = [k for k in known[tag] if k[2] in still_open or rngs[tag].random() < 0.1]
             sent = []
             for _ in range(count):
