@@ -39,6 +39,7 @@ Holds and fees (the rules are the product's, written here and in docs/exchange.m
 from __future__ import annotations
 
 import datetime
+import heapq
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -345,6 +346,28 @@ class Exchange:
             for o in self._orders.values()
             if o.participant_id == participant_id and (market is None or o.market == market)
         ]
+
+    def open_orders_page(
+        self, participant_id: str, market: str | None, after_order_id: int, limit: int
+    ) -> tuple[list[OrderReport], int | None]:
+        """A page of ``open_orders`` in order id order: at most ``limit`` with an id above
+        ``after_order_id``, and the cursor of the next page (this page's last id) or None.
+        The ids are picked with a bounded heap, and only the page's orders become reports:
+        O(open orders) comparisons, O(limit) memory, whatever the participant holds."""
+        orders = self._orders
+        ids = heapq.nsmallest(
+            limit + 1,
+            (
+                order_id
+                for order_id, order in orders.items()
+                if order_id > after_order_id
+                and order.participant_id == participant_id
+                and (market is None or order.market == market)
+            ),
+        )
+        page = ids[:limit]
+        reports = [self._order_report(orders[i], self._status(orders[i])) for i in page]
+        return reports, (page[-1] if len(ids) > limit else None)
 
     def order_id_for(self, participant_id: str, client_order_id: str) -> int | None:
         return self._by_client_id.get((participant_id, client_order_id))

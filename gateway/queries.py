@@ -11,7 +11,6 @@ Queries are not journaled: they change nothing.
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 import msgspec
@@ -54,23 +53,9 @@ def answer(exchange: Exchange, query: Query) -> Any:
 
 
 def open_orders_page(exchange: Exchange, query: OpenOrdersQuery) -> tuple[list[Any], int | None]:
-    """One page of open orders without building (or copying) the participant's others: the
-    ids on the page are picked with a bounded heap over the exchange's open orders, and
-    only they become reports.  O(open orders) comparisons per page, O(limit) memory."""
+    """The page ``query`` asks for (``Exchange.open_orders_page``), or all (limit None)."""
     if query.limit is None:
         return exchange.open_orders(query.participant_id, query.market), None
-    participant_id, market, after = query.participant_id, query.market, query.after_order_id
-    orders = exchange._orders  # order id -> the exchange's order record
-    ids = heapq.nsmallest(
-        query.limit + 1,
-        (
-            order_id
-            for order_id, order in orders.items()
-            if order_id > after
-            and order.participant_id == participant_id
-            and (market is None or order.market == market)
-        ),
+    return exchange.open_orders_page(
+        query.participant_id, query.market, query.after_order_id, query.limit
     )
-    page = ids[: query.limit]
-    reports = [exchange._order_report(orders[i], exchange._status(orders[i])) for i in page]
-    return reports, (page[-1] if len(ids) > query.limit else None)
