@@ -75,7 +75,7 @@ def main() -> int:
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "gateway.app.cli",
             "serve",
             "--ephemeral",
             "--port",

@@ -741,8 +741,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    prog = "python -m benchmarks.engine_bench"
+    if argv[:1] == ["--prog"]:  # run by `alatau bench`, which names itself
+        prog, argv = argv[1], argv[2:]
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.engine_bench",
+        prog=prog,
         description="Benchmark the matching engine on the standard order flow.",
     )
     add_arguments(parser)

@@ -175,7 +175,7 @@ OTHER_LOAD_WARNING = 0.25
 
 MAX_BATCH = 50
 """The most orders an ``order.batch`` or ``order.cancel_batch`` may carry (the server's
-``gateway.protocol.MAX_BATCH``)."""
+``gateway.wire.protocol.MAX_BATCH``)."""
 
 KINDS = ("place", "cross", "cancel")
 PLACE, CROSS, CANCEL = range(3)
@@ -1008,7 +1008,7 @@ class _Ticker:
 
 
 async def _login(bot: _Bot, api_key: str, api_secret: str) -> None:
-    from gateway.auth import sign
+    from gateway.wire.auth import sign
 
     ts = time.time_ns() // 1_000_000
     request = {
@@ -1274,7 +1274,7 @@ class _Server:
         args = [f"--{name}={value}" for name, value in options.items()]
         if self.engine_process:
             args.append("--engine-process")
-        return [sys.executable, "-m", "gateway.cli", "serve", "--quiet", *args]
+        return [sys.executable, "-m", "gateway.app.cli", "serve", "--quiet", *args]
 
     async def start(self) -> None:
         with open(self.log_path, "w") as log:
@@ -2178,7 +2178,7 @@ def _code_version() -> str | None:
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "engine", "gateway", ":!gateway/cli.py"],
+            ["git", "status", "--porcelain", "--", "engine", "gateway", ":!gateway/app/cli.py"],
             cwd=root,
             capture_output=True,
             text=True,
@@ -2221,8 +2221,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    prog = "python -m benchmarks.gateway_bench"
+    if argv[:1] == ["--prog"]:  # run by `alatau bench`, which names itself
+        prog, argv = argv[1], argv[2:]
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.gateway_bench",
+        prog=prog,
         description="Benchmark the exchange end to end: bots over websockets on loopback.",
     )
     add_arguments(parser)

@@ -1,4 +1,4 @@
-"""An example market maker on the Alatau client SDK (``gateway.client``), and nothing else.
+"""An example market maker on the Alatau client SDK (``gateway.sdk.client``), and nothing else.
 
 It logs in, turns on cancel-on-disconnect (and a dead-man switch), and quotes both sides
 of one KZT market around a reference price: ``--levels`` post-only limit orders a side,
@@ -46,7 +46,7 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from gateway.client import ApiError, Client, ConnectionLost, LocalBook, Stream
+from gateway.sdk.client import ApiError, Client, ConnectionLost, LocalBook, Stream
 
 log = logging.getLogger("market_maker")
 

@@ -33,17 +33,17 @@ from websockets.asyncio.client import ClientConnection
 
 from engine.exchange import Exchange
 from engine.types import Side
-from gateway.app import (
+from gateway.app.serve import (
     DEMO_PRIVATE_KEYS,
     ServeOptions,
     build_exchange,
     fund_demo_participants,
     serve,
 )
-from gateway.auth import sign_ed25519
-from gateway.server import run_server
-from gateway.session import Gateway, Limits
-from gateway.venue import Venue
+from gateway.sequencer.venue import Venue
+from gateway.sessions.session import Gateway, Limits
+from gateway.transport.server import run_server
+from gateway.wire.auth import sign_ed25519
 
 ADMIN_KEY = "test-admin-key"
 HOST = "127.0.0.1"

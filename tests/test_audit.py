@@ -16,8 +16,8 @@ import pytest
 from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import Audit, OrderReport
-from gateway.audit import list_audit_files, read_lines
-from gateway.storage import Storage, list_segments
+from gateway.storage.audit import list_audit_files, read_lines
+from gateway.storage.datadir import Storage, list_segments
 from tests.exchange_helpers import TS0
 
 from .gateway_harness import async_test, connect, serving
@@ -192,7 +192,7 @@ def test_alatau_audit_prints_the_trail_filtered(tmp_path) -> None:
     storage, exchange, _ = recover(tmp_path)
     expected = run_audited(storage, exchange, 300, seed=6)
     storage.close()
-    command = [sys.executable, "-m", "gateway.cli", "audit", str(tmp_path)]
+    command = [sys.executable, "-m", "gateway.app.cli", "audit", str(tmp_path)]
 
     def lines(*options: str) -> list[dict]:
         done = subprocess.run(command + list(options), capture_output=True, timeout=60)
@@ -285,7 +285,7 @@ def test_lines_after_the_snapshot_recovery_starts_from_are_written_again(tmp_pat
 def test_the_trail_is_on_disk_before_the_snapshot_that_covers_it(tmp_path, monkeypatch) -> None:
     """Once a snapshot exists the journal before it may go, and with it the means to write
     the trail again: so the trail's file is flushed first (in-process snapshots)."""
-    import gateway.storage as storage_module
+    import gateway.storage.datadir as storage_module
 
     events: list[str] = []
     fsync_path, write_snapshot = storage_module.fsync_path, storage_module._write_snapshot
@@ -311,7 +311,7 @@ def test_the_trail_is_on_disk_before_the_snapshot_that_covers_it(tmp_path, monke
 def test_a_failed_trail_write_stops_acknowledging_and_loses_nothing(tmp_path, monkeypatch):
     """A full disk on the trail: the venue must stop (the next sync raises, as for the
     journal), and after a restart the trail is whole again from the journal."""
-    import gateway.audit as audit_module
+    import gateway.storage.audit as audit_module
 
     storage, exchange, _ = recover(tmp_path)
     expected = run_audited(storage, exchange, 100, seed=33)
@@ -361,7 +361,7 @@ def test_alatau_audit_skips_and_reports_a_damaged_line(tmp_path) -> None:
     lines[3] = b"{not json}\n"
     first.write_bytes(b"".join(lines))
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "audit", str(tmp_path)], capture_output=True
+        [sys.executable, "-m", "gateway.app.cli", "audit", str(tmp_path)], capture_output=True
     )
     assert done.returncode == 1
     assert b"damaged line" in done.stderr
@@ -374,7 +374,7 @@ def test_a_failed_snapshot_childs_flush_is_done_by_the_next_snapshot(tmp_path, m
     """The trail file a snapshot child should have flushed, when the child failed first,
     is flushed by the next snapshot before it is written: else a power cut could lose
     lines that no replay would write again."""
-    import gateway.storage as storage_module
+    import gateway.storage.datadir as storage_module
 
     parent = os.getpid()
     log = tmp_path.parent / f"{tmp_path.name}-fsyncs.txt"

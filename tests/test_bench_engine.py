@@ -109,7 +109,7 @@ def test_flow_cache_round_trip(tmp_path, monkeypatch):
 def test_cli_bench_engine_json():
     """`alatau bench engine --json` runs all three modes and their checksums agree."""
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *CLI_ARGS],
+        [sys.executable, "-m", "gateway.app.cli", *CLI_ARGS],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import gateway_bench
-from gateway.protocol import MAX_BATCH
+from gateway.wire.protocol import MAX_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNT = 2_000
@@ -49,7 +49,7 @@ def _processes_mentioning(text: str) -> list[str]:
 def run_bench_json(args: list[str]) -> dict:
     """Run `alatau <args>` (a `--json` bench) in a fresh process; it must exit 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "gateway.app.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""The client SDK (gateway.client) against a real gateway on 127.0.0.1, and the example bot.
+"""The client SDK (gateway.sdk.client) against a real gateway on 127.0.0.1, and the example bot.
 
 One demo venue (``gateway.app.serve``) runs for the module in a background thread with its
 own event loop; each test drives its clients with ``asyncio`` in the main thread (``run``),
@@ -30,16 +30,16 @@ import pytest
 
 from engine.reject import all_codes
 from engine.types import Side
-from gateway import app
-from gateway.client import (
+from gateway.app import serve as app
+from gateway.sdk.client import (
     ApiError,
     Client,
     ConnectionLost,
     LocalBook,
     wire_decimal,
 )
-from gateway.protocol import METHODS
-from gateway.session import Limits
+from gateway.sessions.session import Limits
+from gateway.wire.protocol import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key"

@@ -30,10 +30,10 @@ from engine.commands import PlaceOrder
 from engine.licensing import load_chain
 from engine.reports import BalanceReport, FillReport
 from engine.state import digest
-from gateway.app import DEMO_PRIVATE_KEYS, ServeOptions, build_exchange
-from gateway.auth import sign_ed25519
-from gateway.journal import scan
-from gateway.storage import Storage, list_segments
+from gateway.app.serve import DEMO_PRIVATE_KEYS, ServeOptions, build_exchange
+from gateway.storage.datadir import Storage, list_segments
+from gateway.storage.journal import scan
+from gateway.wire.auth import sign_ed25519
 
 PARTICIPANT_OF_KEY = {"demo-bob-key": "bob", "demo-mm1-key": "mm1", "demo-broker1-key": "broker1"}
 CLIENTS = [(key, DEMO_PRIVATE_KEYS[key]) for key in PARTICIPANT_OF_KEY]
@@ -45,7 +45,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "gateway.app.cli",
             "serve",
             "--port",
             "0",

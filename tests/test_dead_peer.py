@@ -9,7 +9,7 @@ import json
 
 from picows import WSListener, WSMsgType, ws_connect
 
-import gateway.server_picows as server_picows
+import gateway.transport.picows_server as server_picows
 
 from .gateway_harness import async_test, login_params, running_venue
 

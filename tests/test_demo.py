@@ -7,7 +7,7 @@ import sys
 def test_demo_prints_trades_and_book_and_exits_cleanly():
     """A 4-second demo shows trades and top-of-book lines and stops with status 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "4"],
+        [sys.executable, "-m", "gateway.app.cli", "demo", "--duration", "4"],
         capture_output=True,
         text=True,
         timeout=60,

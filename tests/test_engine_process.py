@@ -17,15 +17,15 @@ import websockets
 from benchmarks.soak_exchange import soak_venue
 from engine.commands import Deposit
 from engine.licensing import CheckChain
-from gateway.engine_process import (
+from gateway.hosts.process import (
     SEND_EARLY,
     BookDepth,
     Hello,
     RemoteVenue,
     venue_config,
 )
-from gateway.storage import Storage
-from gateway.venue import MAX_UNPUBLISHED_BATCHES, JournalFailed
+from gateway.sequencer.venue import MAX_UNPUBLISHED_BATCHES, JournalFailed
+from gateway.storage.datadir import Storage
 
 from .gateway_harness import (
     ADMIN_KEY,
@@ -55,7 +55,7 @@ def engine_pids(data_dir: Path) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"gateway.engine_process" in cmdline and str(data_dir).encode() in cmdline:
+        if b"gateway.hosts.process" in cmdline and str(data_dir).encode() in cmdline:
             pids.append(int(entry))
     return pids
 
@@ -151,7 +151,7 @@ async def test_sigterm_to_the_whole_process_group_stops_cleanly_with_a_final_sna
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "gateway.app.cli",
             "serve",
             "--engine-process",
             "--port",

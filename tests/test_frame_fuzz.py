@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from gateway import protocol
-from gateway.session import Limits
+from gateway.sessions.session import Limits
+from gateway.wire import protocol
 
 from .gateway_harness import async_test, running_venue
 from .test_gateway_session import Rig, login
@@ -420,7 +420,7 @@ def test_an_unexpected_exception_is_an_internal_answer(monkeypatch: Any, log_lin
     def broken(self: Any, request: Any) -> None:
         raise ZeroDivisionError("a bug")
 
-    from gateway import session as session_module
+    from gateway.sessions import session as session_module
 
     monkeypatch.setitem(session_module._HANDLERS, protocol.Ping, broken)
     for index in range(50):
@@ -528,7 +528,7 @@ async def test_mutated_frames_through_a_running_server(
 
 
 def test_the_log_limiter_writes_one_line_per_interval_with_a_count(log_lines: list) -> None:
-    from gateway.ratelimit import LogLimiter
+    from gateway.sessions.ratelimit import LogLimiter
 
     now = [0.0]
     limiter = LogLimiter(logging.getLogger("alatau.test"), 10.0, clock=lambda: now[0])

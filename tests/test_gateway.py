@@ -21,9 +21,9 @@ import websockets
 from websockets.protocol import State
 
 from engine.reject import BY_CODE
-from gateway.app import ServeOptions, serve
-from gateway.auth import sign
-from gateway.session import Limits
+from gateway.app.serve import ServeOptions, serve
+from gateway.sessions.session import Limits
+from gateway.wire.auth import sign
 
 from .gateway_harness import (
     ADMIN_KEY,

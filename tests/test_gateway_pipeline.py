@@ -22,11 +22,11 @@ from websockets.frames import Frame, Opcode
 from engine.commands import Deposit, PlaceOrder
 from engine.reports import BookChanged
 from engine.types import OrderType, Side, TimeInForce
-from gateway.journal import Journal, scan
-from gateway.marketdata import L2Mirror
-from gateway.protocol import WireError
-from gateway.server_picows import text_frame_header
-from gateway.venue import STOPPED, JournalFailed, Venue
+from gateway.sequencer.marketdata import L2Mirror
+from gateway.sequencer.venue import STOPPED, JournalFailed, Venue
+from gateway.storage.journal import Journal, scan
+from gateway.transport.picows_server import text_frame_header
+from gateway.wire.protocol import WireError
 
 from .gateway_harness import async_test
 from .test_gateway_session import BTC, NOW_MS, Rig
@@ -265,7 +265,7 @@ async def until(predicate, what: str, timeout: float = 5.0) -> None:
 async def test_a_journal_that_cannot_write_stops_the_venue_unacknowledged(tmp_path) -> None:
     """The disk fills up (the journal's file descriptor is pointed at /dev/full): the batch
     that could not be written is not acknowledged, nor anything after it."""
-    from gateway.storage import Storage
+    from gateway.storage.datadir import Storage
 
     rig = Rig()
     storage = Storage(tmp_path, mode="fsync")
@@ -309,7 +309,7 @@ def test_remembered_decimal_text_is_exactly_format_units_and_stays_bounded(monke
     import random
 
     from engine.fixedpoint import format_units
-    from gateway import views
+    from gateway.wire import views
 
     monkeypatch.setattr(views, "REMEMBERED_PER_SCALE", 100)
     monkeypatch.setattr(views, "_texts", {})
@@ -324,7 +324,7 @@ def test_remembered_units_of_text_are_exactly_parse_units_errors_included(monkey
     import random
 
     from engine.fixedpoint import NumberFormatError, parse_units
-    from gateway import views
+    from gateway.wire import views
 
     monkeypatch.setattr(views, "REMEMBERED_PER_SCALE", 50)
     monkeypatch.setattr(views, "_units", {})

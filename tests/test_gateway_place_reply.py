@@ -6,10 +6,15 @@ import asyncio
 import datetime
 import json
 
-from gateway.app import DEMO_PRIVATE_KEYS, ServeOptions, build_exchange, fund_demo_participants
-from gateway.auth import sign_ed25519
-from gateway.session import Gateway
-from gateway.venue import Venue
+from gateway.app.serve import (
+    DEMO_PRIVATE_KEYS,
+    ServeOptions,
+    build_exchange,
+    fund_demo_participants,
+)
+from gateway.sequencer.venue import Venue
+from gateway.sessions.session import Gateway
+from gateway.wire.auth import sign_ed25519
 
 
 class RecordingConnection:
@@ -84,8 +89,8 @@ def test_an_answers_order_is_the_streams_order_view_with_its_fills():
 
     from benchmarks.soak_exchange import random_command, soak_venue
     from engine.reports import FillReport, OrderReport
-    from gateway import protocol
-    from gateway.views import fill_view, order_result, order_view
+    from gateway.wire import protocol
+    from gateway.wire.views import fill_view, order_result, order_view
     from tests.exchange_helpers import TS0
 
     exchange = soak_venue()

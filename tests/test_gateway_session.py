@@ -1,4 +1,4 @@
-"""``gateway.session`` without a network: a Session driven through a fake Connection.
+"""``gateway.sessions.session`` without a network: a Session driven through a fake Connection.
 
 The session is sans-I/O: it is fed whole frames and answers through ``Connection.send``;
 the tests here give it a real ``Venue`` (the demo exchange) with a fixed wall clock and a
@@ -18,10 +18,10 @@ import pytest
 
 from engine.commands import PlaceOrder
 from engine.types import OrderType, Side, TimeInForce
-from gateway.app import ServeOptions, build_exchange, fund_demo_participants
-from gateway.auth import generate_ed25519_key, sign, sign_ed25519
-from gateway.session import CLOSE_POLICY, Gateway, Limits, Session
-from gateway.venue import Venue
+from gateway.app.serve import ServeOptions, build_exchange, fund_demo_participants
+from gateway.sequencer.venue import Venue
+from gateway.sessions.session import CLOSE_POLICY, Gateway, Limits, Session
+from gateway.wire.auth import generate_ed25519_key, sign, sign_ed25519
 
 from .gateway_harness import ADMIN_KEY, KEYS, async_test
 

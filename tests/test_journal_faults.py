@@ -27,7 +27,8 @@ from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import OrderReport
 from engine.state import digest
-from gateway.journal import (
+from gateway.storage.datadir import Storage, describe, list_segments, list_snapshots, salvage
+from gateway.storage.journal import (
     FRAME_HEADER_SIZE,
     FRAME_OVERHEAD,
     SEGMENT_HEADER_SIZE,
@@ -35,7 +36,6 @@ from gateway.journal import (
     JournalOldFormat,
     valid_frames_after,
 )
-from gateway.storage import Storage, describe, list_segments, list_snapshots, salvage
 from tests.exchange_helpers import TS0
 
 KINDS = (
@@ -257,7 +257,7 @@ def corrupt_middle(data_dir: Path) -> Path:
 
 def alatau(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "gateway.app.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -338,7 +338,7 @@ def test_a_corrupt_journal_stops_serve_in_one_line(tmp_path):
 def old_format_segment(path: Path) -> None:
     import msgspec
 
-    from gateway.journal import JournalRecord
+    from gateway.storage.journal import JournalRecord
 
     command = random_command(random.Random(1), TS0, [])
     body = b""

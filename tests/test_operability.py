@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-SERVE = [sys.executable, "-m", "gateway.cli", "serve", "--quiet"]
+SERVE = [sys.executable, "-m", "gateway.app.cli", "serve", "--quiet"]
 
 
 def run_serve(*args: str, timeout: float = 30) -> tuple[subprocess.CompletedProcess, float]:

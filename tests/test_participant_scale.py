@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from gateway.auth import sign
-from gateway.queries import OpenOrdersQuery
-from gateway.session import PRUNE_FLOOR, Limits
+from gateway.sequencer.queries import OpenOrdersQuery
+from gateway.sessions.session import PRUNE_FLOOR, Limits
+from gateway.wire.auth import sign
 
 from .gateway_harness import ADMIN_KEY, async_test, running_venue, wait_until
 from .test_gateway_session import NOW_MS, Rig
@@ -230,7 +230,7 @@ async def test_an_address_has_at_most_its_cap_of_connections(
 
 @async_test
 async def test_memory_is_trimmed_after_a_storm_of_closed_sessions(monkeypatch: Any) -> None:
-    from gateway import session as session_module
+    from gateway.sessions import session as session_module
 
     trimmed = []
     monkeypatch.setattr(session_module, "TRIM_DELAY_S", 0.01)

@@ -27,18 +27,18 @@ from cryptography.x509.oid import NameOID
 from engine.commands import SetParticipant
 from engine.errors import ConfigError
 from engine.licensing import load_chain, participant_from_mapping
-from gateway.app import DEMO_PRIVATE_KEYS, ServeOptions, build_exchange, serve
-from gateway.auth import generate_ed25519_key, sign, sign_ed25519
-from gateway.client import ApiError, Client
-from gateway.sealing import (
+from gateway.app.serve import DEMO_PRIVATE_KEYS, ServeOptions, build_exchange, serve
+from gateway.sdk.client import ApiError, Client
+from gateway.sessions.session import Limits
+from gateway.storage.datadir import Storage
+from gateway.storage.sealing import (
     KEY_FILE_NAME,
     SECRETS_KEY_ENV,
     SealError,
     SecretBox,
     resolve_secret_box,
 )
-from gateway.session import Limits
-from gateway.storage import Storage
+from gateway.wire.auth import generate_ed25519_key, sign, sign_ed25519
 
 from .gateway_harness import ADMIN_KEY, async_test
 

@@ -15,7 +15,8 @@ from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import OrderReport
 from engine.state import digest
-from gateway.journal import (
+from gateway.storage.datadir import Storage, describe, list_segments, list_snapshots
+from gateway.storage.journal import (
     FRAME_HEADER_SIZE,
     FRAME_MARKER,
     SEGMENT_HEADER_SIZE,
@@ -25,7 +26,6 @@ from gateway.journal import (
     scan,
     valid_frames_after,
 )
-from gateway.storage import Storage, describe, list_segments, list_snapshots
 from tests.exchange_helpers import TS0
 
 
@@ -90,7 +90,7 @@ def test_a_snapshot_is_of_the_state_at_its_seq_not_at_the_end_of_its_writing(tmp
 def test_a_failed_background_snapshot_loses_nothing(tmp_path, monkeypatch, caplog):
     """If the child cannot write its snapshot, the previous one and every segment since are
     kept, so recovery still finds every command."""
-    import gateway.storage as storage_module
+    import gateway.storage.datadir as storage_module
 
     storage, exchange, _ = recover(tmp_path, snapshot_every=200)
     run_commands(storage, exchange, 250, seed=6)  # one good snapshot near 200
@@ -375,7 +375,7 @@ def test_off_mode_writes_nothing(tmp_path):
 def test_market_data_seq_carries_on_after_recovery(tmp_path):
     """After a restart the published book starts at the recovered seq, not at 0, so a
     client's next update is simply the next seq."""
-    from gateway.venue import Venue
+    from gateway.sequencer.venue import Venue
 
     storage, exchange, _ = recover(tmp_path)
     run_commands(storage, exchange, 1500, seed=7)
@@ -399,7 +399,7 @@ def test_journal_command_reports_a_healthy_and_a_damaged_directory(tmp_path):
     storage, exchange, _ = recover(tmp_path)
     run_commands(storage, exchange, 200, seed=8)
     storage.close()
-    command = [sys.executable, "-m", "gateway.cli", "journal", str(tmp_path)]
+    command = [sys.executable, "-m", "gateway.app.cli", "journal", str(tmp_path)]
     healthy = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert "last seq 200" in healthy.stdout and "healthy" in healthy.stdout
@@ -415,7 +415,7 @@ def test_journal_command_reports_a_healthy_and_a_damaged_directory(tmp_path):
 def test_one_data_directory_serves_one_server_at_a_time(tmp_path):
     """A second server on the same data directory is refused, naming the holder; once the
     first has closed it, the directory is free."""
-    from gateway.storage import DataDirInUse
+    from gateway.storage.datadir import DataDirInUse
 
     first, exchange, _ = recover(tmp_path)
     run_commands(first, exchange, 50, seed=8)

@@ -239,7 +239,7 @@ class Participant(msgspec.Struct, frozen=True, kw_only=True):
     * ``api_public_key``: an Ed25519 public key, the 32 raw bytes as 64 lowercase hex
       characters (the recommended kind: nothing secret is stored);
     * ``api_secret_sealed``: an HMAC secret sealed (encrypted) by the gateway under the
-      server's secrets key, opaque to the engine (``gateway.sealing``);
+      server's secrets key, opaque to the engine (``gateway.storage.sealing``);
     * ``api_secret``: an HMAC secret in plaintext.  Only an *input* form (a venue file, an
       ``admin.participant`` request): the gateway seals it before the record reaches the
       engine, so journals and snapshots never hold it.  A registry recovered from data

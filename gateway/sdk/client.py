@@ -10,7 +10,7 @@ Usage::
 
     import asyncio
     from decimal import Decimal
-    from gateway.client import ApiError, Client
+    from gateway.sdk.client import ApiError, Client
 
     BOB_PRIVATE_KEY = "f55796f2..."  # the demo key `alatau serve` prints for bob
 
@@ -77,7 +77,7 @@ from sortedcontainers import SortedDict
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .auth import sign, sign_ed25519
+from gateway.wire.auth import sign, sign_ed25519
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",

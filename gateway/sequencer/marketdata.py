@@ -24,9 +24,8 @@ from typing import Any
 
 from engine.markets import Market
 from engine.reports import BookChanged
-
-from . import protocol
-from .views import levels_view
+from gateway.wire import protocol
+from gateway.wire.views import levels_view
 
 
 class L2Mirror:

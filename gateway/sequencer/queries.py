@@ -4,7 +4,7 @@ A session does not read the exchange's balances or open orders directly: it send
 to the venue, which answers it in sequence with the commands, as of the moment it reaches
 the engine.  So a client that pipelines an order and then ``orders.open`` sees its order,
 the answer is as durable as the commands before it, and the same code works whether the
-exchange runs in this process or in an engine process of its own (``gateway.engine_process``):
+exchange runs in this process or in an engine process of its own (``gateway.hosts.process``):
 queries and their answers are msgspec Structs and plain values, so they cross a pipe as is.
 Queries are not journaled: they change nothing.
 """

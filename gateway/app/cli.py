@@ -11,65 +11,67 @@
 
 Each command lives in its own module and is imported only when it runs (or, for its
 options, when its parser is built), so ``alatau --help`` stays fast and a command's heavy
-imports never load for another.  To add one (``serve``, ``demo``, ``journal``, ``bench
-gateway``), write a ``_add_<name>`` function that registers a subparser and sets
-``handler`` to a function taking the parsed arguments and returning the exit status.
+imports never load for another; a benchmark runs as a program of its own (``python -m
+benchmarks.X``), so the installed server never imports the repository's tools.  To add a
+command, write a ``_add_<name>`` function that registers a subparser and sets ``handler``
+to a function taking the parsed arguments and returning the exit status.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Sequence
 
+# The benchmarks are tools of the repository, not part of the installed server: ``alatau
+# bench TARGET`` runs one as a program of its own (``python -m benchmarks.X``), with the
+# options after TARGET handed to it, so nothing here imports them.
+BENCHMARKS = {
+    "engine": (
+        "benchmarks.engine_bench",
+        "the matching engine on the standard order flow: the compiled book per call and in "
+        "batches against the plain-Python reference book, each run in a fresh process",
+    ),
+    "gateway": (
+        "benchmarks.gateway_bench",
+        "the exchange end to end: `alatau serve` in its own process, bots in others placing "
+        "and canceling orders over websockets on 127.0.0.1",
+    ),
+}
 
-def _bench_engine(args: argparse.Namespace) -> int:
-    from benchmarks import engine_bench
 
-    return engine_bench.run(args)
-
-
-def _bench_gateway(args: argparse.Namespace) -> int:
-    from benchmarks import gateway_bench
-
-    return gateway_bench.run(args)
+def _bench(args: argparse.Namespace) -> int:
+    if args.target is None:  # `alatau bench` alone: what there is to run
+        args.bench_parser.print_help()
+        return 2
+    module = BENCHMARKS[args.target][0]
+    prog = f"alatau bench {args.target}"
+    return subprocess.call([sys.executable, "-m", module, "--prog", prog, *args.options])
 
 
 def _add_bench(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser("bench", help="run a benchmark")
-    targets = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
-    engine = targets.add_parser(
-        "engine",
-        help="the matching engine on the standard order flow",
-        description="The matching engine on the standard order flow: the compiled book per "
-        "call and in batches against the plain-Python reference book, each run in a fresh "
-        "process (see benchmarks/engine_bench.py).",
+    lines = "\n".join(f"  {name:8} {text}" for name, (_module, text) in BENCHMARKS.items())
+    bench = commands.add_parser(
+        "bench",
+        help="run a benchmark (alatau bench TARGET --help for its options)",
+        description=f"Run a benchmark; its options follow TARGET.\n\n{lines}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
-    from benchmarks.engine_bench import add_arguments
-
-    add_arguments(engine)
-    engine.set_defaults(handler=_bench_engine)
-    gateway = targets.add_parser(
-        "gateway",
-        help="the exchange end to end: bots placing and canceling orders over websockets",
-        description="The exchange end to end: `alatau serve` in its own process, bots in "
-        "others placing and canceling orders over websockets on 127.0.0.1; requests/s, "
-        "round-trip latency and market-data fan-out (see benchmarks/gateway_bench.py).",
-    )
-    from benchmarks.gateway_bench import add_arguments as add_gateway_arguments
-
-    add_gateway_arguments(gateway)
-    gateway.set_defaults(handler=_bench_gateway)
+    bench.add_argument("target", nargs="?", choices=sorted(BENCHMARKS), metavar="TARGET")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's options")
+    bench.set_defaults(handler=_bench, bench_parser=bench)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .app import run_serve
+    from gateway.app.serve import run_serve
 
     return run_serve(args)
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
-    from .app import add_serve_arguments
+    from gateway.app.serve import add_serve_arguments
 
     serve = commands.add_parser(
         "serve",
@@ -82,7 +84,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from gateway.app.demo import run_demo
 
     return run_demo(args)
 
@@ -99,7 +101,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def _journal(args: argparse.Namespace) -> int:
-    from .storage import describe, migrate, salvage
+    from gateway.storage.datadir import describe, migrate, salvage
 
     if args.salvage:
         report, healthy = salvage(args.data_dir)
@@ -138,7 +140,7 @@ def _add_journal(commands: argparse._SubParsersAction) -> None:
 def _audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .audit import list_audit_files, read_lines
+    from gateway.storage.audit import list_audit_files, read_lines
 
     data_dir = Path(args.data_dir)
     if not list_audit_files(data_dir):

@@ -1,4 +1,4 @@
-"""The picows transport: the same ``Connection`` interface as ``gateway.server``, on picows.
+"""The picows transport: the ``Connection`` interface of ``gateway.transport.server``, on picows.
 
 picows parses frames in Cython and hands each one to a listener callback; sending is a
 synchronous write into the socket's transport, so there is no writer task and no await per
@@ -35,8 +35,8 @@ from ssl import SSLContext
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
-from .ratelimit import LogLimiter
-from .session import TOO_MANY_FROM_ADDRESS, Gateway, Session
+from gateway.sessions.ratelimit import LogLimiter
+from gateway.sessions.session import TOO_MANY_FROM_ADDRESS, Gateway, Session
 
 log = logging.getLogger("alatau.server")
 _frame_failures = LogLimiter(log)

@@ -23,8 +23,8 @@ import random
 import signal
 from decimal import Decimal
 
-from .app import DEMO_PRIVATE_KEYS, ServeOptions, serve
-from .client import ApiError, Client
+from gateway.app.serve import DEMO_PRIVATE_KEYS, ServeOptions, serve
+from gateway.sdk.client import ApiError, Client
 
 # name -> (api_key, Ed25519 private key): the demo venue's published keys
 BOTS = {

@@ -5,7 +5,7 @@ the default, chosen by measurement) and ``websockets`` (this module).  ``run_ser
 picks one.
 
 This is the only module of the gateway that touches sockets, and it is thin on purpose:
-all protocol logic lives in ``gateway.session`` behind the small ``Connection`` interface
+all protocol logic lives in ``gateway.sessions.session`` behind the small ``Connection`` interface
 (``send``, ``buffered``, ``close``), so the transport can be swapped by measurement.
 
 Each connection gets an outbound queue drained by one writer task; ``buffered()`` reports
@@ -26,7 +26,7 @@ from ssl import SSLContext
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .session import CLOSE_POLICY, TOO_MANY_FROM_ADDRESS, Gateway
+from gateway.sessions.session import CLOSE_POLICY, TOO_MANY_FROM_ADDRESS, Gateway
 
 log = logging.getLogger("alatau.server")
 
@@ -151,7 +151,7 @@ async def run_server(
     ``ssl`` (a server ``SSLContext``), both transports serve ``wss://``."""
     transport = transport or os.environ.get("ALATAU_TRANSPORT") or DEFAULT_TRANSPORT
     if transport == "picows":
-        from .server_picows import run_picows_server
+        from gateway.transport.picows_server import run_picows_server
 
         await run_picows_server(gateway, host, port, started=started, stop=stop, ssl=ssl)
     elif transport == "websockets":

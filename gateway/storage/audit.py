@@ -51,8 +51,7 @@ from pathlib import Path
 import msgspec
 
 from engine.reports import Audit, Report
-
-from .journal import create_private, fsync_path, seq_in_name
+from gateway.storage.journal import create_private, fsync_path, seq_in_name
 
 log = logging.getLogger("alatau.audit")
 

@@ -5,14 +5,14 @@ callback.  Commands are executed strictly in the order they were submitted, by a
 task (the sequencer), which stamps each with the time (never going backwards).  All the
 commands that arrive within one turn of the event loop form one batch: they are executed
 and appended to the journal, and the batch's reports wait until the journal says the batch
-is durable (one write and one fsync for the whole batch: see ``gateway.journal``); only
+is durable (one write and one fsync for the whole batch: see ``gateway.storage.journal``); only
 then are they published to the streams and the callbacks run, so nothing is confirmed to
 anyone before it is durable.  The journal may make a batch durable at once (the shipped
 one does) or hand back a future; in the second case the sequencer goes on with the next
 batch meanwhile, and batches are still published in the order they were executed.
 
 Fan-out, per batch: first each market's trades and book changes go to the public channels
-as one message each (``gateway.marketdata``), then command by command the private reports
+as one message each (``gateway.sequencer.marketdata``), then command by command the private reports
 go to the owner's sessions that follow ``orders`` and the callback answers the request; so
 on any connection the stream messages a command caused come before its response.  Each
 message is encoded once for all its receivers.
@@ -41,12 +41,11 @@ from engine.reports import (
     TradePrinted,
 )
 from engine.types import Side
-
-from . import protocol
-from .marketdata import Channels
-from .protocol import WireError
-from .queries import QUERY_TYPES, Query, answer
-from .views import asset_scales, balance_view, fill_view, order_view, trade_view
+from gateway.sequencer.marketdata import Channels
+from gateway.sequencer.queries import QUERY_TYPES, Query, answer
+from gateway.wire import protocol
+from gateway.wire.protocol import WireError
+from gateway.wire.views import asset_scales, balance_view, fill_view, order_view, trade_view
 
 log = logging.getLogger("alatau.venue")
 
@@ -74,7 +73,7 @@ STOPPED: list[Report] = Stopped()
 
 
 class Journal(Protocol):
-    """What the sequencer needs of a journal (see ``gateway.storage``)."""
+    """What the sequencer needs of a journal (see ``gateway.storage.datadir``)."""
 
     snapshot_due: bool
 
@@ -172,7 +171,7 @@ class Venue:
 
     def query(self, query: Query, done: Callable[[Any], None]) -> None:
         """Queue a read-only query; ``done(answer)`` runs when it has been answered, in
-        sequence with the commands around it (see ``gateway.queries``)."""
+        sequence with the commands around it (see ``gateway.sequencer.queries``)."""
         self.submit(lambda ts: query, done)  # type: ignore[arg-type,return-value]
 
     # -- what the sessions read (configuration-like state, changed only by admin commands) --

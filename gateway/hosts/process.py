@@ -13,8 +13,8 @@ and msgpack:
 * engine -> gateway, first: ``Hello``, what the gateway needs to serve (markets, the
   registry, each book's depth and ``seq``, the last trade prices, the last journal seq);
 * gateway -> engine: a batch, the list of one loop turn's commands (stamped with their time
-  by the gateway, which owns the clock) and queries (``gateway.queries``), in order; a turn
-  that has queued ``SEND_EARLY`` commands sends them at once, before the turn ends;
+  by the gateway, which owns the clock) and queries (``gateway.sequencer.queries``), in
+  order; a turn that has queued ``SEND_EARLY`` commands sends them at once, before the turn ends;
 * engine -> gateway: for each batch, in order, ``BatchDone``: per item its reports or its
   query's answer, once the batch is durable (one fsync covers the batches read at once, in
   groups of up to ``GROUP_COMMANDS`` commands), and, after an admin command, the new
@@ -55,9 +55,8 @@ from engine.licensing import License, Participant, Registry
 from engine.markets import Market
 from engine.reports import OrderReport, Report, TradePrinted
 from engine.types import Side
-
-from .queries import QUERY_TYPES, BalancesQuery, Query, answer
-from .venue import MAX_UNPUBLISHED_BATCHES, Done, Venue, _answering, wall_clock_ms
+from gateway.sequencer.queries import QUERY_TYPES, BalancesQuery, Query, answer
+from gateway.sequencer.venue import MAX_UNPUBLISHED_BATCHES, Done, Venue, _answering, wall_clock_ms
 
 log = logging.getLogger("alatau.engine")
 
@@ -153,14 +152,14 @@ def venue_config(exchange: Exchange) -> VenueConfig:
 
 def run_engine(sock: socket.socket, options: dict[str, Any]) -> int:
     """The engine's loop: recover, say hello, then answer batches until the gateway closes."""
-    from .app import ServeOptions, build_exchange
-    from .sealing import SECRETS_KEY_ENV, SecretBox
-    from .storage import Storage
+    from gateway.hosts.build import VenueFiles, build_exchange
+    from gateway.storage.datadir import Storage
+    from gateway.storage.sealing import SECRETS_KEY_ENV, SecretBox
 
     # The gateway hands over its secrets key in the environment (not the command line,
     # which others can read); the venue file's HMAC secrets are sealed with it.
     key_hex = os.environ.pop(SECRETS_KEY_ENV, None)
-    serve_options = ServeOptions(
+    serve_options = VenueFiles(
         venue_file=options.get("venue_file"),
         markets_file=options.get("markets_file"),
         production=options.get("production", False),
@@ -259,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sock = socket.socket(fileno=args.fd)
-    from .journal import JournalCorrupt
-    from .storage import SALVAGE_HINT
+    from gateway.storage.datadir import SALVAGE_HINT
+    from gateway.storage.journal import JournalCorrupt
 
     try:
         return run_engine(sock, json.loads(args.options))
@@ -452,13 +451,13 @@ async def start_engine_process(options: Any) -> RemoteVenue:
     }
     env = dict(os.environ)
     if options.secret_box is not None:
-        from .sealing import SECRETS_KEY_ENV
+        from gateway.storage.sealing import SECRETS_KEY_ENV
 
         env[SECRETS_KEY_ENV] = options.secret_box.key_hex()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.engine_process",
+        "gateway.hosts.process",
         "--fd",
         str(engine_end.fileno()),
         "--options",

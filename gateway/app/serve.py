@@ -8,11 +8,11 @@ nobody and never has the demo participants: it uses the venue file it is given, 
 with no participants at all, and refuses a state that holds a published demo key.
 
 HMAC secrets are sealed under the server's secrets key before anything is sequenced
-(``gateway.sealing``); ``--tls-cert``/``--tls-key`` serve ``wss://``.
+(``gateway.storage.sealing``); ``--tls-cert``/``--tls-key`` serve ``wss://``.
 
 State is kept in the data directory (``./alatau-data`` by default): every command is
 journaled before it is acknowledged, and a restart recovers exactly what was acknowledged
-(``gateway.storage``).  Demo funds are deposited once, when the data directory is new,
+(``gateway.storage.datadir``).  Demo funds are deposited once, when the data directory is new,
 through the journal like any other command.
 """
 
@@ -37,16 +37,20 @@ import msgspec
 from engine.commands import Deposit, SetParticipant
 from engine.errors import ConfigError, EngineError
 from engine.exchange import Exchange
-from engine.licensing import Registry, load_chain, load_registry
-from engine.markets import load_markets
-
-from .auth import public_key_hex
-from .engine_process import EngineGone
-from .journal import JournalCorrupt
-from .sealing import SECRETS_KEY_ENV, SECRETS_KEY_FILE_ENV, SecretBox, resolve_secret_box
-from .session import Gateway, Limits
-from .storage import SALVAGE_HINT
-from .venue import JournalFailed, Venue
+from engine.licensing import Registry, load_chain
+from gateway.hosts.build import build_exchange
+from gateway.hosts.process import EngineGone
+from gateway.sequencer.venue import JournalFailed, Venue
+from gateway.sessions.session import Gateway, Limits
+from gateway.storage.datadir import SALVAGE_HINT
+from gateway.storage.journal import JournalCorrupt
+from gateway.storage.sealing import (
+    SECRETS_KEY_ENV,
+    SECRETS_KEY_FILE_ENV,
+    SecretBox,
+    resolve_secret_box,
+)
+from gateway.wire.auth import public_key_hex
 
 log = logging.getLogger("alatau")
 
@@ -106,8 +110,8 @@ class ServeOptions:
     admin_key: str | None = None
     production: bool = False
     quiet: bool = False
-    transport: str | None = None  # None: gateway.server's default
-    engine_process: bool = False  # the engine in a process of its own (gateway.engine_process)
+    transport: str | None = None  # None: gateway.transport.server's default
+    engine_process: bool = False  # the engine in a process of its own (gateway.hosts.process)
     limits: Limits = field(default_factory=Limits)
     secrets_key_file: str | None = None  # None: $ALATAU_SECRETS_KEY(_FILE) or the data dir's
     secret_box: SecretBox | None = None  # resolved by serve(); seals the venue file's secrets
@@ -226,30 +230,6 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
     )
 
 
-def venue_registry(options: ServeOptions) -> Registry:
-    """The registry to start from: the venue file's; with none, the shipped demo venue, or
-    in production the shipped venue licence alone, with no participants."""
-    if options.venue_file is None and options.production:
-        shipped = load_registry()
-        return Registry(shipped.venue_license_id, [shipped.venue_license], [])
-    return load_registry(options.venue_file)
-
-
-def build_exchange(options: ServeOptions) -> Exchange:
-    """The exchange at seq 0.  A plaintext HMAC secret of the venue file is sealed with
-    ``options.secret_box`` first; without a box such a file is a ``ConfigError``, so no
-    plaintext secret ever reaches the engine, the journal or a snapshot."""
-    registry = venue_registry(options)
-    if options.secret_box is not None:
-        registry = options.secret_box.seal_registry(registry)
-    elif any(p.api_secret is not None for p in registry.participants.values()):
-        raise ConfigError(
-            "the venue file has api_secret values: they are sealed with the server's secrets "
-            "key, and none was given"
-        )
-    return Exchange(load_markets(options.markets_file), registry, load_chain(options.venue_file))
-
-
 def demo_credentials(registry: Registry) -> list[str]:
     """Participants whose published demo credential would log in (api key or public key)."""
     return sorted(
@@ -319,7 +299,7 @@ async def serve(
     started: asyncio.Future | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
-    from .server import run_server
+    from gateway.transport.server import run_server
 
     if options.production and not options.admin_key:
         print(
@@ -343,7 +323,7 @@ async def serve(
     venue: Venue
     try:
         if options.engine_process:
-            from .engine_process import start_engine_process
+            from gateway.hosts.process import start_engine_process
 
             remote = await start_engine_process(options)
             venue, last_seq, recovered = remote, remote.last_seq, remote.recovered
@@ -352,7 +332,7 @@ async def serve(
             last_seq = 0
             recovered = "in memory only: nothing is kept (--ephemeral)"
         else:
-            from .storage import Storage
+            from gateway.storage.datadir import Storage
 
             storage = Storage(
                 options.data_dir, mode=options.durability, snapshot_every=options.snapshot_every

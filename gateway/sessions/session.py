@@ -1,6 +1,6 @@
 """One client connection's protocol logic: login, requests, subscriptions, limits, safety.
 
-A ``Session`` sits between a transport (``gateway.server``) and the venue.  It is fed
+A ``Session`` sits between a transport (``gateway.transport.server``) and the venue.  It is fed
 whole text frames (``on_frame``) and told when the connection is gone (``on_close``); it
 answers through a ``Connection`` it was given (``send`` never blocks; ``close`` with a
 code and reason).  No sockets here, so the whole protocol is testable without a network,
@@ -37,9 +37,12 @@ from engine.licensing import license_from_mapping, participant_from_mapping
 from engine.markets import Market
 from engine.reports import AdminApplied, CommandRejected, FillReport, OrderReport, Report
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
-
-from . import protocol
-from .auth import (
+from gateway.sequencer.queries import BalancesQuery, OpenOrdersQuery
+from gateway.sequencer.venue import STOPPED, Venue
+from gateway.sessions.ratelimit import LogLimiter, TokenBucket
+from gateway.storage.sealing import SealError, SecretBox
+from gateway.wire import protocol
+from gateway.wire.auth import (
     ReplayGuard,
     admin_key_matches,
     check_public_key,
@@ -47,12 +50,15 @@ from .auth import (
     verify_ed25519,
     verify_hmac,
 )
-from .protocol import PUBLIC_METHODS, WireError
-from .queries import BalancesQuery, OpenOrdersQuery
-from .ratelimit import LogLimiter, TokenBucket
-from .sealing import SealError, SecretBox
-from .venue import STOPPED, Venue
-from .views import OrderResult, balance_view, market_view, order_result, order_view, units_of
+from gateway.wire.protocol import PUBLIC_METHODS, WireError
+from gateway.wire.views import (
+    OrderResult,
+    balance_view,
+    market_view,
+    order_result,
+    order_view,
+    units_of,
+)
 
 log = logging.getLogger("alatau.session")
 # What clients cause is logged at most once per interval, with a count of the rest.
@@ -164,7 +170,8 @@ class Gateway:
         self.monotonic = monotonic
         self.sessions: set[Session] = set()
         self._participant_buckets: dict[str, TokenBucket] = {}
-        # Seals HMAC secrets before they are sequenced, opens them at login (gateway.sealing)
+        # Seals HMAC secrets before they are sequenced, opens them at login
+        # (gateway.storage.sealing)
         self.secret_box = secret_box or SecretBox.random()
         self.replay_guard = ReplayGuard(lambda: self.limits.login_window_ms)
         self._warned_plaintext: set[str] = set()

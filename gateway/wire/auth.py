@@ -10,7 +10,7 @@ sends the signature as lowercase or uppercase hex:
   holds nothing secret.
 * **HMAC-SHA256**: the participant has a shared secret (``api_secret``); ``signature`` is
   the HMAC-SHA256 of the message keyed with the secret's UTF-8 bytes, 64 hex characters.
-  The server must know the secret, so it keeps it sealed at rest (``gateway.sealing``).
+  The server must know the secret, so it keeps it sealed at rest (``gateway.storage.sealing``).
 
 The timestamp must be within ``window_ms`` of the server's clock, and a login frame is good
 once: ``ReplayGuard`` remembers, per api key, the timestamps of the logins it accepted until

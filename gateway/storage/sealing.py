@@ -75,7 +75,7 @@ class SecretBox:
         return cls(secrets.token_bytes(32), source="random, in memory only (--ephemeral)")
 
     def key_hex(self) -> str:
-        """The key itself, to hand it to the engine process (``gateway.engine_process``)."""
+        """The key itself, to hand it to the engine process (``gateway.hosts.process``)."""
         return self._key.hex()
 
     def __repr__(self) -> str:

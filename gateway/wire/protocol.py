@@ -43,7 +43,7 @@ class NoParams(_Params):
 class LoginParams(_Params):
     api_key: Annotated[str, Meta(min_length=1, max_length=128)]
     timestamp: Annotated[int, Meta(ge=0, le=2**63 - 1)]  # ms since the epoch, in the window
-    # hex: 64 characters (HMAC-SHA256) or 128 (Ed25519); gateway.auth checks which applies.
+    # hex: 64 characters (HMAC-SHA256) or 128 (Ed25519); gateway.wire.auth checks which applies.
     # ASCII only: a non-ASCII string must never reach a constant-time comparison.
     signature: Annotated[
         str, Meta(min_length=64, max_length=128, pattern=r"^(?:[0-9a-fA-F]{64}){1,2}$")

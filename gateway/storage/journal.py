@@ -76,7 +76,7 @@ acknowledged in ``fsync`` mode) only when both hold:
     reach the disk in any order, so the first crash-explained damaged frame ends the
     journal even if valid frames follow: they are cut too.
 
-A torn tail is legal only in the newest segment (``gateway.storage`` checks that, and the
+A torn tail is legal only in the newest segment (``gateway.storage.datadir`` checks that, and the
 seqs across segments and against the snapshot).  Everything else raises
 ``JournalCorrupt`` naming the file, the byte offset and what was expected; startup stops
 rather than drop acknowledged commands, and ``alatau journal --salvage`` is the operator's

@@ -15,7 +15,7 @@ Startup (``Storage.recover``) loads the newest snapshot whose checksum is good, 
 replays every journal record after it, in seq order, through the exchange.  The result is
 exactly the state that was acknowledged, market-data ``seq`` numbers included (they live in
 the books' state), so clients see no jump.  A torn tail (a crash in mid-write, see
-``gateway.journal.scan``) is cut off, logged and kept beside the segment; any other damage
+``gateway.storage.journal.scan``) is cut off, logged and kept beside the segment; any other damage
 stops startup with ``JournalCorrupt`` naming the file and offset (``inspect`` lists the
 checks across segments and against the snapshot; ``salvage`` is the operator's way on).
 
@@ -64,9 +64,8 @@ from engine.exchange import Exchange
 from engine.licensing import CheckChain
 from engine.reports import Report
 from engine.state import ExchangeState, capture, rebuild
-
-from .audit import AuditTrail
-from .journal import (
+from gateway.storage.audit import AuditTrail
+from gateway.storage.journal import (
     SEGMENT_HEADER_SIZE,
     Journal,
     JournalCorrupt,
@@ -187,7 +186,7 @@ class Storage:
         self.mode = mode
         self.snapshot_every = snapshot_every
         self.journal: Journal | None = None
-        # Every check-chain decision, on disk for good (``gateway.audit``); none in "off".
+        # Every check-chain decision, on disk for good (``gateway.storage.audit``); none in "off".
         self.trail = AuditTrail(self.data_dir) if mode != "off" else None
         self._trail_write_scheduled = False
         self.exchange: Exchange | None = None
@@ -253,7 +252,7 @@ class Storage:
                     )
                 reports = exchange.execute(record.command)
                 if trail is not None:
-                    trail.add(record.seq, reports)  # written again: see gateway.audit
+                    trail.add(record.seq, reports)  # written again: see gateway.storage.audit
                 last_seq = record.seq
                 replayed += 1
         exchange.check_integrity()
@@ -481,7 +480,7 @@ class Storage:
     def _open_segment_after_snapshot(self, seq: int, *, trail_flushed: bool = False) -> None:
         if self.trail is not None:
             # On disk before the journal that rebuilds it can go (by the snapshot child, if
-            # ``trail_flushed``: see ``gateway.audit``).
+            # ``trail_flushed``: see ``gateway.storage.audit``).
             self.trail.rotate(seq + 1, flush=not trail_flushed)
         if self.journal is not None:
             self.journal.close()
@@ -543,7 +542,7 @@ def inspect(data_dir: Path) -> Inspection:
     """Check a data directory as startup does, and say what it would recover; raise
     ``JournalCorrupt`` (``JournalOldFormat``) where it must stop.  The checks:
 
-    * every segment by the rules of ``gateway.journal`` (frames, seqs, torn tails);
+    * every segment by the rules of ``gateway.storage.journal`` (frames, seqs, torn tails);
     * a torn tail only in the newest segment: a segment is flushed when it is closed, so a
       crash can tear only the last;
     * seqs contiguous across segments: each starts where the one before ended;
@@ -847,7 +846,7 @@ def migrate(data_dir: str | Path) -> tuple[str, bool]:
     """Convert the ``ALTJRNL1`` segments of a data directory to the current format (one
     frame per 1,000 records), keeping the old files in ``DATA_DIR/old-format-<time>/``.
     Refuses (and changes nothing) if an old segment is damaged in any way."""
-    from .journal import OLD_MAGICS, encode_frame
+    from gateway.storage.journal import OLD_MAGICS, encode_frame
 
     data_dir = Path(data_dir)
     old = [p for p in list_segments(data_dir) if p.read_bytes()[:8] in OLD_MAGICS]
@@ -870,7 +869,7 @@ def migrate(data_dir: str | Path) -> tuple[str, bool]:
         for start in range(0, len(records), 1000):
             chunk = records[start : start + 1000]
             body += encode_frame([c for _seq, c in chunk], chunk[0][0])
-        from .journal import encode_segment_header
+        from gateway.storage.journal import encode_segment_header
 
         create_private(temporary, encode_segment_header("fsync", first) + bytes(body))
         os.replace(temporary, path)
