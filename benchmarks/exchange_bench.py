@@ -5,7 +5,7 @@
 The book benchmark (``engine_bench``) measures the Cython core alone; this one measures the
 pure-Python layer above it, which is what an end-to-end load spends most of its engine time
 in: the licensing check chain, the ledger, usage accounting and the reports.  The venue is
-``benchmarks.soak_exchange.licensed_venue`` (the ALATAU chain, a venue licence, resident
+``tests.kit.venues.licensed_venue`` (the ALATAU chain, a venue licence, resident
 PROFESSIONAL clients), 8 participants funded with far more than they can spend, and one
 market, USDT-KZT.  The command mix is the one a market-making load sends:
 
@@ -45,7 +45,6 @@ from typing import Any
 
 from benchmarks import common
 from benchmarks.common import percentile
-from benchmarks.soak_exchange import licensed_venue
 from engine.commands import CancelOrder, Command, Deposit, PlaceOrder
 from engine.exchange import Exchange
 from engine.fixedpoint import format_units, parse_units
@@ -53,6 +52,7 @@ from engine.markets import load_markets
 from engine.reports import OrderReport
 from engine.state import digest
 from engine.types import Side, TimeInForce
+from tests.kit.venues import licensed_venue
 
 PARTICIPANTS = tuple(f"p{i}" for i in range(8))
 SYMBOL = "USDT-KZT"

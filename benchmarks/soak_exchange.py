@@ -5,6 +5,9 @@
 Prints what the stream did (orders, trades, rejects by code) and the result of every
 invariant check: asset conservation, no negative balance, holds equal what open orders
 need, book integrity.  Exits non-zero at the first broken invariant, naming the command.
+
+The stream (``random_command``) and its venue (``soak_venue``) are the tests' kit
+(``tests.kit.commands``), which the property tests run too.
 """
 
 from __future__ import annotations
@@ -14,107 +17,10 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
 
-from engine.commands import (
-    AmendOrder,
-    CancelAll,
-    CancelOrder,
-    Command,
-    Deposit,
-    PlaceOrder,
-    Withdraw,
-)
 from engine.errors import BookIntegrityError
-from engine.exchange import Exchange
-from engine.licensing import CheckChain, License, Participant, Registry
-from engine.markets import load_markets
 from engine.reports import CommandRejected, FillReport, OrderReport, TradePrinted
-from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
-
-PARTICIPANTS = [f"p{i}" for i in range(8)]
-MARKETS = {
-    # symbol: (reference tiyn, price step tiyn, lot units, assets)
-    "BTC-KZT": (4_500_000_000, 100_00, 1000, ("BTC", 10**8)),
-    "USDT-KZT": (51_500, 10, 1_000_000, ("USDT", 10**6)),
-}
-
-
-VENUE_LICENSE = License(
-    license_id="VENUE",
-    regulator="NBK",
-    number="SOAK-0001",
-    activities="*",
-    markets="*",
-    valid_from="2026-01-01",
-    valid_to="2030-12-31",
-    status="ACTIVE",
-)
-
-
-def licensed_venue(participants: Iterable[str], profile: str = "ALATAU") -> Exchange:
-    """The default markets and a chain of ``profile``, with resident professional clients
-    (full KYC, no limits of their own) trading under an active venue licence."""
-    clients = [
-        Participant(participant_id=p, category="PROFESSIONAL", residency="KZ", kyc_level=3)
-        for p in participants
-    ]
-    registry = Registry("VENUE", [VENUE_LICENSE], clients)
-    return Exchange(load_markets(), registry, CheckChain(profile))
-
-
-def soak_venue() -> Exchange:
-    """The soak's venue: ``licensed_venue`` with the soak's participants."""
-    return licensed_venue(PARTICIPANTS)
-
-
-def random_command(rnd: random.Random, ts: int, open_orders: list) -> Command:
-    who = rnd.choice(PARTICIPANTS)
-    roll = rnd.random()
-    if roll < 0.04:
-        asset, unit = rnd.choice([("KZT", 100), ("BTC", 10**8), ("USDT", 10**6)])
-        return Deposit(ts=ts, participant_id=who, asset=asset, amount=rnd.randint(1, 1000) * unit)
-    if roll < 0.06:
-        asset = rnd.choice(["KZT", "BTC", "USDT"])
-        return Withdraw(ts=ts, participant_id=who, asset=asset, amount=rnd.randint(1, 10**10))
-    if roll < 0.25 and open_orders:
-        who, symbol, order_id = rnd.choice(open_orders)
-        return CancelOrder(ts=ts, participant_id=who, market=symbol, order_id=order_id)
-    if roll < 0.35 and open_orders:
-        who, symbol, order_id = rnd.choice(open_orders)
-        reference, step, lot, _ = MARKETS[symbol]
-        return AmendOrder(
-            ts=ts,
-            participant_id=who,
-            market=symbol,
-            order_id=order_id,
-            price=rnd.choice([None, reference + rnd.randint(-30, 30) * step]),
-            qty=rnd.randint(1, 80) * lot,
-        )
-    if roll < 0.37:
-        return CancelAll(ts=ts, participant_id=who, side=rnd.choice([None, Side.BUY, Side.SELL]))
-    symbol = rnd.choice(list(MARKETS))
-    reference, step, lot, _ = MARKETS[symbol]
-    is_market = rnd.random() < 0.1
-    tif = (
-        rnd.choice([TimeInForce.IOC, TimeInForce.FOK])
-        if is_market
-        else rnd.choice(
-            [TimeInForce.GTC, TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK]
-        )
-    )
-    return PlaceOrder(
-        ts=ts,
-        participant_id=who,
-        market=symbol,
-        side=rnd.choice([Side.BUY, Side.SELL]),
-        order_type=OrderType.MARKET if is_market else OrderType.LIMIT,
-        price=None if is_market else reference + rnd.randint(-30, 30) * step,
-        qty=rnd.randint(1, 60) * lot,
-        tif=tif,
-        post_only=not is_market and tif == TimeInForce.GTC and rnd.random() < 0.1,
-        stp=rnd.choice(list(SelfTradePrevention)[1:]),
-    )
+from tests.kit.commands import random_command, soak_venue
 
 
 def soak(commands: int, seed: int, out=sys.stdout) -> Counter:

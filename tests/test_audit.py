@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import Audit, OrderReport
 from gateway.storage.audit import list_audit_files, read_lines
 from gateway.storage.datadir import Storage, list_segments
-from tests.exchange_helpers import TS0
+from tests.kit.commands import random_command, soak_venue
+from tests.kit.venues import TS0
 
 from .gateway_harness import async_test, connect, serving
 from .test_storage import recover

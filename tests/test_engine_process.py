@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import websockets
 
-from benchmarks.soak_exchange import soak_venue
 from engine.commands import Deposit
 from engine.licensing import CheckChain
 from gateway.hosts.process import (
@@ -26,6 +25,7 @@ from gateway.hosts.process import (
 )
 from gateway.sequencer.venue import MAX_UNPUBLISHED_BATCHES, JournalFailed
 from gateway.storage.datadir import Storage
+from tests.kit.commands import soak_venue
 
 from .gateway_harness import (
     ADMIN_KEY,

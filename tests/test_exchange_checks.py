@@ -34,7 +34,7 @@ from engine.reports import (
     TradePrinted,
 )
 from engine.types import OrderType, Side, TimeInForce
-from tests.exchange_helpers import TS0, VENUE_LICENSE, professional
+from tests.kit.venues import TS0, VENUE_LICENSE, professional
 
 P0 = 4_500_000_000  # 45,000,000.00 KZT: the BTC-KZT reference price, in tiyn
 BAND_TOP = 4_950_000_000  # reference + 10 %

@@ -9,7 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from engine.commands import AmendOrder, CancelAll, CancelOrder, Deposit, PlaceOrder, Withdraw
 from engine.reports import FillReport, OrderReport
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
-from tests.exchange_helpers import TS0, new_venue
+from tests.kit.venues import TS0, new_venue
 
 PARTICIPANTS = ("alice", "bob", "carol")
 BTC_REF = 4_500_000_000  # 45,000,000.00 KZT in tiyn

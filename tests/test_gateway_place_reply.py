@@ -87,11 +87,11 @@ def test_an_answers_order_is_the_streams_order_view_with_its_fills():
     with fills, cancel reasons and rejects."""
     import random
 
-    from benchmarks.soak_exchange import random_command, soak_venue
     from engine.reports import FillReport, OrderReport
     from gateway.wire import protocol
     from gateway.wire.views import fill_view, order_result, order_view
-    from tests.exchange_helpers import TS0
+    from tests.kit.commands import random_command, soak_venue
+    from tests.kit.venues import TS0
 
     exchange = soak_venue()
     rnd = random.Random(3)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import OrderReport
 from engine.state import digest
@@ -36,7 +35,8 @@ from gateway.storage.journal import (
     JournalOldFormat,
     valid_frames_after,
 )
-from tests.exchange_helpers import TS0
+from tests.kit.commands import random_command, soak_venue
+from tests.kit.venues import TS0
 
 KINDS = (
     "length_bit_flip",

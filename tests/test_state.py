@@ -6,11 +6,11 @@ import random
 
 import msgspec
 
-from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import OrderReport
 from engine.state import ExchangeState, capture, digest, rebuild
-from tests.exchange_helpers import TS0
+from tests.kit.commands import random_command, soak_venue
+from tests.kit.venues import TS0
 
 
 def drive(exchange, rnd: random.Random, count: int, ts: int, open_orders: list) -> tuple:
@@ -66,7 +66,7 @@ def test_a_taker_buy_that_rests_after_a_large_fill_survives_a_snapshot():
     still encodes, and rebuilds to the same digest and the same behaviour."""
     from engine.commands import Deposit, PlaceOrder
     from engine.types import OrderType, Side, TimeInForce
-    from tests.exchange_helpers import new_venue
+    from tests.kit.venues import new_venue
 
     exchange = new_venue(("alice", "bob"))
     for who, asset, amount in (("alice", "BTC", 10**9), ("bob", "KZT", 10**13)):
@@ -105,7 +105,7 @@ def test_a_deposit_past_what_the_venue_can_count_is_refused_and_changes_nothing(
     from engine.commands import Deposit
     from engine.exchange import MAX_ASSET_UNITS
     from engine.reports import CommandRejected
-    from tests.exchange_helpers import new_venue
+    from tests.kit.venues import new_venue
 
     exchange = new_venue(("alice", "bob"))
     first = exchange.execute(

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from benchmarks.soak_exchange import random_command, soak_venue
 from engine.licensing import CheckChain
 from engine.reports import OrderReport
 from engine.state import digest
@@ -26,7 +25,8 @@ from gateway.storage.journal import (
     scan,
     valid_frames_after,
 )
-from tests.exchange_helpers import TS0
+from tests.kit.commands import random_command, soak_venue
+from tests.kit.venues import TS0
 
 
 def run_commands(storage: Storage, exchange, count: int, seed: int, batch: int = 7) -> None:
