@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks import gateway_bench
+from benchmarks.gateway import cli, flow
 from gateway.wire.protocol import MAX_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,13 +82,13 @@ def test_cli_bench_gateway_quick_json():
     assert report["sent"] == COUNT
     assert report["acknowledged"] == COUNT and report["lost"] == 0
     assert report["ok"] + report["business_rejects"] == COUNT and report["ok"] > 0
-    assert set(report["errors"]) <= gateway_bench.EXPECTED_REJECTS, report["errors"]
+    assert set(report["errors"]) <= flow.EXPECTED_REJECTS, report["errors"]
     assert report["unexpected_errors"] == 0 and not report["connection_errors"]
     assert report["orders_per_sec"] > 0
     assert 0 < report["p50_ms"] <= report["p99_ms"] <= report["p999_ms"]
     kinds = report["kinds"]
     assert kinds["place"]["ok"] > 0 and kinds["cancel"]["ok"] > 0 and kinds["cross"]["ok"] > 0
-    assert report["max_open_per_client"] <= gateway_bench.DEFAULT_MAX_OPEN
+    assert report["max_open_per_client"] <= cli.DEFAULT_MAX_OPEN
     fanout = report["fanout"]
     assert fanout["subscribers"] == 1
     assert fanout["seq_contiguous"] and fanout["seq_gaps"] == 0 and fanout["closed_count"] == 0
@@ -109,7 +109,7 @@ def test_cli_bench_gateway_batch_quick_json():
     assert report["batch"] == 10 and report["clients"] == 2
     assert report["sent"] == COUNT and report["acknowledged"] == COUNT and report["lost"] == 0
     assert report["ok"] + report["business_rejects"] == COUNT and report["ok"] > 0
-    assert set(report["errors"]) <= gateway_bench.EXPECTED_REJECTS, report["errors"]
+    assert set(report["errors"]) <= flow.EXPECTED_REJECTS, report["errors"]
     assert report["unexpected_errors"] == 0 and not report["connection_errors"]
     by_method = report["requests_sent_by_method"]
     assert set(by_method) == {"order.batch", "order.cancel_batch"} and all(by_method.values())
@@ -130,7 +130,7 @@ def test_cli_bench_gateway_batch_quick_json():
 
 def test_batch_option_is_checked():
     """--batch is 1 to the server's limit of orders per batch."""
-    assert gateway_bench.MAX_BATCH == MAX_BATCH
+    assert flow.MAX_BATCH == MAX_BATCH
     for bad in ("0", str(MAX_BATCH + 1)):
         result = subprocess.run(
             [sys.executable, "-m", "benchmarks.gateway_bench", "--batch", bad],
@@ -151,9 +151,9 @@ def test_flow_prices_and_quantities():
         "min_notional": "1000.00",
         "reference_price": "515.00",
     }
-    prices, qtys = gateway_bench._flow_prices(market)
-    assert len(prices) == 2 * gateway_bench.SPREAD_TICKS + 1
-    assert prices[gateway_bench.SPREAD_TICKS] == "515.00"
+    prices, qtys = flow.flow_prices(market)
+    assert len(prices) == 2 * flow.SPREAD_TICKS + 1
+    assert prices[flow.SPREAD_TICKS] == "515.00"
     assert prices[0] == "514.50" and prices[-1] == "515.50"
     from decimal import Decimal
 

@@ -16,18 +16,20 @@ trades whether they come one per message or as a list, and sees a gap in the boo
 import asyncio
 import itertools
 import time
+from collections import Counter
 
 import msgspec
 import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from benchmarks import gateway_bench as gb
+from benchmarks.gateway import bots, client, flow, messages, subscribers
+from benchmarks.gateway.ticker import Ticker
 
 from .test_bench_gateway import run_bench_json
 
-PRICES = [f"{515 + (k - gb.SPREAD_TICKS) / 100:.2f}" for k in range(2 * gb.SPREAD_TICKS + 1)]
-QTYS = [f"{2.14 * k:.6f}" for k in range(1, gb.QTY_STEPS + 1)]
+PRICES = [f"{515 + (k - flow.SPREAD_TICKS) / 100:.2f}" for k in range(2 * flow.SPREAD_TICKS + 1)]
+QTYS = [f"{2.14 * k:.6f}" for k in range(1, flow.QTY_STEPS + 1)]
 
 
 def _parse_frames(data: bytes) -> list[bytes]:
@@ -73,7 +75,7 @@ class _FakeTransport:
 class _Frame:
     """A text frame as picows hands it to ``on_ws_frame``."""
 
-    msg_type = gb.WSMsgType.TEXT
+    msg_type = client.WSMsgType.TEXT
 
     def __init__(self, payload: bytes, last_in_buffer: bool = True) -> None:
         self.payload = payload
@@ -90,7 +92,7 @@ def _answer(request: dict, order_id: int) -> bytes:
     return msgspec.json.encode({"id": request["id"], "ok": True, "result": result})
 
 
-def _bot(count: int, warmup: int = 0, window: int = 4, batch: int = 1) -> gb._Bot:
+def _bot(count: int, warmup: int = 0, window: int = 4, batch: int = 1) -> bots.Bot:
     spec = {
         "batch": batch,
         "seed": 1,
@@ -102,7 +104,7 @@ def _bot(count: int, warmup: int = 0, window: int = 4, batch: int = 1) -> gb._Bo
         "counts": [count],
         "window": window,
     }
-    bot = gb._Bot(spec, 0, gb._Stats())
+    bot = bots.Bot(spec, 0, bots.Stats())
     bot.on_ws_connected(_FakeTransport())
     return bot
 
@@ -114,8 +116,8 @@ def test_text_frames_are_masked_client_frames():
     rng = random.Random(3)
     for size in (0, 5, 125, 126, 200, 65535, 65536, 70_000):
         payload = bytes(rng.randrange(256) for _ in range(size))
-        key = gb._mask_key(rng)
-        assert _parse_frames(gb._text_frame(payload, key)) == [payload]
+        key = client.mask_key(rng)
+        assert _parse_frames(client.text_frame(payload, key)) == [payload]
 
 
 def test_saturation_keeps_the_window_and_writes_a_read_at_once():
@@ -164,7 +166,7 @@ def test_unanswered_requests_are_lost_and_rejects_are_counted():
         reject = {"id": second["id"], "ok": False, "error": {"code": "UNKNOWN_ORDER"}}
         bot.on_ws_frame(bot.transport, _Frame(msgspec.json.encode(reject)))
         assert bot.lost() == 2 and not bot.finished.done()
-        errors = sum(bot.stats.errors, start=gb.Counter())
+        errors = sum(bot.stats.errors, start=Counter())
         assert errors == {"UNKNOWN_ORDER": 1} and sum(bot.stats.ok) == 1
 
     asyncio.run(run())
@@ -175,12 +177,12 @@ def test_fixed_rate_sends_on_schedule_and_counts_latency_from_it(monkeypatch, ti
     """Nothing leaves before its scheduled time; latency starts at the schedule; a connection
     at MAX_INFLIGHT_OPEN_LOOP waits, then sends what fell due as soon as a response makes room
     (still timed from the schedule).  With the timerfd, and with the event loop's timers."""
-    monkeypatch.setattr(gb, "MAX_INFLIGHT_OPEN_LOOP", 3)
+    monkeypatch.setattr(bots, "MAX_INFLIGHT_OPEN_LOOP", 3)
 
     async def run() -> None:
         bot = _bot(count=6)
         socket = bot.transport.underlying_transport
-        ticker = gb._Ticker()
+        ticker = Ticker()
         assert ticker.fd >= 0, "Linux has timerfd"
         if not timerfd:
             ticker.close()  # what remains is the fallback: the event loop's timers
@@ -215,13 +217,13 @@ def test_fixed_rate_sends_on_schedule_and_counts_latency_from_it(monkeypatch, ti
     asyncio.run(run())
 
 
-def _message(**fields: object) -> gb._Message:
-    return gb._decode_message(msgspec.json.encode(fields))
+def _message(**fields: object) -> messages.Message:
+    return messages.decode_message(msgspec.json.encode(fields))
 
 
 def test_subscriber_counts_trades_as_objects_or_lists_and_checks_seq():
     async def run() -> None:
-        sub = gb._Subscriber()
+        sub = subscribers.Subscriber()
         sub.on_message(_message(id=1, ok=True, result=None))
         book = {"channel": "book", "market": "USDT-KZT"}
         sub.on_message(_message(**book, seq=10, data={"type": "snapshot", "bids": [], "asks": []}))
@@ -239,7 +241,7 @@ def test_subscriber_counts_trades_as_objects_or_lists_and_checks_seq():
         assert sub.messages == 4 and sub.last_seq == 14
         sub.on_message(_message(**book, seq=16, data={"type": "update", **levels}))
         assert sub.gaps == 1
-        refused = gb._Subscriber()
+        refused = subscribers.Subscriber()
         refused.on_message(_message(id=1, ok=False, error={"code": "BAD_CHANNEL"}))
         assert refused.error == "subscribe refused"
 
@@ -325,7 +327,7 @@ class _FakeVenue:
         return msgspec.json.encode({"id": request["id"], **item})
 
 
-def _run_against(bot: gb._Bot, venue: _FakeVenue) -> list[dict]:
+def _run_against(bot: bots.Bot, venue: _FakeVenue) -> list[dict]:
     """Run the bot's whole flow at saturation against ``venue``, answering what is in flight
     one read at a time; the requests it sent, in order."""
     writes = bot.transport.underlying_transport.writes
@@ -399,7 +401,7 @@ def test_batch_keeps_the_flow_mix():
     sent = asyncio.run(run())
     for k in range(3):
         assert abs(sent[1][k] - sent[10][k]) / 6000 < 0.03, sent
-    assert 0.30 < sent[10][gb.CANCEL] / 6000 < 0.40 and 0.07 < sent[10][gb.CROSS] / 6000 < 0.13
+    assert 0.30 < sent[10][flow.CANCEL] / 6000 < 0.40 and 0.07 < sent[10][flow.CROSS] / 6000 < 0.13
 
 
 def test_batch_learns_order_ids_from_items_and_counts_rejects_per_item():
@@ -420,7 +422,7 @@ def test_batch_learns_order_ids_from_items_and_counts_rejects_per_item():
         bot.on_ws_frame(bot.transport, _Frame(msgspec.json.encode(answer), last_in_buffer=False))
         assert sorted(bot.open) == [11, 14]
         stats = bot.stats
-        assert sum(stats.ok) == 3 and sum(stats.errors, gb.Counter()) == {"INSUFFICIENT_FUNDS": 1}
+        assert sum(stats.ok) == 3 and sum(stats.errors, Counter()) == {"INSUFFICIENT_FUNDS": 1}
         assert sum(len(lat) for lat in stats.latency_us) == 4
         assert len(stats.request_latency_us) == 1 and bot.inflight == 1
         # A response with fewer items than orders is a broken server: the connection ends.
@@ -448,8 +450,8 @@ def test_cancel_batch_takes_known_orders_and_counts_unknown_order_per_item():
         answer = {"id": 1, "ok": True, "result": items}
         bot.on_ws_frame(bot.transport, _Frame(msgspec.json.encode(answer)))
         stats = bot.stats
-        assert stats.ok[gb.CANCEL] == 3 and stats.errors[gb.CANCEL] == {"UNKNOWN_ORDER": 2}
-        assert len(stats.latency_us[gb.CANCEL]) == 5 and stats.sent[gb.CANCEL] >= 5
+        assert stats.ok[flow.CANCEL] == 3 and stats.errors[flow.CANCEL] == {"UNKNOWN_ORDER": 2}
+        assert len(stats.latency_us[flow.CANCEL]) == 5 and stats.sent[flow.CANCEL] >= 5
         assert not set(ids) & set(bot.open)  # a cancel, ok or not, never returns an order
 
     asyncio.run(run())
@@ -463,7 +465,7 @@ def test_batch_refused_as_a_whole_counts_every_item():
         (request,) = socket.requests()
         refused = {"id": request["id"], "ok": False, "error": {"code": "RATE_LIMITED"}}
         bot.on_ws_frame(bot.transport, _Frame(msgspec.json.encode(refused)))
-        assert sum(bot.stats.errors, gb.Counter()) == {"RATE_LIMITED": 6}
+        assert sum(bot.stats.errors, Counter()) == {"RATE_LIMITED": 6}
         assert sum(len(lat) for lat in bot.stats.latency_us) == 6 and not bot.open
 
     asyncio.run(run())
@@ -506,7 +508,7 @@ def test_batch_fixed_rate_schedules_requests():
     async def run() -> None:
         bot = _bot(count=40, batch=5)
         socket = bot.transport.underlying_transport
-        ticker = gb._Ticker()
+        ticker = Ticker()
         try:
             start = time.perf_counter_ns() + 2_000_000
             interval = 3_000_000
@@ -577,7 +579,7 @@ def test_max_open_counts_orders_in_flight(batch, window, max_open):
         sent = bot.stats.sent
         assert all(sent), sent  # passive places, crosses and cancels
         if max_open >= window * batch:
-            assert sent[gb.CROSS] / count < 0.12 and 0.40 < sent[gb.CANCEL] / count < 0.50
+            assert sent[flow.CROSS] / count < 0.12 and 0.40 < sent[flow.CANCEL] / count < 0.50
 
     asyncio.run(run())
 
