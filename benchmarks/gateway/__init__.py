@@ -16,8 +16,9 @@ one job per module.  What it measures and how is in the docstring of
     report       progress lines and the report as text
     profiling    py-spy on the server, and where its time goes
 
-A module imports only those below it in the run (``cli`` -> ``driver`` -> ``server``,
-``workers``, ``results``, ``profiling``, ``report``; ``bots`` and ``subscribers`` ->
-``flow``, ``ticker``, ``client``, ``messages``), and nothing of ``tests``: ``alatau bench``
-runs it from an installed ``benchmarks`` package.
+The imports run one way, from the entry down: ``cli`` -> ``driver`` -> ``server``,
+``workers``, ``results``, ``profiling``, ``report``; the workers' side, ``bots`` and
+``subscribers`` -> ``flow``, ``ticker``, ``client``, ``messages``, ``workers`` (``ticker``
+names ``Bot`` only in annotations).  Nothing imports ``tests``: ``alatau bench`` runs the
+benchmark from an installed ``benchmarks`` package (``tests/test_tools_layout.py``).
 """
