@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     import uvloop
 
     argv = sys.argv[1:]
-    if argv[:2] == ["bench", "gateway"]:
+    if argv[:1] == ["--prog"]:  # run by `alatau bench gateway` (see main)
         argv = argv[2:]
     command = shlex.join(["alatau", "bench", "gateway", *argv])
     try:
