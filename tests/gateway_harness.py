@@ -40,6 +40,7 @@ from gateway.app.serve import (
     fund_demo_participants,
     serve,
 )
+from gateway.hosts.local import LocalHost
 from gateway.sequencer.venue import Venue
 from gateway.sessions.session import Gateway, Limits
 from gateway.transport.server import run_server
@@ -175,7 +176,7 @@ async def running_venue(
 ) -> AsyncIterator[RunningVenue]:
     """The demo venue served on 127.0.0.1 (any free port) for the duration of the block."""
     exchange = build_exchange(ServeOptions())
-    venue = Venue(exchange)
+    venue = Venue(LocalHost(exchange))
     fund_demo_participants(exchange, venue.now_ms())
     gateway = Gateway(venue, admin_key=admin_key, limits=limits or Limits())
     venue.start()

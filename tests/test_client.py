@@ -31,6 +31,7 @@ import pytest
 from engine.reject import all_codes
 from engine.types import Side
 from gateway.app import serve as app
+from gateway.hosts import start as engine_start
 from gateway.sdk.client import (
     ApiError,
     Client,
@@ -54,7 +55,8 @@ TIMEOUT = 20.0  # seconds: a safety net against hanging, never an assertion
 
 
 class Server:
-    """``gateway.app.serve`` on port 0 in a thread; ``exchange`` is the engine it built."""
+    """``gateway.app.serve`` on port 0 in a thread; ``exchange`` is the engine it built
+    (caught where ``gateway.hosts.start`` builds it)."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -68,14 +70,14 @@ class Server:
         self._thread = threading.Thread(target=self._main, name="alatau-test-server")
 
     def start(self) -> Server:
-        original = app.build_exchange
+        original = engine_start.build_exchange
 
-        def build_and_keep(options: app.ServeOptions) -> Any:
+        def build_and_keep(options: Any) -> Any:
             self.exchange = original(options)
             return self.exchange
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(app, "build_exchange", build_and_keep)
+            patch.setattr(engine_start, "build_exchange", build_and_keep)
             self._thread.start()
             assert self._ready.wait(TIMEOUT), "the server did not start"
         return self

@@ -20,10 +20,10 @@ from gateway.hosts.process import (
     SEND_EARLY,
     BookDepth,
     Hello,
-    RemoteVenue,
+    ProcessHost,
     venue_config,
 )
-from gateway.sequencer.venue import MAX_UNPUBLISHED_BATCHES, JournalFailed
+from gateway.sequencer.venue import MAX_UNPUBLISHED_BATCHES, JournalFailed, Venue
 from gateway.storage.datadir import Storage
 from tests.kit.commands import soak_venue
 
@@ -225,7 +225,7 @@ async def test_a_stalled_engine_is_not_sent_more_than_the_in_flight_bound() -> N
         last_price=[],
     )
     link = _SilentEngine()
-    venue = RemoteVenue(link, hello, process=None)  # type: ignore[arg-type]
+    venue = Venue(ProcessHost(link, hello, process=None))  # type: ignore[arg-type]
     deposit = Deposit(ts=0, participant_id="p0", asset="KZT", amount=1)
     for _ in range(SEND_EARLY * (MAX_UNPUBLISHED_BATCHES + 10)):
         venue.submit(lambda ts: deposit)

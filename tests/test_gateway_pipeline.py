@@ -22,6 +22,7 @@ from websockets.frames import Frame, Opcode
 from engine.commands import Deposit, PlaceOrder
 from engine.reports import BookChanged
 from engine.types import OrderType, Side, TimeInForce
+from gateway.hosts.local import LocalHost
 from gateway.sequencer.marketdata import L2Mirror
 from gateway.sequencer.venue import STOPPED, JournalFailed, Venue
 from gateway.storage.journal import Journal, scan
@@ -152,7 +153,7 @@ async def two_batches_in_flight() -> tuple[Venue, ManualJournal, list[str]]:
     acknowledged one, or ``stopped: name`` for one the venue stopped before it was durable."""
     rig = Rig()
     journal = ManualJournal()
-    venue = Venue(rig.exchange, journal=journal, clock_ms=lambda: NOW_MS)
+    venue = Venue(LocalHost(rig.exchange, journal=journal), clock_ms=lambda: NOW_MS)
     venue.start()
     acknowledged: list[str] = []
     venue.submit(deposit, answer_into(acknowledged, "first"))
@@ -270,7 +271,7 @@ async def test_a_journal_that_cannot_write_stops_the_venue_unacknowledged(tmp_pa
     rig = Rig()
     storage = Storage(tmp_path, mode="fsync")
     storage.recover(rig.exchange.chain, lambda: rig.exchange)
-    venue = Venue(storage.exchange, journal=storage, clock_ms=lambda: NOW_MS)
+    venue = Venue(LocalHost(storage.exchange, journal=storage), clock_ms=lambda: NOW_MS)
     venue.start()
     acknowledged: list[str] = []
     venue.submit(deposit, answer_into(acknowledged, "durable"))
@@ -355,7 +356,8 @@ async def test_after_a_failed_write_every_request_is_answered_and_health_says_st
 
     rig = Rig()
     journal = ManualJournal()
-    rig.venue = rig.gateway.venue = Venue(rig.exchange, journal=journal, clock_ms=lambda: NOW_MS)
+    host = LocalHost(rig.exchange, journal=journal)
+    rig.venue = rig.gateway.venue = Venue(host, clock_ms=lambda: NOW_MS)
     rig.venue.start()
     session, connection = rig.login("bob")
     for frame in ({"id": 1, "method": "health"}, {"id": 2, "method": "ping"}):

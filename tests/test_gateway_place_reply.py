@@ -12,6 +12,7 @@ from gateway.app.serve import (
     build_exchange,
     fund_demo_participants,
 )
+from gateway.hosts.local import LocalHost
 from gateway.sequencer.venue import Venue
 from gateway.sessions.session import Gateway
 from gateway.wire.auth import sign_ed25519
@@ -40,7 +41,7 @@ def test_order_after_licence_expiry_is_refused_not_confused_with_swept_orders():
         now = [int(datetime.datetime(2028, 12, 31, 12, tzinfo=almaty).timestamp() * 1000)]
         exchange = build_exchange(ServeOptions())
         fund_demo_participants(exchange, now[0])
-        venue = Venue(exchange, clock_ms=lambda: now[0])
+        venue = Venue(LocalHost(exchange), clock_ms=lambda: now[0])
         venue.start()
         connection = RecordingConnection()
         session = Gateway(venue, admin_key=None).open_session(connection)

@@ -19,6 +19,7 @@ import pytest
 from engine.commands import PlaceOrder
 from engine.types import OrderType, Side, TimeInForce
 from gateway.app.serve import ServeOptions, build_exchange, fund_demo_participants
+from gateway.hosts.local import LocalHost
 from gateway.sequencer.venue import Venue
 from gateway.sessions.session import CLOSE_POLICY, Gateway, Limits, Session
 from gateway.wire.auth import generate_ed25519_key, sign, sign_ed25519
@@ -77,7 +78,7 @@ class Rig:
     def __init__(self, limits: Limits | None = None, *, admin_key: str | None = ADMIN_KEY):
         self.exchange = build_exchange(ServeOptions())
         fund_demo_participants(self.exchange, NOW_MS)
-        self.venue = Venue(self.exchange, clock_ms=lambda: NOW_MS)
+        self.venue = Venue(LocalHost(self.exchange), clock_ms=lambda: NOW_MS)
         self.clock = FakeClock()
         self.gateway = Gateway(
             self.venue, admin_key=admin_key, limits=limits or Limits(), monotonic=self.clock

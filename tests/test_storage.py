@@ -375,6 +375,7 @@ def test_off_mode_writes_nothing(tmp_path):
 def test_market_data_seq_carries_on_after_recovery(tmp_path):
     """After a restart the published book starts at the recovered seq, not at 0, so a
     client's next update is simply the next seq."""
+    from gateway.hosts.local import LocalHost
     from gateway.sequencer.venue import Venue
 
     storage, exchange, _ = recover(tmp_path)
@@ -384,7 +385,7 @@ def test_market_data_seq_carries_on_after_recovery(tmp_path):
     _, recovered, _ = recover(tmp_path)
 
     async def published() -> dict[str, int]:
-        venue = Venue(recovered)
+        venue = Venue(LocalHost(recovered))
         return {symbol: mirror.seq for symbol, mirror in venue.channels.mirrors.items()}
 
     assert any(seqs.values())

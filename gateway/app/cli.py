@@ -23,6 +23,10 @@ import argparse
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 # The benchmarks are tools of the repository, not part of the installed server: ``alatau
 # bench TARGET`` runs one as a program of its own (``python -m benchmarks.X``), with the
@@ -50,7 +54,7 @@ def _bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", module, "--prog", prog, *args.options])
 
 
-def _add_bench(commands: argparse._SubParsersAction) -> None:
+def _add_bench(commands: Subcommands) -> None:
     lines = "\n".join(f"  {name:8} {text}" for name, (_module, text) in BENCHMARKS.items())
     bench = commands.add_parser(
         "bench",
@@ -70,7 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
-def _add_serve(commands: argparse._SubParsersAction) -> None:
+def _add_serve(commands: Subcommands) -> None:
     from gateway.app.serve import add_serve_arguments
 
     serve = commands.add_parser(
@@ -89,7 +93,7 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def _add_demo(commands: argparse._SubParsersAction) -> None:
+def _add_demo(commands: Subcommands) -> None:
     demo = commands.add_parser(
         "demo",
         help="run the exchange with a few bots and print trades and book changes live",
@@ -113,7 +117,7 @@ def _journal(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
-def _add_journal(commands: argparse._SubParsersAction) -> None:
+def _add_journal(commands: Subcommands) -> None:
     journal = commands.add_parser(
         "journal",
         help="inspect a data directory: segments, records, last seq, checksums, snapshots",
@@ -166,7 +170,7 @@ def _audit(args: argparse.Namespace) -> int:
     return 1 if damaged else 0
 
 
-def _add_audit(commands: argparse._SubParsersAction) -> None:
+def _add_audit(commands: Subcommands) -> None:
     audit = commands.add_parser(
         "audit",
         help="print the audit trail: every check-chain decision, as JSON lines",
@@ -199,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alatau`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    code: int = args.handler(args)
+    return code
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def _level(level: tuple[Decimal, Decimal] | None) -> str:
 
 
 async def demo(duration: float, market: str, port: int) -> int:
-    started: asyncio.Future = asyncio.get_running_loop().create_future()
+    started: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
     server_stop = asyncio.Event()
     server = asyncio.create_task(
         serve(ServeOptions(port=port, quiet=True), started=started, stop=server_stop)

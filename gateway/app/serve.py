@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import gc
 import logging
 import os
@@ -34,12 +35,15 @@ from typing import Any
 
 import msgspec
 
-from engine.commands import Deposit, SetParticipant
+from engine.commands import Command, Deposit, SetParticipant
 from engine.errors import ConfigError, EngineError
 from engine.exchange import Exchange
-from engine.licensing import Registry, load_chain
+from engine.licensing import Registry
 from gateway.hosts.build import build_exchange
-from gateway.hosts.process import EngineGone
+from gateway.hosts.local import LocalHost
+from gateway.hosts.process import EngineGone, ProcessHost
+from gateway.hosts.start import DURABILITY_MODES, ENGINE_DEFAULTS, Durability, EngineSettings
+from gateway.sequencer.host import EngineHost
 from gateway.sequencer.venue import JournalFailed, Venue
 from gateway.sessions.session import Gateway, Limits
 from gateway.storage.datadir import SALVAGE_HINT
@@ -53,6 +57,8 @@ from gateway.storage.sealing import (
 from gateway.wire.auth import public_key_hex
 
 log = logging.getLogger("alatau")
+
+__all__ = ["build_exchange"]  # the tests build the exchange the server starts from with it
 
 ADMIN_KEY_ENV = "ALATAU_ADMIN_KEY"
 ENGINE_PROCESS_ENV = "ALATAU_ENGINE_PROCESS"  # "1": as --engine-process
@@ -98,17 +104,23 @@ def _number(
     return parse
 
 
+DATA_DIR = "alatau-data"  # the command line's data directory (ServeOptions: None, in memory)
+
+
 @dataclass
 class ServeOptions:
+    """The server's options and their defaults (the command line takes its defaults from
+    here, and the engine's from ``EngineSettings``)."""
+
     host: str = "127.0.0.1"
     port: int = 8765
-    venue_file: str | None = None
-    markets_file: str | None = None
-    data_dir: str | None = None  # None: in memory only (tests); the CLI defaults to a dir
-    durability: str = "fsync"
-    snapshot_every: int = 100_000
+    venue_file: str | None = ENGINE_DEFAULTS.venue_file
+    markets_file: str | None = ENGINE_DEFAULTS.markets_file
+    data_dir: str | None = ENGINE_DEFAULTS.data_dir  # None: in memory only (tests)
+    durability: Durability = ENGINE_DEFAULTS.durability
+    snapshot_every: int = ENGINE_DEFAULTS.snapshot_every
     admin_key: str | None = None
-    production: bool = False
+    production: bool = ENGINE_DEFAULTS.production
     quiet: bool = False
     transport: str | None = None  # None: gateway.transport.server's default
     engine_process: bool = False  # the engine in a process of its own (gateway.hosts.process)
@@ -118,11 +130,28 @@ class ServeOptions:
     tls_cert: str | None = None  # PEM certificate chain: serve wss://
     tls_key: str | None = None  # PEM private key of the certificate
 
+    def engine_settings(self) -> EngineSettings:
+        """What the engine is started with."""
+        return EngineSettings(
+            data_dir=self.data_dir,
+            durability=self.durability,
+            snapshot_every=self.snapshot_every,
+            venue_file=self.venue_file,
+            markets_file=self.markets_file,
+            production=self.production,
+        )
+
+
+_DEFAULTS = ServeOptions()
+
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    """The command line of ``alatau serve``: every default is ``ServeOptions``'s."""
+    defaults = _DEFAULTS
+    limits = defaults.limits
+    parser.add_argument("--host", default=defaults.host, help="address to listen on")
     parser.add_argument(
-        "--port", type=_number(int, 0, 65535), default=8765, help="port (0: any free port)"
+        "--port", type=_number(int, 0, 65535), default=defaults.port, help="port (0: any free port)"
     )
     parser.add_argument(
         "--config", dest="venue_file", help="venue file: licences, participants, checks"
@@ -130,23 +159,23 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markets", dest="markets_file", help="markets file")
     parser.add_argument(
         "--data-dir",
-        default="alatau-data",
-        help="where the journal and snapshots live (default: ./alatau-data)",
+        default=DATA_DIR,
+        help=f"where the journal and snapshots live (default: ./{DATA_DIR})",
     )
     parser.add_argument(
         "--ephemeral", action="store_true", help="keep nothing on disk (demos and tests only)"
     )
     parser.add_argument(
         "--durability",
-        choices=("fsync", "buffered", "off"),
-        default="fsync",
-        help="fsync: each batch on disk before it is acknowledged (default); buffered: "
-        "handed to the OS only; off: no journal (benchmarks only)",
+        choices=DURABILITY_MODES,
+        default=defaults.durability,
+        help=f"fsync: each batch on disk before it is acknowledged; buffered: handed to the OS "
+        f"only; off: no journal (benchmarks only); default {defaults.durability}",
     )
     parser.add_argument(
         "--snapshot-every",
         type=_number(int, 1),
-        default=100_000,
+        default=defaults.snapshot_every,
         help="commands between snapshots",
     )
     parser.add_argument("--admin-key", help=f"operator key for auth.admin (or set {ADMIN_KEY_ENV})")
@@ -166,32 +195,32 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate",
         type=_number(float, 0, 1e9, above=True),
-        default=2000.0,
+        default=limits.connection_rate,
         help="requests/s per connection (above 0)",
     )
     parser.add_argument(
         "--participant-rate",
         type=_number(float, 0, 1e9, above=True),
-        default=5000.0,
+        default=limits.participant_rate,
         help="requests/s per participant (above 0)",
     )
     parser.add_argument(
         "--max-connections-per-address",
         type=int,
-        default=256,
+        default=limits.max_connections_per_address,
         help="connections open at once from one IP address (more are closed with 1008)",
     )
     parser.add_argument(
         "--max-sessions-per-participant",
         type=int,
-        default=32,
+        default=limits.max_sessions_per_participant,
         help="sessions one participant may have logged in at once (TOO_MANY_CONNECTIONS)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the listening line")
     parser.add_argument(
         "--transport",
         choices=("picows", "websockets"),
-        default=None,
+        default=defaults.transport,
         help="websocket server implementation (default picows, the faster one measured)",
     )
     parser.add_argument(
@@ -296,11 +325,13 @@ def fund_demo_participants(exchange: Exchange, ts: int) -> list[str]:
 async def serve(
     options: ServeOptions,
     *,
-    started: asyncio.Future | None = None,
+    started: asyncio.Future[tuple[str, int]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
-    from gateway.transport.server import run_server
-
+    """Run the server until ``stop`` is set (or SIGINT/SIGTERM): open the engine host, set
+    the venue up (demo or production), listen.  Returns the exit code; raises
+    ``StartupError`` when it cannot start and ``JournalFailed`` when it stopped on a failed
+    write or a dead engine."""
     if options.production and not options.admin_key:
         print(
             f"alatau serve --production needs an admin key (--admin-key or {ADMIN_KEY_ENV})",
@@ -309,43 +340,68 @@ async def serve(
         return 2
     try:
         tls = tls_context(options.tls_cert, options.tls_key)
-        if options.secret_box is None:
-            options = dataclasses.replace(
-                options,
-                secret_box=resolve_secret_box(
-                    key_file=options.secrets_key_file, data_dir=options.data_dir
-                ),
-            )
+        options = with_secret_box(options)
     except ConfigError as exc:
         print(f"alatau serve: {exc}", file=sys.stderr)
         return 2
-    storage = None
-    venue: Venue
+    host = await open_engine_host(options)
+    venue = Venue(host)
+    setup = set_up_venue(venue, options, host)
+    if setup is None:  # refused, and said why
+        await venue.stop()
+        return 2
+    banner, admin_key = setup
+    gateway = Gateway(
+        venue, admin_key=admin_key, limits=options.limits, secret_box=options.secret_box
+    )
+    venue.start()
+    # What startup built (the recovered state, modules, tables) lives as long as the
+    # process: moved out of the collector's generations, a full collection no longer walks
+    # it, which halved the longest collection pause under load (26 -> 13 ms).
+    gc.freeze()
+    stop = stop or asyncio.Event()
+    _stop_on_signals(stop)
+    server, (bound_host, port) = await listen(gateway, options, tls, stop)
+    if not options.quiet:
+        print(f"markets: {', '.join(venue.markets)}")
+        for line in banner:
+            print(line)
+    scheme = "ws" if tls is None else "wss"
+    print(f"alatau: listening on {scheme}://{bound_host}:{port}", flush=True)
+    if started is not None and not started.done():
+        started.set_result((bound_host, port))
+    await server
+    await venue.stop()
+    return 0
+
+
+def with_secret_box(options: ServeOptions) -> ServeOptions:
+    """``options`` with the secrets key resolved (``gateway.storage.sealing``)."""
+    if options.secret_box is not None:
+        return options
+    box = resolve_secret_box(key_file=options.secrets_key_file, data_dir=options.data_dir)
+    return dataclasses.replace(options, secret_box=box)
+
+
+async def open_engine_host(options: ServeOptions) -> EngineHost:
+    """The engine, recovered from the data directory or built in memory, in this process
+    or in a process of its own (``--engine-process``); ``StartupError`` if it cannot be."""
+    settings = options.engine_settings()
     try:
         if options.engine_process:
-            from gateway.hosts.process import start_engine_process
-
-            remote = await start_engine_process(options)
-            venue, last_seq, recovered = remote, remote.last_seq, remote.recovered
-        elif options.data_dir is None:
-            venue = Venue(build_exchange(options))
-            last_seq = 0
-            recovered = "in memory only: nothing is kept (--ephemeral)"
-        else:
-            from gateway.storage.datadir import Storage
-
-            storage = Storage(
-                options.data_dir, mode=options.durability, snapshot_every=options.snapshot_every
-            )
-            exchange, last_seq, recovered = storage.recover(
-                load_chain(options.venue_file), lambda: build_exchange(options)
-            )
-            venue = Venue(exchange, journal=storage)
+            return await ProcessHost.start(settings, options.secret_box)
+        return LocalHost.start(settings, options.secret_box)
     except (EngineError, OSError) as exc:  # in use, damaged, unreadable, the engine gone
-        if storage is not None:
-            storage.close(final_snapshot=False)
         raise StartupError(_why_not_started(exc, options.data_dir)) from exc
-    admin_key = options.admin_key
+
+
+def set_up_venue(
+    venue: Venue, options: ServeOptions, host: EngineHost
+) -> tuple[list[str], str | None] | None:
+    """Queue the start-up commands (secrets sealed again, demo funds on a new venue) and
+    return the start-up lines to print and the admin key; None (said on stderr) if a
+    production venue holds published demo keys."""
+    recovered = host.recovered
     banner = [
         recovered if options.data_dir is None else f"data dir {options.data_dir}: {recovered}"
     ]
@@ -360,10 +416,7 @@ async def serve(
                 f"keys ({', '.join(demo)}); use your own venue file and a fresh data dir",
                 file=sys.stderr,
             )
-            await venue.stop()
-            if storage is not None:
-                storage.close()
-            return 2
+            return None
         if options.venue_file is None:
             banner.append(
                 "production: no venue file (--config), so no participants: register them "
@@ -371,36 +424,47 @@ async def serve(
             )
     resealed = reseal_commands(venue.registry, box)
     for command in resealed:
-        venue.submit(lambda ts, c=command: msgspec.structs.replace(c, ts=ts))
+        venue.submit(functools.partial(_stamped, command))
     if resealed:
         banner.append(
             f"sealed the plaintext HMAC secrets of {len(resealed)} participants recovered "
             "from older data (older journal files and snapshots still hold them)"
         )
+    admin_key = options.admin_key
     if not options.production:
         deposits, lines = demo_deposits(venue)
-        if last_seq == 0:
+        if host.last_seq == 0:
             for deposit in deposits:
-                venue.submit(lambda ts, d=deposit: msgspec.structs.replace(d, ts=ts))
+                venue.submit(functools.partial(_stamped, deposit))
             banner.append("demo venue: participants funded with demo balances (not for production)")
         banner.extend(lines)
         if admin_key is None:
             admin_key = secrets.token_urlsafe(18)
             banner.append(f"  admin key (auth.admin): {admin_key}")
-    gateway = Gateway(venue, admin_key=admin_key, limits=options.limits, secret_box=box)
-    venue.start()
-    # What startup built (the recovered state, modules, tables) lives as long as the
-    # process: moved out of the collector's generations, a full collection no longer walks
-    # it, which halved the longest collection pause under load (26 -> 13 ms).
-    gc.freeze()
-    stop = stop or asyncio.Event()
+    return banner, admin_key
+
+
+def _stamped(command: Command, ts: int) -> Command:
+    return msgspec.structs.replace(command, ts=ts)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(signum, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             break
-    bound: asyncio.Future = loop.create_future()
+
+
+async def listen(
+    gateway: Gateway, options: ServeOptions, tls: ssl.SSLContext | None, stop: asyncio.Event
+) -> tuple[asyncio.Task[None], tuple[str, int]]:
+    """Start the websocket server: its task and the address it is bound to.  If it cannot
+    listen (a busy port, a bad address), the venue stops and ``StartupError`` says why."""
+    from gateway.transport.server import run_server
+
+    bound: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
     server = asyncio.create_task(
         run_server(
             gateway,
@@ -412,28 +476,14 @@ async def serve(
             ssl=tls,
         )
     )
-    await asyncio.wait({bound, server}, return_when=asyncio.FIRST_COMPLETED)
-    if not bound.done():  # the server could not listen: a busy port, a bad address
+    first: set[asyncio.Future[Any]] = {bound, server}
+    await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+    if not bound.done():
         error = server.exception()
-        await venue.stop()
-        if storage is not None:
-            storage.close()
+        await gateway.venue.stop()
         reason = getattr(error, "strerror", None) or error
         raise StartupError(f"cannot listen on {options.host}:{options.port}: {reason}")
-    host, port = bound.result()
-    if not options.quiet:
-        print(f"markets: {', '.join(venue.markets)}")
-        for line in banner:
-            print(line)
-    scheme = "ws" if tls is None else "wss"
-    print(f"alatau: listening on {scheme}://{host}:{port}", flush=True)
-    if started is not None and not started.done():
-        started.set_result((host, port))
-    await server
-    await venue.stop()
-    if storage is not None:
-        storage.close()
-    return 0
+    return server, bound.result()
 
 
 def _why_not_started(error: BaseException, data_dir: str | None) -> str:

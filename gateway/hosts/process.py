@@ -20,9 +20,12 @@ and msgpack:
   groups of up to ``GROUP_COMMANDS`` commands), and, after an admin command, the new
   markets and registry.
 
-The gateway side is ``RemoteVenue``: the same ``Venue`` to the sessions (``submit``,
-``query``, the streams' fan-out), with ``_execute_batch`` sending the batch instead of
-executing it.  Many batches may be in flight; they are published in order.
+The gateway side is ``ProcessHost``, the venue's engine host (``gateway.sequencer.host``):
+``execute`` sends the batch and hands back a future of its outcomes; the venue (the same
+``Venue`` as with the engine in this process) publishes them when it is done.  Many
+batches may be in flight; they are published in order.  The engine is started from an
+``EngineSettings`` (``gateway.hosts.start``), msgspec-encoded on its command line; it
+starts the way the one-process server does (``start_engine``).
 
 Shutdown: the gateway closes its end; the engine answers what it has read, writes its final
 snapshot and exits.  The engine ignores SIGINT and SIGTERM, which reach it too when they are
@@ -36,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import os
 import signal
@@ -45,18 +47,20 @@ import struct
 import sys
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
-from engine.commands import Command, SetLicense, SetMarket, SetParticipant
+from engine.commands import SetLicense, SetMarket, SetParticipant
 from engine.exchange import Exchange
 from engine.licensing import License, Participant, Registry
 from engine.markets import Market
 from engine.reports import OrderReport, Report, TradePrinted
 from engine.types import Side
-from gateway.sequencer.queries import QUERY_TYPES, BalancesQuery, Query, answer
-from gateway.sequencer.venue import MAX_UNPUBLISHED_BATCHES, Done, Venue, _answering, wall_clock_ms
+from gateway.hosts.start import EngineSettings, start_engine
+from gateway.sequencer.host import BookState, Item, Outcomes
+from gateway.sequencer.queries import QUERY_TYPES, BalancesQuery, answer
+from gateway.storage.datadir import Storage
+from gateway.storage.sealing import SECRETS_KEY_ENV, SecretBox
 
 log = logging.getLogger("alatau.engine")
 
@@ -112,8 +116,6 @@ class BatchDone(msgspec.Struct):
     config: VenueConfig | None = None
 
 
-Item = Command | Query
-
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -150,40 +152,16 @@ def venue_config(exchange: Exchange) -> VenueConfig:
 # -- the engine process -----------------------------------------------------------------------
 
 
-def run_engine(sock: socket.socket, options: dict[str, Any]) -> int:
+def run_engine(sock: socket.socket, settings: EngineSettings) -> int:
     """The engine's loop: recover, say hello, then answer batches until the gateway closes."""
-    from gateway.hosts.build import VenueFiles, build_exchange
-    from gateway.storage.datadir import Storage
-    from gateway.storage.sealing import SECRETS_KEY_ENV, SecretBox
-
     # The gateway hands over its secrets key in the environment (not the command line,
     # which others can read); the venue file's HMAC secrets are sealed with it.
     key_hex = os.environ.pop(SECRETS_KEY_ENV, None)
-    serve_options = VenueFiles(
-        venue_file=options.get("venue_file"),
-        markets_file=options.get("markets_file"),
-        production=options.get("production", False),
-        secret_box=SecretBox(bytes.fromhex(key_hex)) if key_hex else None,
-    )
-    storage = None
-    if options.get("data_dir") is None:
-        exchange = build_exchange(serve_options)
-        last_seq = 0
-        recovered = "in memory only: nothing is kept (--ephemeral)"
-    else:
-        from engine.licensing import load_chain
-
-        storage = Storage(
-            options["data_dir"],
-            mode=options.get("durability", "fsync"),
-            snapshot_every=options.get("snapshot_every", 100_000),
-        )
-        exchange, last_seq, recovered = storage.recover(
-            load_chain(serve_options.venue_file), lambda: build_exchange(serve_options)
-        )
+    engine = start_engine(settings, SecretBox(bytes.fromhex(key_hex)) if key_hex else None)
+    exchange, storage = engine.exchange, engine.storage
     hello = Hello(
-        last_seq=last_seq,
-        recovered=recovered,
+        last_seq=engine.last_seq,
+        recovered=engine.recovered,
         config=venue_config(exchange),
         books=[
             BookDepth(symbol, book.seq, book.depth(Side.BUY), book.depth(Side.SELL))
@@ -225,7 +203,7 @@ def run_engine(sock: socket.socket, options: dict[str, Any]) -> int:
     return 0
 
 
-def _execute(exchange: Exchange, storage: Any, items: list[Item]) -> BatchDone:
+def _execute(exchange: Exchange, storage: Storage | None, items: list[Item]) -> BatchDone:
     results: list[Reports | BalancesAnswer | OpenOrdersAnswer] = []
     config_changed = False
     for item in items:
@@ -248,7 +226,7 @@ def _execute(exchange: Exchange, storage: Any, items: list[Item]) -> BatchDone:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="the engine process of `alatau serve`")
     parser.add_argument("--fd", type=int, required=True, help="the socket to the gateway")
-    parser.add_argument("--options", required=True, help="JSON: data_dir, durability, ...")
+    parser.add_argument("--settings", required=True, help="EngineSettings, as JSON")
     args = parser.parse_args(argv)
     # Ctrl-C reaches the whole process group, and a service manager's stop signal often the
     # whole service (systemd's default): the gateway decides when the engine stops (it
@@ -262,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.storage.journal import JournalCorrupt
 
     try:
-        return run_engine(sock, json.loads(args.options))
+        return run_engine(sock, msgspec.json.decode(args.settings, type=EngineSettings))
     except JournalCorrupt as exc:  # one line, as the one-process server says it
         hint = "" if exc.kind == "old format" else f"; {SALVAGE_HINT}"
         print(f"alatau: cannot start: {exc}{hint}", file=sys.stderr, flush=True)
@@ -320,38 +298,62 @@ class _EngineLink(asyncio.Protocol):
         return future
 
 
-class RemoteVenue(Venue):
-    """A ``Venue`` whose engine runs in another process (see the module docstring)."""
+class ProcessHost:
+    """The venue's engine host for an engine in another process (see the module docstring)."""
+
+    send_early = SEND_EARLY
+    snapshot_due = False  # the engine process writes its snapshots itself
 
     def __init__(
-        self,
-        link: _EngineLink,
-        hello: Hello,
-        process: asyncio.subprocess.Process,
-        *,
-        clock_ms: Callable[[], int] | None = None,
+        self, link: _EngineLink, hello: Hello, process: asyncio.subprocess.Process
     ) -> None:
-        self.exchange = None  # type: ignore[assignment]
-        self.journal = None
         self._link = link
         self._process = process
         self.last_seq = hello.last_seq
         self.recovered = hello.recovered
         self._apply_config(hello.config)
         self._last_price = dict(hello.last_price)
-        self._setup(
-            self._markets,
-            [(b.market, b.seq, b.bids, b.asks) for b in hello.books],
-            clock_ms or wall_clock_ms,
-        )
+        self._books: list[BookState] = [(b.market, b.seq, b.bids, b.asks) for b in hello.books]
         self._stopping = False
+        self._failed: Callable[[BaseException], None] | None = None
         link.closed.add_done_callback(self._link_closed)
 
+    @classmethod
+    async def start(cls, settings: EngineSettings, secret_box: SecretBox | None) -> ProcessHost:
+        """Start the engine process with ``settings``, wait until it has recovered its state
+        and said hello, and return the host that talks to it."""
+        gateway_end, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ)
+        if secret_box is not None:
+            env[SECRETS_KEY_ENV] = secret_box.key_hex()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.hosts.process",
+            "--fd",
+            str(engine_end.fileno()),
+            "--settings",
+            msgspec.json.encode(settings).decode(),
+            pass_fds=(engine_end.fileno(),),
+            env=env,
+        )
+        engine_end.close()
+        loop = asyncio.get_running_loop()
+        _, link = await loop.create_unix_connection(_EngineLink, sock=gateway_end)
+        try:
+            hello = await link.hello
+        except EngineGone:
+            code = await process.wait()
+            raise EngineGone(f"the engine process exited with {code} before it was ready") from None
+        return cls(link, hello, process)
+
     def _link_closed(self, _closed: asyncio.Future[None]) -> None:
-        """The engine went away: unless we asked it to, stop taking requests at once (what
-        was in flight fails with the link and is not acknowledged)."""
-        if not self._stopping and not self._failed:
-            self._fail(EngineGone("the engine process closed the link"))
+        """The engine went away: unless we asked it to, the venue stops taking requests."""
+        if not self._stopping and self._failed is not None:
+            self._failed(EngineGone("the engine process closed the link"))
+
+    def watch(self, failed: Callable[[BaseException], None]) -> None:
+        self._failed = failed
 
     # -- what the sessions read
 
@@ -366,114 +368,60 @@ class RemoteVenue(Venue):
     def reference_price(self, symbol: str) -> int | None:
         return self._last_price.get(symbol) or self._markets[symbol].reference_price
 
+    def books(self) -> list[BookState]:
+        return self._books
+
     def _apply_config(self, config: VenueConfig) -> None:
         self._markets = {market.symbol: market for market in config.markets}
         self._registry = Registry(config.venue_license_id, config.licenses, config.participants)
 
-    # -- the command stream
+    # -- the batches
 
-    def submit(self, build: Any, done: Done | None = None) -> None:
-        """As ``Venue.submit``; and a backlog of ``SEND_EARLY`` commands goes to the engine
-        at once, without waiting for the sequencer's turn, so the engine starts on it while
-        the gateway is still reading the rest of its sockets.  Not past
-        ``MAX_UNPUBLISHED_BATCHES`` in flight: then the commands wait for the sequencer,
-        which waits for the engine, so a stalled engine holds new commands back instead of
-        filling memory."""
-        super().submit(build, done)
-        if len(self._pending) >= SEND_EARLY and len(self._unpublished) < MAX_UNPUBLISHED_BATCHES:
-            batch = list(self._pending)
-            self._pending.clear()
-            self._execute_batch(batch)
-
-    def _execute_batch(self, batch: list[tuple[Any, Done | None]]) -> None:
-        items: list[Item] = []
-        dones: list[Done | None] = []
-        stamp = self._stamp
-        for build, done in batch:
-            items.append(build(stamp()))
-            dones.append(done)
-        self.commands_executed += len(batch)
+    def execute(self, items: list[Item]) -> asyncio.Future[Outcomes]:
+        """Send the batch; the future is done when the engine's answer, durable, is back."""
         sent = self._link.send_batch(items)
-        ready: asyncio.Future[list[tuple[list[Report], Done | None]]]
-        ready = asyncio.get_running_loop().create_future()
+        ready: asyncio.Future[Outcomes] = asyncio.get_running_loop().create_future()
 
         def arrived(future: asyncio.Future[BatchDone]) -> None:
-            if future.exception() is not None:
-                ready.set_exception(future.exception())  # type: ignore[arg-type]
+            error = future.exception()
+            if error is not None:
+                ready.set_exception(error)
                 return
             batch_done = future.result()
             if batch_done.config is not None:
                 self._apply_config(batch_done.config)
-            results: list[tuple[list[Report], Done | None]] = []
-            for result, done in zip(batch_done.results, dones, strict=True):
+            outcomes: Outcomes = []
+            last_price = self._last_price
+            for result in batch_done.results:
                 if type(result) is Reports:
-                    results.append((result.reports, done))
+                    reports = result.reports
+                    for report in reports:
+                        if type(report) is TradePrinted:
+                            last_price[report.market] = report.price
+                    outcomes.append(reports)
                 elif type(result) is BalancesAnswer:
-                    results.append(([], _answering(done, result.rows)))
+                    outcomes.append(result.rows)
                 else:
-                    answer = (result.orders, result.next)
-                    results.append(([], _answering(done, answer)))
-            ready.set_result(results)
+                    assert type(result) is OpenOrdersAnswer
+                    outcomes.append((result.orders, result.next))
+            ready.set_result(outcomes)
 
         sent.add_done_callback(arrived)
-        self._unpublished.append((ready, None, dones))
-        ready.add_done_callback(self._on_durable)
+        return ready
 
-    def _publish_public(self, book_changes: Any, trades: dict[str, list[TradePrinted]]) -> None:
-        for symbol, printed in trades.items():
-            self._last_price[symbol] = printed[-1].price
-        super()._publish_public(book_changes, trades)
+    async def commit(self) -> None:
+        """Nothing to do: the engine process commits and snapshots on its own."""
 
     # -- lifecycle
 
-    async def stop(self) -> None:
-        """Finish what was submitted, then let the engine write its final snapshot and exit."""
-        try:
-            await super().stop()
+    async def close(self, *, clean: bool) -> None:
+        """Let the engine write its final snapshot and exit (it stops when its end of the
+        link closes), and wait for it."""
+        if clean:
             self._stopping = True
-        finally:
-            if self._link.transport is not None:
-                self._link.transport.close()
-            await self._process.wait()
-
-
-async def start_engine_process(options: Any) -> RemoteVenue:
-    """Start the engine process for ``options`` (a ``ServeOptions``), wait until it has
-    recovered its state and said hello, and return the venue that talks to it."""
-    gateway_end, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    settings = {
-        "data_dir": options.data_dir,
-        "durability": options.durability,
-        "snapshot_every": options.snapshot_every,
-        "venue_file": options.venue_file,
-        "markets_file": options.markets_file,
-        "production": options.production,
-    }
-    env = dict(os.environ)
-    if options.secret_box is not None:
-        from gateway.storage.sealing import SECRETS_KEY_ENV
-
-        env[SECRETS_KEY_ENV] = options.secret_box.key_hex()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.hosts.process",
-        "--fd",
-        str(engine_end.fileno()),
-        "--options",
-        json.dumps(settings),
-        pass_fds=(engine_end.fileno(),),
-        env=env,
-    )
-    engine_end.close()
-    loop = asyncio.get_running_loop()
-    _, link = await loop.create_unix_connection(_EngineLink, sock=gateway_end)
-    try:
-        hello = await link.hello
-    except EngineGone:
-        code = await process.wait()
-        raise EngineGone(f"the engine process exited with {code} before it was ready") from None
-    return RemoteVenue(link, hello, process)
+        if self._link.transport is not None:
+            self._link.transport.close()
+        await self._process.wait()
 
 
 if __name__ == "__main__":

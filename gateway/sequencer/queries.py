@@ -42,7 +42,7 @@ QUERY_TYPES = (BalancesQuery, OpenOrdersQuery)
 
 def answer(exchange: Exchange, query: Query) -> Any:
     """The answer to ``query`` from the exchange as it stands."""
-    if type(query) is BalancesQuery:
+    if isinstance(query, BalancesQuery):
         return [
             (asset, total, available, held)
             for asset, (total, available, held) in exchange.ledger.balances(

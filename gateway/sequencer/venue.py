@@ -3,13 +3,16 @@
 Sessions turn requests into commands and hand them to ``Venue.submit`` together with a
 callback.  Commands are executed strictly in the order they were submitted, by a single
 task (the sequencer), which stamps each with the time (never going backwards).  All the
-commands that arrive within one turn of the event loop form one batch: they are executed
-and appended to the journal, and the batch's reports wait until the journal says the batch
-is durable (one write and one fsync for the whole batch: see ``gateway.storage.journal``); only
-then are they published to the streams and the callbacks run, so nothing is confirmed to
-anyone before it is durable.  The journal may make a batch durable at once (the shipped
-one does) or hand back a future; in the second case the sequencer goes on with the next
-batch meanwhile, and batches are still published in the order they were executed.
+commands that arrive within one turn of the event loop form one batch, handed to the
+engine host (``gateway.sequencer.host``: the exchange and its journal in this process, or
+an engine process) to execute and make durable (one write and one fsync for the whole
+batch: see ``gateway.storage.journal``).  The batch's reports wait until the host says the
+batch is durable; only then are they published to the streams and the callbacks run, so
+nothing is confirmed to anyone before it is durable.  The host may make a batch durable at
+once (the shipped journal in this process does) or hand back a future; in the second case
+the sequencer goes on with the next batch meanwhile, and batches are still published in
+the order they were executed.  If a batch cannot be made durable, or the host stops, every
+request still waiting is answered ``STOPPED`` and the venue acknowledges nothing more.
 
 Fan-out, per batch: first each market's trades and book changes go to the public channels
 as one message each (``gateway.sequencer.marketdata``), then command by command the private reports
@@ -25,11 +28,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from engine.commands import Command
 from engine.errors import EngineError
-from engine.exchange import Exchange
 from engine.licensing import Registry
 from engine.markets import Market
 from engine.reports import (
@@ -40,9 +42,9 @@ from engine.reports import (
     Report,
     TradePrinted,
 )
-from engine.types import Side
+from gateway.sequencer.host import EngineHost, Item, Outcomes
 from gateway.sequencer.marketdata import Channels
-from gateway.sequencer.queries import QUERY_TYPES, Query, answer
+from gateway.sequencer.queries import QUERY_TYPES, Query
 from gateway.wire import protocol
 from gateway.wire.protocol import WireError
 from gateway.wire.views import asset_scales, balance_view, fill_view, order_view, trade_view
@@ -71,20 +73,7 @@ class Stopped(list):  # type: ignore[type-arg]
 
 STOPPED: list[Report] = Stopped()
 
-
-class Journal(Protocol):
-    """What the sequencer needs of a journal (see ``gateway.storage.datadir``)."""
-
-    snapshot_due: bool
-
-    def append(self, command: Command, reports: list[Report]) -> None:
-        """Journal an executed command (``reports``: what it did, for the audit trail)."""
-
-    def sync(self) -> asyncio.Future[None] | None:
-        """Make what was appended durable: None if it is on return, else a future done
-        when it is.  Raises ``OSError`` if it cannot be."""
-
-    async def commit(self) -> None: ...
+_PRIVATE_REPORTS = (OrderReport, FillReport, BalanceReport)  # what goes to "orders"
 
 
 # Batches executed but not yet durable: past this many the sequencer waits for the disk,
@@ -92,36 +81,45 @@ class Journal(Protocol):
 MAX_UNPUBLISHED_BATCHES = 64
 
 
-class Venue:
+class _Batch:
+    """A batch handed to the host and not yet published: its outcomes (per item: reports,
+    or a query's answer), or the host's future of them; the callbacks, to answer the
+    requests; and which items are queries (their callbacks get the answer)."""
+
+    __slots__ = ("dones", "durable", "outcomes", "queries")
+
     def __init__(
         self,
-        exchange: Exchange,
-        *,
-        journal: Journal | None = None,
-        clock_ms: Callable[[], int] | None = None,
+        durable: asyncio.Future[Outcomes] | None,
+        outcomes: Outcomes | None,
+        dones: list[Done | None],
+        queries: list[int],
     ) -> None:
-        self.exchange = exchange
-        self.journal = journal
-        self._setup(
-            exchange.markets,
-            [
-                (symbol, book.seq, book.depth(Side.BUY), book.depth(Side.SELL))
-                for symbol, book in exchange.books.items()
-            ],
-            clock_ms or wall_clock_ms,
-        )
+        self.durable = durable
+        self.outcomes = outcomes
+        self.dones = dones
+        self.queries = queries
 
-    def _setup(
-        self,
-        markets: dict[str, Market],
-        books: list[tuple[str, int, list[tuple[int, int]], list[tuple[int, int]]]],
-        clock_ms: Callable[[], int],
-    ) -> None:
-        """What every venue has: the streams' mirrors (from each book's (symbol, seq, bids,
-        asks)), the sequencer's queues and the fan-out's listeners."""
-        self.clock_ms = clock_ms
+    def results(self, outcomes: Outcomes) -> list[tuple[list[Report], Done | None]]:
+        """(reports, callback) per item, in order; a query has no reports and its callback
+        gets the answer."""
+        results = list(zip(outcomes, self.dones, strict=True))
+        for i in self.queries:
+            results[i] = ([], _answering(self.dones[i], outcomes[i]))
+        return results
+
+
+class Venue:
+    """The sequencer and the fan-out, in front of an engine host (``gateway.sequencer.host``):
+    ``Venue(LocalHost(exchange))`` in one process, ``Venue(ProcessHost...)`` with the
+    engine in another (``gateway.hosts``)."""
+
+    def __init__(self, host: EngineHost, *, clock_ms: Callable[[], int] | None = None) -> None:
+        self.host = host
+        self.clock_ms = clock_ms or wall_clock_ms
+        markets = host.markets
         self.channels = Channels(markets)
-        for symbol, seq, bids, asks in books:
+        for symbol, seq, bids, asks in host.books():
             mirror = self.channels.mirrors[symbol]
             mirror.bids.update(bids)
             mirror.asks.update(asks)
@@ -130,16 +128,7 @@ class Venue:
         self.order_listeners: dict[str, set[Any]] = {}  # participant -> sessions on "orders"
         self.commands_executed = 0
         self._pending: deque[tuple[Builder, Done | None]] = deque()
-        # Executed batches waiting to be durable: (the journal's future or None, results,
-        # callbacks); results None: the future's value is the results (an engine in another
-        # process), and the callbacks are kept to answer them if the venue stops first.
-        self._unpublished: deque[
-            tuple[
-                asyncio.Future[Any] | None,
-                list[tuple[list[Report], Done | None]] | None,
-                list[Done | None] | None,
-            ]
-        ] = deque()
+        self._unpublished: deque[_Batch] = deque()  # in execution order
         self.failure: str | None = None  # why the venue stopped acknowledging, once it has
         self._published = asyncio.Event()  # set (and replaced) whenever batches go out
         self._failed = False
@@ -147,6 +136,7 @@ class Venue:
         self._last_ts = 0
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        host.watch(self._host_failed)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -154,20 +144,49 @@ class Venue:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sequencer")
 
     async def stop(self) -> None:
-        """Finish what was submitted, then stop."""
+        """Finish what was submitted, then stop, and close the host (an engine process
+        writes its final snapshot and exits; a journal this venue's host opened closes)."""
         self._closed = True
         self._wakeup.set()
-        if self._task is not None:
-            await self._task
+        clean = False
+        try:
+            if self._task is not None:
+                await self._task
+            clean = True
+        finally:
+            await self.host.close(clean=clean)
+
+    def _host_failed(self, error: BaseException) -> None:
+        """The host stopped on its own (the engine process died): stop taking requests at
+        once (what was in flight fails with it and is not acknowledged)."""
+        if not self._failed:
+            self._fail(error)
 
     # -- the command stream --------------------------------------------------------------
 
     def submit(self, build: Builder, done: Done | None = None) -> None:
-        """Queue a command; ``done(reports)`` runs once it is executed, durable and published."""
+        """Queue a command; ``done(reports)`` runs once it is executed, durable and published.
+
+        A host that says so (``send_early``) gets a backlog of that many commands at once,
+        without waiting for the sequencer's turn, so an engine on another core starts on it
+        while the gateway is still reading the rest of its sockets.  Not past
+        ``MAX_UNPUBLISHED_BATCHES`` in flight: then the commands wait for the sequencer,
+        which waits for the host, so a stalled engine holds new commands back instead of
+        filling memory."""
         if self._closed:
             raise WireError("VENUE_STOPPED", f"{self.health()['reason']}: the request did not run")
-        self._pending.append((build, done))
+        pending = self._pending
+        pending.append((build, done))
         self._wakeup.set()
+        early = self.host.send_early
+        if (
+            early is not None
+            and len(pending) >= early
+            and len(self._unpublished) < MAX_UNPUBLISHED_BATCHES
+        ):
+            batch = list(pending)
+            pending.clear()
+            self._execute_batch(batch)
 
     def query(self, query: Query, done: Callable[[Any], None]) -> None:
         """Queue a read-only query; ``done(answer)`` runs when it has been answered, in
@@ -178,14 +197,14 @@ class Venue:
 
     @property
     def markets(self) -> dict[str, Market]:
-        return self.exchange.markets
+        return self.host.markets
 
     @property
     def registry(self) -> Registry:
-        return self.exchange.registry
+        return self.host.registry
 
     def reference_price(self, symbol: str) -> int | None:
-        return self.exchange.reference_price(symbol)
+        return self.host.reference_price(symbol)
 
     def now_ms(self) -> int:
         return self.clock_ms()
@@ -207,6 +226,7 @@ class Venue:
         return ts
 
     async def _run(self) -> None:
+        host = self.host
         try:
             while not self._failed:
                 if not self._pending:
@@ -218,9 +238,8 @@ class Venue:
                 batch = list(self._pending)
                 self._pending.clear()
                 self._execute_batch(batch)
-                journal = self.journal
-                if journal is not None and journal.snapshot_due:
-                    await journal.commit()  # durable up to here, then the snapshot
+                if host.snapshot_due:
+                    await host.commit()  # durable up to here, then the snapshot
                 while len(self._unpublished) > MAX_UNPUBLISHED_BATCHES and not self._failed:
                     await self._published.wait()
             while self._unpublished and not self._failed:
@@ -238,53 +257,53 @@ class Venue:
             raise
 
     def _execute_batch(self, batch: list[tuple[Builder, Done | None]]) -> None:
-        results: list[tuple[list[Report], Done | None]] = []
-        journal = self.journal
-        execute = self.exchange.execute
+        """Stamp the batch's commands, hand them to the host, and publish them once durable."""
+        items: list[Item] = []
+        dones: list[Done | None] = []
+        queries: list[int] = []
         stamp = self._stamp
         for build, done in batch:
-            command = build(stamp())
-            if isinstance(command, QUERY_TYPES):
-                results.append(([], _answering(done, answer(self.exchange, command))))
-                continue
-            reports = execute(command)
-            if journal is not None:
-                journal.append(command, reports)
-            results.append((reports, done))
+            item: Item = build(stamp())
+            if isinstance(item, QUERY_TYPES):
+                queries.append(len(items))
+            items.append(item)
+            dones.append(done)
         self.commands_executed += len(batch)
-        durable = None
-        if journal is not None:
-            try:
-                durable = journal.sync()
-            except OSError as exc:
-                self._unpublished.append((None, results, None))
-                self._fail(exc)
-                return
-        self._unpublished.append((durable, results, None))
-        if durable is None:
-            self._publish_ready()
+        try:
+            outcomes = self.host.execute(items)
+        except OSError as exc:
+            self._unpublished.append(_Batch(None, None, dones, queries))
+            self._fail(exc)
+            return
+        if isinstance(outcomes, asyncio.Future):
+            self._unpublished.append(_Batch(outcomes, None, dones, queries))
+            outcomes.add_done_callback(self._on_durable)
         else:
-            durable.add_done_callback(self._on_durable)
+            self._unpublished.append(_Batch(None, outcomes, dones, queries))
+            self._publish_ready()
 
-    def _on_durable(self, _future: asyncio.Future[None]) -> None:
+    def _on_durable(self, _future: asyncio.Future[Outcomes]) -> None:
         self._publish_ready()
 
     def _publish_ready(self) -> None:
         """Publish, in execution order, every batch at the head that is durable."""
         unpublished = self._unpublished
         while unpublished and not self._failed:
-            durable, results, _dones = unpublished[0]
-            if durable is not None:
+            batch = unpublished[0]
+            durable = batch.durable
+            if durable is None:
+                outcomes = batch.outcomes
+                assert outcomes is not None
+            else:
                 if not durable.done():
                     break
                 error = durable.exception() if not durable.cancelled() else None
                 if error is not None or durable.cancelled():
                     self._fail(error)
                     break
+                outcomes = durable.result()
             unpublished.popleft()
-            if results is None:
-                results = durable.result()  # type: ignore[union-attr]
-            self.publish_batch(results)  # type: ignore[arg-type]
+            self.publish_batch(batch.results(outcomes))
         self._published.set()
         self._published = asyncio.Event()
 
@@ -305,8 +324,8 @@ class Venue:
         self._closed = True
         self._wakeup.set()
         waiting: list[Done | None] = []
-        for _durable, results, dones in self._unpublished:
-            waiting.extend(dones if results is None else [done for _r, done in results])
+        for batch in self._unpublished:
+            waiting.extend(batch.dones)
         self._unpublished.clear()
         waiting.extend(done for _build, done in self._pending)
         self._pending.clear()
@@ -330,10 +349,9 @@ class Venue:
         trades: dict[str, list[TradePrinted]] = {}
         for reports, _done in results:
             for report in reports:
-                kind = type(report)
-                if kind is BookChanged:
+                if type(report) is BookChanged:
                     book_changes.setdefault(report.market, []).append(report)
-                elif kind is TradePrinted:
+                elif type(report) is TradePrinted:
                     trades.setdefault(report.market, []).append(report)
         self._publish_public(book_changes, trades)
         listeners = self.order_listeners
@@ -350,8 +368,7 @@ class Venue:
     def _publish_private(self, reports: list[Report]) -> None:
         """Send one command's order, fill and balance reports to their owners' sessions."""
         for report in reports:
-            kind = type(report)
-            if kind is OrderReport or kind is FillReport or kind is BalanceReport:
+            if isinstance(report, _PRIVATE_REPORTS):
                 listeners = self.order_listeners.get(report.participant_id)
                 if listeners:
                     message = protocol.encode(
@@ -384,10 +401,10 @@ class Venue:
             channels.book_changed(symbol, changes)
 
     def _private_view(self, report: OrderReport | FillReport | BalanceReport) -> dict[str, Any]:
-        if type(report) is BalanceReport:
+        if isinstance(report, BalanceReport):
             return balance_view(report, self.scales[report.asset])
         market = self.markets[report.market]
-        if type(report) is FillReport:
+        if isinstance(report, FillReport):
             return fill_view(report, market)
         return order_view(report, market)
 
@@ -402,8 +419,8 @@ class Venue:
                 del self.order_listeners[participant_id]
 
 
-def _answering(done: Any, result: Any) -> Done | None:
+def _answering(done: Done | None, answer: Any) -> Done | None:
     """A query's callback in the shape of a command's: it gets the answer, not reports."""
     if done is None:
         return None
-    return lambda reports: done(STOPPED if reports is STOPPED else result)
+    return lambda _reports: done(answer)
