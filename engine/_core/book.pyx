@@ -5,9 +5,10 @@ Same interface and same events as ``engine.reference.ReferenceBook`` (the oracle
 differential tests); read that module first for the rules, this one for how they are made
 fast:
 
-* Orders live in a pool of C structs and are found by id through a C++ hash map, so cancel
-  is O(1).  Each price level is an intrusive doubly linked FIFO of order slots: adding at
-  the tail, removing any order and taking the head are O(1) whatever the queue's length.
+* Orders live in a pool of C structs and are found by id through a C hash map
+  (``idmap.h``), so cancel is O(1).  Each price level is an intrusive doubly linked FIFO of
+  order slots: adding at the tail, removing any order and taking the head are O(1) whatever
+  the queue's length.
 * Each side keeps its level slots in an array sorted so that the best price is the last
   element: best bid/ask is O(1); finding a level is a binary search; adding or removing a
   level moves only the levels behind it, which near the touch (where nearly all activity
