@@ -41,7 +41,7 @@ from __future__ import annotations
 import datetime
 import heapq
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Protocol
 
 import msgspec
 
@@ -62,6 +62,7 @@ from .events import (
     AmendRejected,
     BookLevel,
     CancelRejected,
+    Event,
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
@@ -263,6 +264,40 @@ def _new_order_amounts(
     return notional, market.quote, cost + fee
 
 
+class Book(Protocol):
+    """What the exchange asks of a market's book: ``engine.OrderBook`` (the compiled core)
+    and ``engine.ReferenceBook`` (the oracle) both are one."""
+
+    def place(
+        self,
+        order_id: int,
+        owner: int,
+        side: int,
+        price: int,
+        qty: int,
+        order_type: int = ...,
+        tif: int = ...,
+        post_only: bool = ...,
+        stp: int = ...,
+    ) -> list[Event]: ...
+    def cancel(self, order_id: int) -> list[Event]: ...
+    def amend(self, order_id: int, price: int, qty: int) -> list[Event]: ...
+    def cancel_all(self, owner: int, side: int | None = None) -> list[Event]: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def last_trade_id(self) -> int: ...
+    def __len__(self) -> int: ...
+    def best_bid(self) -> tuple[int, int] | None: ...
+    def best_ask(self) -> tuple[int, int] | None: ...
+    def depth(self, side: int, levels: int | None = None) -> list[tuple[int, int]]: ...
+    def export_orders(self) -> list[tuple[int, int, int, int, int, bool, int]]: ...
+    def restore(
+        self, orders: list[tuple[int, int, int, int, int, bool, int]], seq: int, last_trade_id: int
+    ) -> None: ...
+    def check_integrity(self) -> None: ...
+
+
 class Exchange:
     """The venue's state machine.  Feed it commands in sequence order; read its reports."""
 
@@ -272,14 +307,14 @@ class Exchange:
         registry: Registry,
         chain: CheckChain,
         *,
-        book_factory: Callable[[], Any] | None = None,
+        book_factory: Callable[[], Book] | None = None,
     ) -> None:
         if book_factory is None:
             from . import OrderBook
 
             book_factory = OrderBook
         self.markets: dict[str, Market] = dict(markets)
-        self.books = {symbol: book_factory() for symbol in self.markets}
+        self.books: dict[str, Book] = {symbol: book_factory() for symbol in self.markets}
         self.ledger = Ledger()
         self.registry = registry
         self.chain = chain
@@ -853,8 +888,11 @@ class Exchange:
     # -- settlement ----------------------------------------------------------------------
 
     def _apply_book_events(
-        self, market: Market, events: list, cancel_reason: str = "cancel_all"
+        self, market: Market, events: list[Any], cancel_reason: str = "cancel_all"
     ) -> None:
+        # events: list[Any] rather than list[Event] because the loop dispatches on
+        # ``kind = type(event)`` (one type() call per event on the hot path), a test mypy
+        # does not narrow through.
         bids: list[tuple[int, int]] = []
         asks: list[tuple[int, int]] = []
         seq = 0
@@ -906,10 +944,11 @@ class Exchange:
             )
         )
         scale = POW10[market.base_scale]
-        for order, liquidity, rate in (
+        legs: tuple[tuple[_Order, Literal["maker", "taker"], int], ...] = (
             (maker, "maker", market.maker_fee_ppm),
             (taker, "taker", market.taker_fee_ppm),
-        ):
+        )
+        for order, liquidity, rate in legs:
             if order.side == _BUY:
                 fee = self._settle_buy(market, order, price, qty, rate)
                 filled_notional = order.paid  # _filled_notional, inline
@@ -1225,7 +1264,7 @@ class Exchange:
         return number
 
     @staticmethod
-    def _would_cross(book: Any, side: int, price: int) -> bool:
+    def _would_cross(book: Book, side: int, price: int) -> bool:
         best = book.best_ask() if side == _BUY else book.best_bid()
         if best is None:
             return False
