@@ -243,7 +243,7 @@ async def run_picows_server(
     host: str,
     port: int,
     *,
-    started: asyncio.Future | None = None,
+    started: asyncio.Future[tuple[str, int]] | None = None,
     stop: asyncio.Event | None = None,
     ssl: SSLContext | None = None,
 ) -> None:
