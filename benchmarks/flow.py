@@ -73,7 +73,6 @@ START_MID = 4_500_000_000
 
 TARGET_LIVE = 5_000
 """Live orders the adaptive cancel share steers towards; also the warm-up's length."""
-PASSIVE_SHARE = 0.55
 CANCEL_SHARE = 0.35
 AGGRESSIVE_SHARE = 0.10
 MAX_CANCEL_SHARE = 0.80

@@ -334,14 +334,6 @@ class Exchange:
         # The next moment a licence runs out: commands at or after it cancel orders first.
         self._license_deadline = self._next_license_deadline()
 
-    @classmethod
-    def default(cls) -> Exchange:
-        """The shipped venue: default KZT markets, demo registry and the ALATAU chain."""
-        from .licensing import load_chain, load_registry
-        from .markets import load_markets
-
-        return cls(load_markets(), load_registry(), load_chain())
-
     # -- the command stream --------------------------------------------------------------
 
     def execute(self, command: Command) -> list[Report]:

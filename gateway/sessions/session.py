@@ -109,7 +109,6 @@ _malloc_trim: Any = None
 
 # WebSocket close codes used by the server.
 CLOSE_POLICY = 1008
-CLOSE_GOING_AWAY = 1001
 
 
 class ErrorBody(TypedDict):

@@ -365,12 +365,6 @@ def scan(path: Path, data: bytes | None = None) -> ScanResult:
     return ScanResult(records, offset, 0, mode, first_seq)
 
 
-def iter_commands(records: list[JournalRecord], after_seq: int) -> Iterator[JournalRecord]:
-    for record in records:
-        if record.seq > after_seq:
-            yield record
-
-
 def seq_in_name(path: Path) -> int:
     """The seq a data-directory file is named by (``journal-``, ``snapshot-``, ``audit-``)."""
     return int(path.name.split(".", 1)[0].split("-", 1)[1])
