@@ -81,7 +81,7 @@ from .licensing import (
     ParticipantUsage,
     Registry,
 )
-from .markets import PPM, Market, Rejection
+from .markets import HALTED, OPEN, PPM, Market, MarketStatus, Rejection
 from .reports import (
     AdminApplied,
     Audit,
@@ -90,6 +90,7 @@ from .reports import (
     CommandRejected,
     FillReport,
     OrderReport,
+    OrderStatus,
     Report,
     TradePrinted,
 )
@@ -110,6 +111,7 @@ _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 _BUY, _SELL = Side.BUY, Side.SELL
 _LIMIT, _MARKET = OrderType.LIMIT, OrderType.MARKET
 _GTC = TimeInForce.GTC
+_MARKET_STATUSES: dict[str, MarketStatus] = {"open": OPEN, "halted": HALTED}
 
 _replace = msgspec.structs.replace
 
@@ -1006,7 +1008,9 @@ class Exchange:
         ledger.credit(VENUE_ACCOUNT, market.quote, fee)
         return fee
 
-    def _close(self, order: _Order, market: Market, status: str, reason: str | None) -> None:
+    def _close(
+        self, order: _Order, market: Market, status: OrderStatus, reason: str | None
+    ) -> None:
         """An order of ``market`` left the book: release its hold and the usage its open
         part reserved."""
         participant_id = order.participant_id
@@ -1108,7 +1112,7 @@ class Exchange:
         if market is None:
             self._reject_command(cmd, "market", "UNKNOWN_MARKET", f"no market {cmd.market!r}")
             return
-        if cmd.status not in (None, "open", "halted"):
+        if cmd.status is not None and cmd.status not in _MARKET_STATUSES:
             self._reject_command(
                 cmd, "market", "INVALID_PARAMS", f"status {cmd.status!r} is not open or halted"
             )
@@ -1117,7 +1121,7 @@ class Exchange:
             self._reject_command(cmd, "market", "INVALID_PRICE", "reference_price must be positive")
             return
         if cmd.status is not None:
-            market = market.with_status(cmd.status)  # type: ignore[arg-type]
+            market = market.with_status(_MARKET_STATUSES[cmd.status])
         if cmd.reference_price is not None:
             market = market.with_reference(cmd.reference_price)
             self.last_price.pop(cmd.market, None)
@@ -1225,7 +1229,9 @@ class Exchange:
             )
         )
 
-    def _order_report(self, order: _Order, status: str, reason: str | None = None) -> OrderReport:
+    def _order_report(
+        self, order: _Order, status: OrderStatus, reason: str | None = None
+    ) -> OrderReport:
         order_type = order.order_type
         qty = order.qty
         filled_qty = order.filled_qty
@@ -1241,12 +1247,12 @@ class Exchange:
             qty=qty,
             filled_qty=filled_qty,
             remaining_qty=qty - filled_qty if status in _OPEN_STATUSES else 0,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             reason=reason,
         )
 
     @staticmethod
-    def _status(order: _Order) -> str:
+    def _status(order: _Order) -> OrderStatus:
         return "partially_filled" if order.filled_qty else "new"
 
     def _owner_number(self, participant_id: str) -> int:

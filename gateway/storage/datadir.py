@@ -56,7 +56,7 @@ import msgspec
 try:
     import fcntl
 except ImportError:  # not POSIX: no lock
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # a module or None; the lock checks which
 
 from engine.commands import Command
 from engine.errors import EngineError
