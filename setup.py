@@ -1,6 +1,6 @@
 """Build the Cython core of the matching engine.
 
-`pip install -e .` compiles ``engine/_core/*.pyx`` into C++ extensions.  Set
+`pip install -e .` compiles ``engine/_core/*.pyx`` into C extensions.  Set
 ``ENGINE_DEBUG=1`` to build with bounds checks and assertions on, for chasing
 a crash in the core (slower; never for benchmarks).
 """
@@ -16,7 +16,7 @@ extensions = [
     Extension(
         "engine._core.book",
         ["engine/_core/book.pyx"],
-        language="c++",
+        language="c",
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     ),
 ]

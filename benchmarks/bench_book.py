@@ -31,7 +31,10 @@ from engine.batch import COMMAND_WIDTH
 WARM_OPS = 20_000
 ROUNDS = 2_000
 FLOW_ROUNDS = 3
-BOOKS = {"reference": ReferenceBook, "cython": OrderBook}
+BOOKS: dict[str, type[OrderBook] | type[ReferenceBook]] = {
+    "reference": ReferenceBook,
+    "cython": OrderBook,
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +43,11 @@ def warm_commands() -> Any:
     return commands
 
 
-def _warm_book(kind: str, commands: Any) -> Any:
+def _warm_book(kind: str, commands: Any) -> OrderBook | ReferenceBook:
     book = BOOKS[kind]()
     if kind == "reference":
         for op in per_call_ops(commands):
-            if op.__class__ is tuple:
+            if isinstance(op, tuple):
                 book.place(*op)
             else:
                 book.cancel(op)
@@ -58,11 +61,11 @@ def warm_book(request: pytest.FixtureRequest, warm_commands: Any) -> Any:
     return _warm_book(request.param, warm_commands)
 
 
-def _passive_price(book: Any, side: int, ticks_behind: int) -> int:
+def _passive_price(book: OrderBook | ReferenceBook, side: int, ticks_behind: int) -> int:
     """A price ``ticks_behind`` ticks behind the side's own best (never crossing)."""
-    if side == 0:
-        return book.best_bid()[0] - ticks_behind * TICK
-    return book.best_ask()[0] + ticks_behind * TICK
+    best = book.best_bid() if side == 0 else book.best_ask()
+    assert best is not None, "the warm book has both sides"
+    return best[0] - ticks_behind * TICK if side == 0 else best[0] + ticks_behind * TICK
 
 
 def test_add(benchmark: Any, warm_book: Any) -> None:

@@ -19,6 +19,7 @@ import sys
 import time
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 
 def rss_kib(pid: int) -> int:
@@ -29,7 +30,7 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def one(url: str, opened: list, go: asyncio.Event) -> None:
+async def one(url: str, opened: list[ClientConnection], go: asyncio.Event) -> None:
     ws = await websockets.connect(url, compression=None, max_size=2**24)
     await ws.send(
         json.dumps({"id": 1, "method": "subscribe", "params": {"channels": ["book:BTC-KZT"]}})
@@ -42,7 +43,7 @@ async def one(url: str, opened: list, go: asyncio.Event) -> None:
 
 
 async def storm(url: str, count: int, pid: int) -> int:
-    opened: list = []
+    opened: list[ClientConnection] = []
     go = asyncio.Event()
     tasks = []
     for start in range(0, count, 200):

@@ -166,7 +166,7 @@ def _throughput_batch(book: Any, commands: memoryview, tally: Any) -> float:
     return time.perf_counter() - t0
 
 
-def _latency_per_call(book: Any, ops: list[Any], out: array) -> array:
+def _latency_per_call(book: Any, ops: list[Any], out: array[int]) -> array[int]:
     """Nanoseconds per call into ``out`` (the result is dropped inside the timed span)."""
     now = time.perf_counter_ns
     place, cancel = book.place, book.cancel
@@ -205,7 +205,7 @@ def _latency_batch(book: Any, commands: memoryview) -> tuple[list[float], int]:
 
 
 def _measure(
-    mode: str, commands: array, timed: slice, latency: slice, fresh_latency: bool
+    mode: str, commands: array[int], timed: slice, latency: slice, fresh_latency: bool
 ) -> dict[str, Any]:
     """Throughput and latency of one mode on ``commands``.
 
@@ -423,7 +423,8 @@ def _spawn(mode: str, workload: str, seed: int, ops: int) -> dict[str, Any]:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {mode} {workload} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _progress(message: str) -> None:

@@ -171,10 +171,10 @@ def run_once(commands: int, warmup: int, seed: int) -> dict[str, Any]:
         elapsed = clock() - started
         if index >= warmup:
             times[index - warmup] = elapsed
-            if type(command) is CancelOrder:
-                kinds["cancel"] += 1
-            else:
+            if type(command) is PlaceOrder:
                 kinds["place_ioc" if command.tif == TimeInForce.IOC else "place_gtc"] += 1
+            else:
+                kinds["cancel"] += 1
         checksum.update(repr(reports).encode())
         track(reports, open_orders)
     state = digest(exchange)

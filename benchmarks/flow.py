@@ -73,7 +73,6 @@ START_MID = 4_500_000_000
 
 TARGET_LIVE = 5_000
 """Live orders the adaptive cancel share steers towards; also the warm-up's length."""
-PASSIVE_SHARE = 0.55
 CANCEL_SHARE = 0.35
 AGGRESSIVE_SHARE = 0.10
 MAX_CANCEL_SHARE = 0.80
@@ -147,7 +146,7 @@ class FlowGenerator:
     def _owner(self) -> int:
         return self.rng.randint(1, 100)
 
-    def _passive(self, out: array, distance: int | None = None) -> None:
+    def _passive(self, out: array[int], distance: int | None = None) -> None:
         rng = self.rng
         side = rng.getrandbits(1)
         if distance is None:
@@ -172,14 +171,14 @@ class FlowGenerator:
         self._add_live(order_id)
         self.counts["passive"] += 1
 
-    def _cancel(self, out: array) -> None:
+    def _cancel(self, out: array[int]) -> None:
         order_id = self.live[self.rng.randrange(len(self.live))]
         out.extend((CANCEL, order_id, 0, 0, 0, 0, 0, 0, 0, 0))
         self.book.cancel(order_id)
         self._remove_live(order_id)
         self.counts["cancel"] += 1
 
-    def _aggressive(self, out: array) -> None:
+    def _aggressive(self, out: array[int]) -> None:
         rng = self.rng
         side = rng.getrandbits(1)
         best = self.book.best_ask() if side == BUY else self.book.best_bid()
@@ -215,7 +214,7 @@ class FlowGenerator:
 
     # -- the flow ------------------------------------------------------------------------
 
-    def warm_up(self, out: array, limit: int) -> int:
+    def warm_up(self, out: array[int], limit: int) -> int:
         """Seed the book with passive orders; returns how many commands that took."""
         if self.preload:
             # Growth benchmark: many orders spread over a wide, fixed band of levels.
@@ -228,7 +227,7 @@ class FlowGenerator:
             self._passive(out)
         return n
 
-    def steady(self, out: array, n: int, samples: dict[str, list[int]] | None = None) -> None:
+    def steady(self, out: array[int], n: int, samples: dict[str, list[int]] | None = None) -> None:
         """Append ``n`` commands of the steady mix."""
         rng = self.rng
         target = self.target_live
@@ -278,7 +277,7 @@ class FlowGenerator:
         }
 
 
-def generate(seed: int = DEFAULT_SEED, ops: int = DEFAULT_OPS) -> tuple[array, dict[str, Any]]:
+def generate(seed: int = DEFAULT_SEED, ops: int = DEFAULT_OPS) -> tuple[array[int], dict[str, Any]]:
     """The standard flow of ``ops`` commands (warm-up included) and its stats, uncached."""
     gen = FlowGenerator(seed)
     out = array("q")
@@ -292,7 +291,7 @@ def generate(seed: int = DEFAULT_SEED, ops: int = DEFAULT_OPS) -> tuple[array, d
 
 def generate_growth(
     seed: int, preload: int, ops: int, preload_ticks: int
-) -> tuple[array, int, dict[str, Any]]:
+) -> tuple[array[int], int, dict[str, Any]]:
     """A growth-benchmark workload: ``preload`` passive orders over ``preload_ticks`` ticks a
     side, then ``ops`` commands of the steady mix holding the book near ``preload`` orders.
     Returns (commands, number of preload commands, stats)."""
@@ -322,14 +321,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _save(base: Path, commands: array, meta: dict[str, Any]) -> None:
+def _save(base: Path, commands: array[int], meta: dict[str, Any]) -> None:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     # Data first, metadata last: a metadata file means a complete entry.
     _write_atomic(base.with_suffix(".bin"), commands.tobytes())
     _write_atomic(base.with_suffix(".json"), json.dumps(meta, indent=1).encode())
 
 
-def _load(base: Path) -> tuple[array, dict[str, Any]] | None:
+def _load(base: Path) -> tuple[array[int], dict[str, Any]] | None:
     meta_path, data_path = base.with_suffix(".json"), base.with_suffix(".bin")
     if not (meta_path.exists() and data_path.exists()):
         return None
@@ -343,7 +342,7 @@ def _load(base: Path) -> tuple[array, dict[str, Any]] | None:
 
 def load_flow(
     seed: int = DEFAULT_SEED, ops: int = DEFAULT_OPS, cache: bool = True
-) -> tuple[array, dict[str, Any]]:
+) -> tuple[array[int], dict[str, Any]]:
     """The standard flow and its stats, from the cache when there (generated and cached if
     not).  Generation of 1,000,000 commands takes several seconds."""
     base = cache_path(seed, ops)
@@ -359,7 +358,7 @@ def load_flow(
 
 def load_growth(
     seed: int, preload: int, ops: int, preload_ticks: int, cache: bool = True
-) -> tuple[array, int, dict[str, Any]]:
+) -> tuple[array[int], int, dict[str, Any]]:
     """A growth workload (see ``generate_growth``), cached like the standard flow."""
     base = cache_path(seed, ops, kind=f"growth-{preload}x{preload_ticks}")
     if cache:
@@ -377,21 +376,26 @@ def load_growth(
 # -- decoding for the per-call APIs ------------------------------------------------------------
 
 
-def per_call_ops(commands: Sequence[int] | memoryview) -> list[tuple[int, ...] | int]:
+PlaceArgs = tuple[int, int, int, int, int] | tuple[int, int, int, int, int, int, int, bool, int]
+"""``place``'s arguments: (order_id, owner, side, price, qty), then (order_type, tif,
+post_only, stp) when any of them is not the default."""
+
+
+def per_call_ops(commands: Sequence[int] | memoryview) -> list[PlaceArgs | int]:
     """The commands as per-call arguments: a tuple of ``place`` arguments, or the order id
     (an int) of a cancel.  Built before timing, so the timed loop does no decoding."""
-    out: list[tuple[int, ...] | int] = []
+    out: list[PlaceArgs | int] = []
     append = out.append
     for i in range(0, len(commands), COMMAND_WIDTH):
         op = commands[i]
         if op == PLACE:
-            order_type, tif, post_only, stp = commands[i + 6 : i + 10]
+            order_id, owner, side, price, qty, order_type, tif, post_only, stp = commands[
+                i + 1 : i + 10
+            ]
             if order_type or tif or post_only or stp:
-                append(
-                    (*commands[i + 1 : i + 6], order_type, tif, bool(post_only), stp),
-                )
+                append((order_id, owner, side, price, qty, order_type, tif, bool(post_only), stp))
             else:
-                append(tuple(commands[i + 1 : i + 6]))
+                append((order_id, owner, side, price, qty))
         elif op == CANCEL:
             append(commands[i + 1])
         else:
@@ -418,10 +422,10 @@ class TradeTally:
         for event in events:
             if event.__class__ is Trade:
                 self.trades += 1
-                self.qty += event.qty  # type: ignore[attr-defined]
-                self.notional += event.price * event.qty  # type: ignore[attr-defined]
+                self.qty += event.qty
+                self.notional += event.price * event.qty
 
-    def add_records(self, records: array | memoryview) -> None:
+    def add_records(self, records: array[int] | memoryview) -> None:
         """Count the TRADE records of a batch's flat event array (``engine.batch`` format).
 
         One C-level copy takes the low-order byte of every record's kind field (kinds are
@@ -469,7 +473,7 @@ def replay_per_call(book: Any, commands: Sequence[int]) -> str:
     return tally_checksum(tally, book)
 
 
-def replay_batch(book: Any, commands: array, chunk: int = 1024) -> str:
+def replay_batch(book: Any, commands: array[int], chunk: int = 1024) -> str:
     """Run the commands through ``book.execute_batch`` in chunks; returns the checksum."""
     tally = TradeTally()
     view = memoryview(commands)

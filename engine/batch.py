@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 from . import reject
 from .events import (
@@ -72,7 +73,11 @@ CANCEL_REJECTED = 8
 TRADE = 9
 LEVEL = 10
 
-CANCEL_REASONS = ("user", "self_trade", "cancel_all")
+CANCEL_REASONS: tuple[Literal["user"], Literal["self_trade"], Literal["cancel_all"]] = (
+    "user",
+    "self_trade",
+    "cancel_all",
+)
 
 
 def place(
@@ -105,7 +110,7 @@ def cancel_all(owner: int, side: int | None = None) -> tuple[int, ...]:
     return (CANCEL_ALL, 0, owner, -1 if side is None else side, 0, 0, 0, 0, 0, 0)
 
 
-def encode_commands(commands: Iterable[Sequence[int]]) -> array:
+def encode_commands(commands: Iterable[Sequence[int]]) -> array[int]:
     """Pack command records (from the helpers above) into one int64 array."""
     out = array("q")
     for command in commands:

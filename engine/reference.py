@@ -212,7 +212,7 @@ class ReferenceBook:
         """(price, aggregate qty) per level of one side, best first."""
         book = self._sides[side]
         prices = reversed(book.keys()) if side == BUY else iter(book.keys())
-        out = []
+        out: list[tuple[int, int]] = []
         for price in prices:
             if levels is not None and len(out) >= levels:
                 break

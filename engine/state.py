@@ -116,7 +116,7 @@ _WIDE_ORDER_FIELDS = ("spent_num", "fee_num", "usage_notional")
 def _order_state(order: Any) -> OrderState:
     state = OrderState(*_order_fields(order))
     # Fresh from the order, these are ints; most orders are far from 64 bits.
-    if max(state.spent_num, state.fee_num, state.usage_notional) >= _INT64:  # type: ignore[type-var,operator]
+    if max(state.spent_num, state.fee_num, state.usage_notional) >= _INT64:  # type: ignore[operator]
         for name in _WIDE_ORDER_FIELDS:
             setattr(state, name, wide(getattr(state, name)))
     return state
@@ -156,7 +156,7 @@ def capture(exchange: Exchange) -> ExchangeState:
                 market=symbol,
                 seq=book.seq,
                 last_trade_id=book.last_trade_id,
-                orders=list(map(tuple, book.export_orders())),
+                orders=book.export_orders(),
             )
             for symbol, book in sorted(exchange.books.items())
         ],

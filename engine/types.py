@@ -6,6 +6,7 @@ batch format (see ``engine.batch``): never renumber a member.
 """
 
 from enum import IntEnum
+from typing import Literal
 
 
 class Side(IntEnum):
@@ -40,5 +41,7 @@ class SelfTradePrevention(IntEnum):
     CANCEL_BOTH = 3  # both are canceled
 
 
-SIDE_NAMES = ("buy", "sell")
-LIQUIDITY_NAMES = ("maker", "taker")
+# Indexed by Side and by liquidity (0 maker, 1 taker); typed as literals so an indexed name
+# is the events' Literal type, not any str.
+SIDE_NAMES: tuple[Literal["buy"], Literal["sell"]] = ("buy", "sell")
+LIQUIDITY_NAMES: tuple[Literal["maker"], Literal["taker"]] = ("maker", "taker")

@@ -337,7 +337,7 @@ async def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(signum, stop.set)
     if args.duration > 0:
         loop.call_later(args.duration, stop.set)
-    options = {}
+    options: dict[str, Any] = {}  # the websockets.connect options Client passes on
     if args.cafile:
         options["ssl"] = ssl.create_default_context(cafile=args.cafile)
     async with Client(args.url, **options) as client:

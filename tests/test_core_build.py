@@ -6,6 +6,7 @@ nothing until the extension is rebuilt.  These tests fail loudly when that happe
 
 from __future__ import annotations
 
+import ast
 import importlib.machinery
 from pathlib import Path
 
@@ -59,3 +60,27 @@ def test_extension_is_not_older_than_its_sources(source: Path) -> None:
 def test_book_pyx_is_among_the_checked_sources() -> None:
     """The freshness check covers engine/_core/book.pyx."""
     assert CORE / "book.pyx" in SOURCES
+
+
+def _stub_names() -> set[str]:
+    tree = ast.parse((CORE / "book.pyi").read_text())
+    (cls,) = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+    assert cls.name == "OrderBook"
+    return {node.name for node in cls.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_stub_names_exactly_the_public_methods_of_the_compiled_book() -> None:
+    """engine/_core/book.pyi declares every public method and property the compiled
+    OrderBook has, and nothing it lacks (its dunders included, bar object's own and
+    Cython's pickling machinery)."""
+    compiled = {
+        name
+        for name in dir(OrderBook)
+        if not name.startswith("_")
+        or (name.startswith("__") and name not in dir(object) and "pyx" not in name)
+    } - {"__setstate__"}  # Cython's pickling hook: it only refuses to pickle the pointers
+    stub = _stub_names() - {"__init__"}
+    assert stub == compiled, (
+        f"book.pyi lacks {sorted(compiled - stub)}, names {sorted(stub - compiled)} the "
+        "compiled class has not"
+    )

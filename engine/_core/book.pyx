@@ -5,9 +5,10 @@ Same interface and same events as ``engine.reference.ReferenceBook`` (the oracle
 differential tests); read that module first for the rules, this one for how they are made
 fast:
 
-* Orders live in a pool of C structs and are found by id through a C++ hash map, so cancel
-  is O(1).  Each price level is an intrusive doubly linked FIFO of order slots: adding at
-  the tail, removing any order and taking the head are O(1) whatever the queue's length.
+* Orders live in a pool of C structs and are found by id through a C hash map
+  (``idmap.h``), so cancel is O(1).  Each price level is an intrusive doubly linked FIFO of
+  order slots: adding at the tail, removing any order and taking the head are O(1) whatever
+  the queue's length.
 * Each side keeps its level slots in an array sorted so that the best price is the last
   element: best bid/ask is O(1); finding a level is a binary search; adding or removing a
   level moves only the levels behind it, which near the touch (where nearly all activity
@@ -22,7 +23,7 @@ command reaches the book.
 
 from cpython cimport array
 from libc.stdint cimport int8_t, int32_t, int64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove
 
 from engine._core.idmap cimport IdMap, idmap_del, idmap_free, idmap_get, idmap_init, idmap_put
@@ -277,7 +278,8 @@ cdef class OrderBook:
         means no limit), ``qty`` in base minor units.  O(log L + fills) for L levels."""
         _check_enums(side, order_type, tif, stp)
         self._events_len = 0
-        self._place(order_id, owner, <int>side, price, qty, <int>order_type, <int>tif, post_only, <int>stp)
+        self._place(order_id, owner, <int>side, price, qty, <int>order_type, <int>tif, post_only,
+                    <int>stp)
         return self._event_list(0, self._events_len)
 
     def cancel(self, int64_t order_id):
@@ -312,7 +314,8 @@ cdef class OrderBook:
         batch raises ValueError and changes nothing.
         """
         if commands.shape[0] % COMMAND_WIDTH:
-            raise ValueError(f"command array length {commands.shape[0]} is not a multiple of {COMMAND_WIDTH}")
+            raise ValueError(f"command array length {commands.shape[0]} is not a multiple of "
+                             f"{COMMAND_WIDTH}")
         cdef Py_ssize_t n = commands.shape[0] // COMMAND_WIDTH
         cdef Py_ssize_t i
         cdef const int64_t* c
@@ -332,16 +335,19 @@ cdef class OrderBook:
             c = &commands[i * COMMAND_WIDTH]
             offsets_data[i] = self._events_len
             if c[0] == OP_PLACE:
-                self._place(c[1], c[2], <int>c[3], c[4], c[5], <int>c[6], <int>c[7], c[8] != 0, <int>c[9])
+                self._place(c[1], c[2], <int>c[3], c[4], c[5], <int>c[6], <int>c[7], c[8] != 0,
+                            <int>c[9])
             elif c[0] == OP_CANCEL:
                 self._cancel(c[1])
             elif c[0] == OP_AMEND:
                 self._amend(c[1], c[4], c[5])
             else:
                 self._cancel_all(c[2], <int>c[3])
-        cdef array.array events = array.clone(_INT64_TEMPLATE, self._events_len * EVENT_WIDTH, zero=False)
+        cdef array.array events = array.clone(
+            _INT64_TEMPLATE, self._events_len * EVENT_WIDTH, zero=False)
         if self._events_len:
-            memcpy(events.data.as_voidptr, self._events, self._events_len * EVENT_WIDTH * sizeof(int64_t))
+            memcpy(events.data.as_voidptr, self._events,
+                   self._events_len * EVENT_WIDTH * sizeof(int64_t))
         self._events_len = 0
         return events, offsets
 
@@ -495,7 +501,8 @@ cdef class OrderBook:
         for side in range(2):
             for i in range(self._side_len[side]):
                 level = &self._levels[self._sides[side][i]]
-                if i and _key(side, level.price) <= _key(side, self._levels[self._sides[side][i - 1]].price):
+                if i and _key(side, level.price) <= _key(
+                        side, self._levels[self._sides[side][i - 1]].price):
                     raise BookIntegrityError(f"side {side} levels out of order at {level.price}")
                 if level.side != side or level.count <= 0:
                     raise BookIntegrityError(f"level {level.price} misplaced or empty")
@@ -706,7 +713,8 @@ cdef class OrderBook:
             maker = &self._orders[maker_slot]
             if maker.owner == taker.owner and taker.stp != STP_NONE:
                 if taker.stp == STP_CANCEL_OLDEST or taker.stp == STP_CANCEL_BOTH:
-                    self._emit(EV_CANCELED, maker.order_id, maker.qty, REASON_SELF_TRADE, 0, 0, 0, 0)
+                    self._emit(EV_CANCELED, maker.order_id, maker.qty, REASON_SELF_TRADE,
+                               0, 0, 0, 0)
                     self._remove(maker_slot)
                 if taker.stp == STP_CANCEL_NEWEST or taker.stp == STP_CANCEL_BOTH:
                     canceled_by_stp = True
@@ -720,8 +728,10 @@ cdef class OrderBook:
             maker.qty -= fill
             taker.qty -= fill
             level.total -= fill
-            self._emit(EV_FILLED, maker.order_id, taker.order_id, maker.price, fill, maker.qty, MAKER, 0)
-            self._emit(EV_FILLED, taker.order_id, maker.order_id, maker.price, fill, taker.qty, TAKER, 0)
+            self._emit(EV_FILLED, maker.order_id, taker.order_id, maker.price, fill, maker.qty,
+                       MAKER, 0)
+            self._emit(EV_FILLED, taker.order_id, maker.order_id, maker.price, fill, taker.qty,
+                       TAKER, 0)
             if maker.qty == 0:
                 self._remove(maker_slot)
         if taker.qty == 0:
@@ -779,7 +789,8 @@ cdef class OrderBook:
         self._touch_new(side, price)
         if self._side_len[side] == self._side_cap[side]:
             self._side_cap[side] *= 2
-            self._sides[side] = <int32_t*>_grow(self._sides[side], self._side_cap[side], sizeof(int32_t))
+            self._sides[side] = <int32_t*>_grow(
+                self._sides[side], self._side_cap[side], sizeof(int32_t))
         levels = self._sides[side]
         memmove(&levels[pos + 1], &levels[pos], (self._side_len[side] - pos) * sizeof(int32_t))
         levels[pos] = slot
@@ -807,7 +818,8 @@ cdef class OrderBook:
 
     cdef int _link(self, int32_t slot) except -1:
         """Append a resting order at the back of its price level's queue."""
-        cdef int32_t level_slot = self._open_level(self._orders[slot].side, self._orders[slot].price)
+        cdef int32_t level_slot = self._open_level(
+            self._orders[slot].side, self._orders[slot].price)
         self._touch(level_slot)
         cdef Level* level = &self._levels[level_slot]
         cdef Order* order = &self._orders[slot]
@@ -931,7 +943,8 @@ cdef class OrderBook:
             return slot
         slot = self._owner_lists_cap
         self._owner_lists_cap = self._owner_lists_cap * 2 if self._owner_lists_cap else 64
-        self._owner_lists = <OwnerList*>_grow(self._owner_lists, self._owner_lists_cap, sizeof(OwnerList))
+        self._owner_lists = <OwnerList*>_grow(
+            self._owner_lists, self._owner_lists_cap, sizeof(OwnerList))
         cdef int32_t i
         for i in range(self._owner_lists_cap - 1, slot, -1):
             self._owner_lists[i].head = self._owner_lists_free
@@ -947,7 +960,8 @@ cdef class OrderBook:
     cdef int _touched_append(self, int64_t side, int64_t price, int64_t before) except -1:
         if self._touched_len == self._touched_cap:
             self._touched_cap *= 2
-            self._touched = <int64_t*>_grow(self._touched, self._touched_cap * TOUCHED_WIDTH, sizeof(int64_t))
+            self._touched = <int64_t*>_grow(
+                self._touched, self._touched_cap * TOUCHED_WIDTH, sizeof(int64_t))
         cdef int64_t* entry = &self._touched[self._touched_len * TOUCHED_WIDTH]
         entry[0] = side
         entry[1] = price
@@ -968,7 +982,8 @@ cdef class OrderBook:
         at that price (emptied and closed earlier in the same command)."""
         cdef Py_ssize_t i
         for i in range(self._touched_len):
-            if self._touched[i * TOUCHED_WIDTH] == side and self._touched[i * TOUCHED_WIDTH + 1] == price:
+            if (self._touched[i * TOUCHED_WIDTH] == side
+                    and self._touched[i * TOUCHED_WIDTH + 1] == price):
                 return 0
         self._touched_append(side, price, 0)
         return 0
@@ -1000,7 +1015,8 @@ cdef class OrderBook:
                           int64_t e, int64_t f, int64_t g) except -1:
         if self._events_len == self._events_cap:
             self._events_cap *= 2
-            self._events = <int64_t*>_grow(self._events, self._events_cap * EVENT_WIDTH, sizeof(int64_t))
+            self._events = <int64_t*>_grow(
+                self._events, self._events_cap * EVENT_WIDTH, sizeof(int64_t))
         cdef int64_t* r = &self._events[self._events_len * EVENT_WIDTH]
         r[0] = kind
         r[1] = a
@@ -1026,7 +1042,7 @@ cdef class OrderBook:
                 out.append(_BookLevel(_side_name(r[1]), r[2], r[3], r[4]))
             elif kind == EV_FILLED:
                 out.append(_OrderFilled(r[1], r[2], r[3], r[4], r[5],
-                                       _MAKER_NAME if r[6] == MAKER else _TAKER_NAME))
+                                        _MAKER_NAME if r[6] == MAKER else _TAKER_NAME))
             elif kind == EV_TRADE:
                 out.append(_Trade(r[1], r[2], r[3], r[4], r[5], _side_name(r[6])))
             elif kind == EV_ACCEPTED:

@@ -29,7 +29,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -256,11 +256,12 @@ def _load_custom(check_id: object, target: object) -> Check:
     where = f"custom check {check_id}"
     obj = _import_target(where, target) if isinstance(target, str) else target
     if inspect.isclass(obj):
+        cls = obj
         try:
-            obj = obj()
+            obj = cls()
         except TypeError as exc:
             raise ConfigError(
-                f"{where}: cannot create {obj.__name__}() with no arguments: {exc}"
+                f"{where}: cannot create {cls.__name__}() with no arguments: {exc}"
             ) from exc
     if not callable(obj):
         raise ConfigError(f"{where}: {target!r} is not callable")
@@ -270,7 +271,9 @@ def _load_custom(check_id: object, target: object) -> Check:
         raise ConfigError(f"{where}: {target!r} must take one argument, the OrderContext") from None
     except ValueError:  # no signature available (some builtins): trust it
         pass
-    return obj
+    # A callable that takes one argument is all that can be checked before it runs; that
+    # it returns a Rejection or None is its author's promise (as for any Check).
+    return cast(Check, obj)
 
 
 def _import_target(where: str, target: str) -> Any:

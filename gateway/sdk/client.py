@@ -318,7 +318,8 @@ class Stream:
             if self._error is not None:
                 raise self._error
             raise StopAsyncIteration
-        return item
+        message: Message = item  # anything queued but _END is a message
+        return message
 
     def pending(self) -> int:
         """Messages waiting to be read."""
@@ -550,6 +551,7 @@ class Client:
         if private_key is not None:
             signature = sign_ed25519(private_key, api_key, ts)
         else:
+            assert api_secret is not None  # exactly one of the two, checked above
             signature = sign(api_secret, api_key, ts)
         result = await self.call(
             "auth.login", {"api_key": api_key, "timestamp": ts, "signature": signature}
@@ -567,11 +569,13 @@ class Client:
 
     async def markets(self) -> list[Message]:
         """Every market's spec: tick, lot, min_qty, min_notional, reference_price, status."""
-        return await self.call("markets.list")
+        result: list[Message] = await self.call("markets.list")
+        return result
 
     async def balances(self) -> list[Message]:
         """Per asset: ``total``, ``available``, ``held`` (decimal strings)."""
-        return await self.call("account.balances")
+        result: list[Message] = await self.call("account.balances")
+        return result
 
     async def open_orders(
         self, market: str | None = None, *, page_size: int = 1000
@@ -596,7 +600,8 @@ class Client:
         params: dict[str, Any] = {"limit": limit, "after_order_id": after_order_id}
         if market is not None:
             params["market"] = market
-        return await self.call("orders.open", params)
+        result: Message = await self.call("orders.open", params)
+        return result
 
     async def cancel_on_disconnect(self, enabled: bool = True) -> Any:
         """When on, this connection's orders are canceled when it drops."""
@@ -632,7 +637,7 @@ class Client:
         ``tif`` ``GTC``/``IOC``/``FOK`` (default GTC for limit, IOC for market); ``stp``
         ``cancel_newest``/``cancel_oldest``/``cancel_both``.
         """
-        return await self.call(
+        result: Message = await self.call(
             "order.place",
             _order_params(
                 market,
@@ -646,6 +651,7 @@ class Client:
                 stp=stp,
             ),
         )
+        return result
 
     async def amend(
         self,
@@ -663,13 +669,17 @@ class Client:
             params["qty"] = wire_decimal(qty, "qty")
         if price is not None:
             params["price"] = wire_decimal(price, "price")
-        return await self.call("order.amend", params)
+        result: Message = await self.call("order.amend", params)
+        return result
 
     async def cancel(
         self, market: str, order_id: int | None = None, *, client_order_id: str | None = None
     ) -> Message:
         """``order.cancel`` by ``order_id`` or ``client_order_id``: the canceled order."""
-        return await self.call("order.cancel", _order_ref(market, order_id, client_order_id))
+        result: Message = await self.call(
+            "order.cancel", _order_ref(market, order_id, client_order_id)
+        )
+        return result
 
     async def cancel_all(self, market: str | None = None, side: str | None = None) -> Message:
         """``order.cancel_all``: ``{"count", "order_ids"}`` of what was canceled."""
@@ -678,7 +688,8 @@ class Client:
             params["market"] = market
         if side is not None:
             params["side"] = side
-        return await self.call("order.cancel_all", params)
+        result: Message = await self.call("order.cancel_all", params)
+        return result
 
     async def batch(self, orders: Iterable[Message]) -> list[Message | ApiError]:
         """``order.batch``: up to 50 orders (dicts of ``place``'s arguments), placed in
@@ -709,13 +720,15 @@ class Client:
         except ApiError:
             self._subscribed.difference_update(c for c in channels if c not in self._routes)
             raise
-        return result["channels"]
+        active: list[str] = result["channels"]
+        return active
 
     async def unsubscribe(self, *channels: str) -> list[str]:
         """Low-level ``unsubscribe``; streams on these channels stop receiving messages."""
         self._subscribed.difference_update(channels)
         result = await self.call("unsubscribe", {"channels": list(channels)})
-        return result["channels"]
+        active: list[str] = result["channels"]
+        return active
 
     def stream(self, channel: str, *, maxsize: int | None = None) -> Stream:
         """A ``Stream`` of ``book:SYMBOL``, ``trades:SYMBOL`` or ``orders``; see ``Stream``.
@@ -881,7 +894,7 @@ class LocalBook:
                 f"market {message.get('market')!r}"
             )
         data = message["data"]
-        seq = message["seq"]
+        seq: int = message["seq"]
         kind = data.get("type")
         if kind == "snapshot":
             self._bids.clear()
@@ -906,7 +919,7 @@ class LocalBook:
         # An update covers the engine's changes first_seq..seq of this book (several when
         # the server conflated a batch); the next one must start right after it.
         expected = (self.seq or 0) + 1
-        first_seq = message.get("first_seq", seq)
+        first_seq: int = message.get("first_seq", seq)
         if first_seq != expected or seq < first_seq:
             self.synced = False
             self.gaps += 1

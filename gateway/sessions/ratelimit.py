@@ -54,7 +54,6 @@ class LogLimiter:
         self.clock = clock
         self.next_at = float("-inf")
         self.suppressed = 0  # events since the last line that were not logged
-        self.logged = 0  # lines written (for tests)
 
     def log(self, level: int, message: str, *args: Any, exc_info: Any = None) -> bool:
         """Log ``message % args`` unless a line was logged less than ``interval_s`` ago;
@@ -68,6 +67,5 @@ class LogLimiter:
             message += " (and %d more like it not logged in the last %g s)"
             args = (*args, self.suppressed, self.interval_s)
             self.suppressed = 0
-        self.logged += 1
         self.logger.log(level, message, *args, exc_info=exc_info)
         return True

@@ -18,12 +18,13 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from engine.commands import (
     AmendOrder,
     CancelAll,
     CancelOrder,
+    Command,
     Deposit,
     PlaceOrder,
     SetLicense,
@@ -50,7 +51,7 @@ from gateway.wire.auth import (
     verify_ed25519,
     verify_hmac,
 )
-from gateway.wire.protocol import PUBLIC_METHODS, WireError
+from gateway.wire.protocol import METHOD_OF, PUBLIC_METHODS, WireError
 from gateway.wire.views import (
     OrderResult,
     balance_view,
@@ -108,11 +109,24 @@ _malloc_trim: Any = None
 
 # WebSocket close codes used by the server.
 CLOSE_POLICY = 1008
-CLOSE_GOING_AWAY = 1001
+
+
+class ErrorBody(TypedDict):
+    """The ``error`` of a refused request (``protocol.error`` adds what else it has)."""
+
+    code: str
+    message: str
 
 
 # (accepted, the order's result) or (refused, {"code", "message"}) of one order request
-Outcome = tuple[bool, OrderResult | dict[str, Any]]
+Outcome = tuple[bool, OrderResult | ErrorBody]
+Build = Callable[[int], Command]  # ts (ms) -> the command to sequence
+
+
+def _stopped_answer(answer: object) -> bool:
+    """Whether a query's answer is the venue's ``STOPPED`` sentinel (in place of whatever
+    type of answer the query has, so a typed ``answer is STOPPED`` reads as impossible)."""
+    return answer is STOPPED
 
 
 class Connection(Protocol):
@@ -326,7 +340,7 @@ class Session:
             request_id = request.id
             self._check_participant_rate(request_id, now)
             handler = _HANDLERS[type(request)]
-            method = type(request).__struct_config__.tag  # type: ignore[attr-defined]
+            method = METHOD_OF[type(request)]
             if method not in PUBLIC_METHODS and not self._may_call(method):
                 raise WireError(
                     "UNAUTHENTICATED",
@@ -368,15 +382,17 @@ class Session:
             participant_id = self.participant_id
             try:
                 for market, order_id in sorted(self.placed):
-                    self.venue.submit(
-                        lambda ts, m=market, o=order_id: CancelOrder(
+
+                    def cancel(ts: int, market: str = market, order_id: int = order_id) -> Command:
+                        return CancelOrder(
                             ts=ts,
                             participant_id=participant_id,
-                            market=m,
-                            order_id=o,
+                            market=market,
+                            order_id=order_id,
                             reason="disconnect",
                         )
-                    )
+
+                    self.venue.submit(cancel)
             except WireError:  # the venue is stopping: its final snapshot keeps the orders
                 log.warning("cancel-on-disconnect for %s skipped: shutting down", participant_id)
 
@@ -395,6 +411,15 @@ class Session:
             self.on_close()
 
     # -- checks --------------------------------------------------------------------------
+
+    def _participant(self, request_id: Any) -> str:
+        """The participant logged in on this connection.  ``on_frame`` runs a method that
+        needs a login only after one, so this always has one to return where it is used;
+        were it not so, the request would fail ``UNAUTHENTICATED``."""
+        participant_id = self.participant_id
+        if participant_id is None:
+            raise WireError("UNAUTHENTICATED", "log in first", request_id)
+        return participant_id
 
     def _may_call(self, method: str) -> bool:
         if method.startswith("admin."):
@@ -428,7 +453,7 @@ class Session:
         params = request.params
         registry = self.venue.registry
         participant = registry.participant_by_api_key(params.api_key)
-        reason = "unknown api_key"
+        reason: str | None = "unknown api_key"
         if participant is not None:
             reason = self.gateway.check_login(participant, params, self.venue.now_ms())
         if participant is None or reason is not None:
@@ -477,7 +502,7 @@ class Session:
     def _health(self, request: protocol.Health) -> None:
         self._reply(request.id, {**self.venue.health(), "time": self.venue.now_ms()})
 
-    def _stopped(self) -> dict[str, str]:
+    def _stopped(self) -> ErrorBody:
         """The error of a request the venue stopped before confirming (``STOPPED``)."""
         return {
             "code": "VENUE_STOPPED",
@@ -514,7 +539,7 @@ class Session:
                 continue
             self.channels.add(channel)
             if channel == "orders":
-                self.venue.listen_orders(self.participant_id, self)  # type: ignore[arg-type]
+                self.venue.listen_orders(self._participant(request.id), self)
             else:
                 channels.subscribe(channel, self)
         self._reply(request.id, {"channels": sorted(self.channels)})
@@ -530,7 +555,7 @@ class Session:
                 continue
             self.channels.discard(channel)
             if channel == "orders":
-                self.venue.unlisten_orders(self.participant_id, self)  # type: ignore[arg-type]
+                self.venue.unlisten_orders(self._participant(request.id), self)
             else:
                 self.venue.channels.unsubscribe(channel, self)
         self._reply(request.id, {"channels": sorted(self.channels)})
@@ -547,7 +572,7 @@ class Session:
             self._dead_man = None
         timeout_ms = request.params.timeout_ms
         if timeout_ms:
-            participant_id = self.participant_id
+            participant_id = self._participant(request.id)
 
             def fire() -> None:
                 self._dead_man = None
@@ -566,19 +591,19 @@ class Session:
         scales = self.venue.scales
 
         def done(rows: list[tuple[str, int, int, int]]) -> None:
-            if rows is STOPPED:
+            if _stopped_answer(rows):
                 return self._send_stopped(request.id)
             result = []
             for asset, total, available, held in rows:
                 view = balance_view(
-                    _Balance(asset, total, available, held),  # type: ignore[arg-type]
+                    _Balance(asset, total, available, held),
                     scales.get(asset, 0),
                 )
                 del view["type"]
                 result.append(view)
             self._reply(request.id, result)
 
-        self.venue.query(BalancesQuery(self.participant_id), done)  # type: ignore[arg-type]
+        self.venue.query(BalancesQuery(self._participant(request.id)), done)
 
     def _open_orders(self, request: protocol.OpenOrders) -> None:
         """A page of the participant's open orders: ``{"orders": [...], "next": cursor}``,
@@ -590,7 +615,7 @@ class Session:
         markets = self.venue.markets
 
         def done(answer: tuple[list[OrderReport], int | None]) -> None:
-            if answer is STOPPED:
+            if _stopped_answer(answer):
                 return self._send_stopped(request.id)
             orders, cursor = answer
             self._reply(
@@ -602,7 +627,7 @@ class Session:
             )
 
         query = OpenOrdersQuery(
-            self.participant_id,  # type: ignore[arg-type]
+            self._participant(request.id),
             market,
             after_order_id=params.after_order_id,
             limit=params.limit,
@@ -611,7 +636,7 @@ class Session:
 
     # -- order entry ---------------------------------------------------------------------
 
-    def _place_command(self, params: protocol.PlaceParams, request_id: Any) -> Callable:
+    def _place_command(self, params: protocol.PlaceParams, request_id: Any) -> Build:
         market = self._market(params.market, request_id)
         try:
             qty = units_of(params.qty, market.base_scale, "qty")
@@ -630,7 +655,7 @@ class Session:
         tif = (
             TIFS[params.tif] if params.tif else (TimeInForce.IOC if is_market else TimeInForce.GTC)
         )
-        participant_id = self.participant_id
+        participant_id = self._participant(request_id)
         symbol = market.symbol
         side = SIDES[params.side]
         order_type = OrderType.MARKET if is_market else OrderType.LIMIT
@@ -656,11 +681,11 @@ class Session:
         self.venue.submit(build, lambda reports: self._answer_place(request.id, reports))
 
     def _answer_place(self, request_id: Any, reports: list[Report]) -> None:
-        outcome = self._place_outcome(reports)
-        if outcome[0]:
-            self._reply(request_id, outcome[1])
+        _accepted, body = self._place_outcome(reports)
+        if isinstance(body, OrderResult):
+            self._reply(request_id, body)
         else:
-            self.send(protocol.error(request_id, outcome[1]["code"], outcome[1]["message"]))
+            self.send(protocol.error(request_id, body["code"], body["message"]))
 
     def _place_outcome(self, reports: list[Report]) -> Outcome:
         """(accepted, result-or-error) of a place command, from its reports."""
@@ -687,14 +712,16 @@ class Session:
                 after = report
         if mine is None or last is None:
             return False, {"code": "INTERNAL", "message": "the order was not reported"}
-        if mine.status == "rejected":
-            return False, {"code": mine.reason, "message": mine.message or mine.reason}
+        order_id = mine.order_id
+        if mine.status == "rejected" or order_id is None:  # only a rejected order has no id
+            code = mine.reason or "INTERNAL"  # a rejection always names its code
+            return False, {"code": code, "message": mine.message or code}
         market = markets[mine.market]
-        self.placed.add((mine.market, mine.order_id))  # type: ignore[arg-type]
+        self.placed.add((mine.market, order_id))
         if len(self.placed) > self._prune_at and not self._pruning:
             self._forget_closed_orders()
         if last.status in ("filled", "canceled", "expired"):
-            self.placed.discard((mine.market, mine.order_id))  # type: ignore[arg-type]
+            self.placed.discard((mine.market, order_id))
         return True, order_result(last, market, fills, after)
 
     def _forget_closed_orders(self) -> None:
@@ -710,13 +737,13 @@ class Session:
 
         def done(answer: tuple[list[OrderReport], int | None]) -> None:
             self._pruning = False
-            if answer is STOPPED:
+            if _stopped_answer(answer):
                 return
             still_open = {(o.market, o.order_id) for o in answer[0]}
             self.placed -= asked - still_open  # placed meanwhile: kept
             self._prune_at = max(PRUNE_FLOOR, 2 * len(self.placed))
 
-        self.venue.query(OpenOrdersQuery(self.participant_id), done)  # type: ignore[arg-type]
+        self.venue.query(OpenOrdersQuery(self._participant(None)), done)
 
     def _batch(self, request: protocol.Batch) -> None:
         builders = self._builders(request.params.orders, self._place_command, request.id)
@@ -728,10 +755,10 @@ class Session:
 
     @staticmethod
     def _builders(
-        items: list[Any], make: Callable[[Any, Any], Callable], request_id: Any
-    ) -> list[Callable | WireError]:
+        items: list[Any], make: Callable[[Any, Any], Build], request_id: Any
+    ) -> list[Build | WireError]:
         """A batch's commands, each item's builder or the error its own checks raised."""
-        builders: list[Callable | WireError] = []
+        builders: list[Build | WireError] = []
         for params in items:
             try:
                 builders.append(make(params, request_id))
@@ -742,7 +769,7 @@ class Session:
     def _submit_batch(
         self,
         request_id: Any,
-        builders: list[Callable | WireError],
+        builders: list[Build | WireError],
         outcome: Callable[[list[Report]], Outcome],
     ) -> None:
         """Submit a batch's commands in order (an item that failed its own checks is not
@@ -781,10 +808,10 @@ class Session:
             )
         return params.order_id, params.client_order_id
 
-    def _cancel_command(self, params: protocol.CancelParams, request_id: Any) -> Callable:
+    def _cancel_command(self, params: protocol.CancelParams, request_id: Any) -> Build:
         market = self._market(params.market, request_id)
         order_id, client_order_id = self._order_ref(params, request_id)
-        participant_id = self.participant_id
+        participant_id = self._participant(request_id)
 
         def build(ts: int) -> CancelOrder:
             return CancelOrder(
@@ -812,7 +839,7 @@ class Session:
             price = None if params.price is None else market.parse_price(params.price)
         except NumberFormatError as exc:
             raise WireError(exc.code, str(exc), request.id) from None
-        participant_id = self.participant_id
+        participant_id = self._participant(request.id)
 
         def build(ts: int) -> AmendOrder:
             return AmendOrder(
@@ -829,8 +856,8 @@ class Session:
 
     def _answer_change(self, request_id: Any, reports: list[Report]) -> None:
         """Answer a cancel or amend: the order's last state (with fills), or the refusal."""
-        accepted, body = self._change_outcome(reports)
-        if accepted:
+        _accepted, body = self._change_outcome(reports)
+        if isinstance(body, OrderResult):
             self._reply(request_id, body)
         else:
             self.send(protocol.error(request_id, body["code"], body["message"]))
@@ -848,13 +875,12 @@ class Session:
         fills = []
         after = None  # a fill after ``last`` (a crossing amend): the order's state is the fill's
         for report in reports:
-            kind = type(report)
-            if kind is OrderReport and report.participant_id == self.participant_id:
+            if type(report) is OrderReport and report.participant_id == self.participant_id:
                 target = target or report.order_id
                 if report.order_id == target:
                     last = report
                     after = None
-            elif kind is FillReport and target is not None and report.order_id == target:
+            elif type(report) is FillReport and target is not None and report.order_id == target:
                 fills.append(report)
                 after = report
         if target is None:
@@ -867,7 +893,7 @@ class Session:
         params = request.params
         if params.market is not None:
             self._market(params.market, request.id)
-        participant_id = self.participant_id
+        participant_id = self._participant(request.id)
         side = None if params.side is None else SIDES[params.side]
 
         def build(ts: int) -> CancelAll:

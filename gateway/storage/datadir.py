@@ -56,7 +56,7 @@ import msgspec
 try:
     import fcntl
 except ImportError:  # not POSIX: no lock
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # a module or None; the lock checks which
 
 from engine.commands import Command
 from engine.errors import EngineError
@@ -589,6 +589,7 @@ def inspect(data_dir: Path) -> Inspection:
                 )
     seq = found.snapshot_seq
     if found.snapshot is not None:
+        assert found.snapshot_path is not None  # set with the snapshot
         expected = data_dir / segment_name(seq + 1)
         if expected not in segments:
             raise JournalCorrupt(
@@ -663,9 +664,9 @@ def describe(data_dir: str | Path) -> tuple[str, bool]:
         lines.append(f"CORRUPT at {exc.path}: byte offset {exc.offset}: {exc.reason}")
         lines.append(f"NOT healthy: startup would stop; {SALVAGE_HINT}")
         return "\n".join(lines), False
-    records = sum(len(result.records) for _path, result in found.segments)
+    total = sum(len(result.records) for _path, result in found.segments)
     lines.append(
-        f"total: {records} journal records, snapshot at seq {found.snapshot_seq}, "
+        f"total: {total} journal records, snapshot at seq {found.snapshot_seq}, "
         f"last seq {found.last_seq}"
     )
     if found.torn is not None:

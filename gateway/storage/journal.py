@@ -185,7 +185,7 @@ def encode_segment_header(mode: str, first_seq: int, flags: int = 0) -> bytes:
     return fields + _U32.pack(zlib.crc32(fields))
 
 
-def encode_frame(commands: list, first_seq: int) -> bytes:
+def encode_frame(commands: list[Command], first_seq: int) -> bytes:
     """One frame holding ``commands`` (seqs from ``first_seq``).  Measured: one join is
     cheaper than building the frame in place in a bytearray (1.2 against 2.3 µs for one
     command)."""
@@ -365,12 +365,6 @@ def scan(path: Path, data: bytes | None = None) -> ScanResult:
     return ScanResult(records, offset, 0, mode, first_seq)
 
 
-def iter_commands(records: list[JournalRecord], after_seq: int) -> Iterator[JournalRecord]:
-    for record in records:
-        if record.seq > after_seq:
-            yield record
-
-
 def seq_in_name(path: Path) -> int:
     """The seq a data-directory file is named by (``journal-``, ``snapshot-``, ``audit-``)."""
     return int(path.name.split(".", 1)[0].split("-", 1)[1])
@@ -443,7 +437,7 @@ class Journal:
         self.path = path
         self.mode = mode
         self.next_seq = next_seq
-        self._pending: list = []  # appended, not yet written
+        self._pending: list[Command] = []  # appended, not yet written
         self._fd = -1
         self._failed: OSError | None = None
         self._preallocate = preallocate

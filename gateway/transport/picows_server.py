@@ -127,9 +127,9 @@ class PicowsConnection(WSListener):
         if msg_type is WSMsgType.TEXT and frame.fin and self._fragments is None:
             session.on_frame(frame.get_payload_as_bytes())
         elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
-            self._start_fragments(frame)
+            self._start_fragments(session, frame)
         elif msg_type is WSMsgType.CONTINUATION:
-            self._continue_fragments(frame)
+            self._continue_fragments(session, frame)
         elif msg_type is WSMsgType.CLOSE:
             self.flush()  # answers already queued go out before the closing handshake
             transport.send_close(frame.get_close_code(), frame.get_close_message())
@@ -156,15 +156,15 @@ class PicowsConnection(WSListener):
 
     # -- fragmented messages -------------------------------------------------------------
 
-    def _start_fragments(self, frame: WSFrame) -> None:
+    def _start_fragments(self, session: Session, frame: WSFrame) -> None:
         if frame.fin:  # a whole binary message
-            self.session.send(_BINARY_REFUSED)  # type: ignore[union-attr]
+            session.send(_BINARY_REFUSED)
             return
         self._fragments = [frame.get_payload_as_bytes()]
         self._fragment_type = frame.msg_type
         self._fragment_bytes = len(self._fragments[0])
 
-    def _continue_fragments(self, frame: WSFrame) -> None:
+    def _continue_fragments(self, session: Session, frame: WSFrame) -> None:
         if self._fragments is None:
             self.close(WSCloseCode.PROTOCOL_ERROR.value, "continuation without a first frame")
             return
@@ -179,9 +179,9 @@ class PicowsConnection(WSListener):
             kind = self._fragment_type
             self._fragments = None
             if kind is WSMsgType.TEXT:
-                self.session.on_frame(message)  # type: ignore[union-attr]
+                session.on_frame(message)
             else:
-                self.session.send(_BINARY_REFUSED)  # type: ignore[union-attr]
+                session.send(_BINARY_REFUSED)
 
     # -- the session's Connection --------------------------------------------------------
 
@@ -221,7 +221,9 @@ class PicowsConnection(WSListener):
     @property
     def asyncio_transport(self) -> asyncio.BaseTransport:
         """The TCP transport underneath (peer address, socket options)."""
-        return self.transport.underlying_transport  # type: ignore[union-attr]
+        if self.transport is None:
+            raise RuntimeError("the connection is not open")
+        return self.transport.underlying_transport
 
     def close(self, code: int, reason: str) -> None:
         transport = self.transport
@@ -243,7 +245,7 @@ async def run_picows_server(
     host: str,
     port: int,
     *,
-    started: asyncio.Future | None = None,
+    started: asyncio.Future[tuple[str, int]] | None = None,
     stop: asyncio.Event | None = None,
     ssl: SSLContext | None = None,
 ) -> None:

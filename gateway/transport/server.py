@@ -142,7 +142,7 @@ async def run_server(
     port: int,
     *,
     transport: str | None = None,
-    started: asyncio.Future | None = None,
+    started: asyncio.Future[tuple[str, int]] | None = None,
     stop: asyncio.Event | None = None,
     ssl: SSLContext | None = None,
 ) -> None:
@@ -165,7 +165,7 @@ async def run_websockets_server(
     host: str,
     port: int,
     *,
-    started: asyncio.Future | None = None,
+    started: asyncio.Future[tuple[str, int]] | None = None,
     stop: asyncio.Event | None = None,
     ssl: SSLContext | None = None,
 ) -> None:

@@ -30,7 +30,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-DEFAULT_WINDOW_MS = 30_000
 HMAC_SIGNATURE_HEX = 64
 ED25519_SIGNATURE_HEX = 128
 ED25519_KEY_HEX = 64
@@ -130,20 +129,6 @@ def verify_ed25519(api_public_key: str, api_key: str, timestamp: int, signature:
     return None
 
 
-def verify_signature(
-    api_secret: str,
-    api_key: str,
-    timestamp: int,
-    signature: str,
-    now_ms: int,
-    window_ms: int = DEFAULT_WINDOW_MS,
-) -> str | None:
-    """An HMAC login with its window (no replay memory): None if good, else the reason."""
-    return check_window(timestamp, now_ms, window_ms) or verify_hmac(
-        api_secret, api_key, timestamp, signature
-    )
-
-
 class ReplayGuard:
     """Refuses a login frame seen before: per api key, the timestamps of accepted logins,
     kept until they are outside the window (then the window check refuses them anyway).
@@ -176,16 +161,6 @@ class ReplayGuard:
             return "too many logins with this api_key within the time window"
         seen[timestamp] = None
         return None
-
-    def prune(self, now_ms: int) -> None:
-        """Forget the logins that can no longer pass the window check."""
-        oldest = now_ms - self._window()
-        for api_key in list(self._seen):
-            seen = self._seen[api_key]
-            for ts in [ts for ts in seen if ts < oldest]:
-                del seen[ts]
-            if not seen:
-                del self._seen[api_key]
 
 
 def admin_key_matches(expected: str | None, given: str) -> bool:

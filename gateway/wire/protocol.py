@@ -33,14 +33,18 @@ MAX_BATCH = 50
 
 
 class _Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Base of every params object: unknown fields are errors, not silently ignored."""
+    """Base of every params object: unknown fields are errors, not silently ignored.
+
+    Subclasses repeat ``frozen=True`` (as the request classes do under ``Request``):
+    msgspec inherits it, but type checkers read a Struct subclass as a dataclass transform
+    that is not frozen unless it says so."""
 
 
-class NoParams(_Params):
+class NoParams(_Params, frozen=True):
     pass
 
 
-class LoginParams(_Params):
+class LoginParams(_Params, frozen=True):
     api_key: Annotated[str, Meta(min_length=1, max_length=128)]
     timestamp: Annotated[int, Meta(ge=0, le=2**63 - 1)]  # ms since the epoch, in the window
     # hex: 64 characters (HMAC-SHA256) or 128 (Ed25519); gateway.wire.auth checks which applies.
@@ -50,11 +54,11 @@ class LoginParams(_Params):
     ]
 
 
-class AdminLoginParams(_Params):
+class AdminLoginParams(_Params, frozen=True):
     admin_key: Annotated[str, Meta(min_length=1, max_length=256)]
 
 
-class PlaceParams(_Params):
+class PlaceParams(_Params, frozen=True):
     market: Symbol
     side: Literal["buy", "sell"]
     qty: Decimal
@@ -66,13 +70,13 @@ class PlaceParams(_Params):
     stp: Literal["cancel_newest", "cancel_oldest", "cancel_both"] = "cancel_newest"
 
 
-class CancelParams(_Params):
+class CancelParams(_Params, frozen=True):
     market: Symbol
     order_id: OrderId | None = None
     client_order_id: ClientOrderId | None = None
 
 
-class AmendParams(_Params):
+class AmendParams(_Params, frozen=True):
     market: Symbol
     order_id: OrderId | None = None
     client_order_id: ClientOrderId | None = None
@@ -80,49 +84,49 @@ class AmendParams(_Params):
     price: Decimal | None = None
 
 
-class CancelAllParams(_Params):
+class CancelAllParams(_Params, frozen=True):
     market: Symbol | None = None
     side: Literal["buy", "sell"] | None = None
 
 
-class BatchParams(_Params):
+class BatchParams(_Params, frozen=True):
     orders: Annotated[list[PlaceParams], Meta(min_length=1, max_length=MAX_BATCH)]
 
 
-class CancelBatchParams(_Params):
+class CancelBatchParams(_Params, frozen=True):
     orders: Annotated[list[CancelParams], Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 MAX_OPEN_ORDERS_PAGE = 1000
 
 
-class OpenOrdersParams(_Params):
+class OpenOrdersParams(_Params, frozen=True):
     market: Symbol | None = None
     limit: Annotated[int, Meta(ge=1, le=MAX_OPEN_ORDERS_PAGE)] = 500
     after_order_id: Annotated[int, Meta(ge=0, le=2**62)] = 0  # the cursor: the last page's `next`
 
 
-class CancelOnDisconnectParams(_Params):
+class CancelOnDisconnectParams(_Params, frozen=True):
     enabled: bool
 
 
-class CancelAllAfterParams(_Params):
+class CancelAllAfterParams(_Params, frozen=True):
     timeout_ms: Annotated[int, Meta(ge=0, le=3_600_000)]
 
 
-class ChannelsParams(_Params):
+class ChannelsParams(_Params, frozen=True):
     channels: Annotated[
         list[Annotated[str, Meta(max_length=64)]], Meta(min_length=1, max_length=64)
     ]
 
 
-class DepositParams(_Params):
+class DepositParams(_Params, frozen=True):
     participant_id: Annotated[str, Meta(min_length=1, max_length=64)]
     asset: Annotated[str, Meta(min_length=1, max_length=10)]
     amount: Decimal
 
 
-class MarketParams(_Params):
+class MarketParams(_Params, frozen=True):
     market: Symbol
     status: Literal["open", "halted"] | None = None
     reference_price: Decimal | None = None
@@ -134,94 +138,94 @@ class Request(
     id: RequestId = None
 
 
-class Login(Request, tag="auth.login"):
+class Login(Request, tag="auth.login", frozen=True):
     params: LoginParams
 
 
-class AdminLogin(Request, tag="auth.admin"):
+class AdminLogin(Request, tag="auth.admin", frozen=True):
     params: AdminLoginParams
 
 
-class MarketsList(Request, tag="markets.list"):
+class MarketsList(Request, tag="markets.list", frozen=True):
     params: NoParams = NoParams()
 
 
-class Place(Request, tag="order.place"):
+class Place(Request, tag="order.place", frozen=True):
     params: PlaceParams
 
 
-class Cancel(Request, tag="order.cancel"):
+class Cancel(Request, tag="order.cancel", frozen=True):
     params: CancelParams
 
 
-class Amend(Request, tag="order.amend"):
+class Amend(Request, tag="order.amend", frozen=True):
     params: AmendParams
 
 
-class CancelAllOrders(Request, tag="order.cancel_all"):
+class CancelAllOrders(Request, tag="order.cancel_all", frozen=True):
     params: CancelAllParams = CancelAllParams()
 
 
-class Batch(Request, tag="order.batch"):
+class Batch(Request, tag="order.batch", frozen=True):
     params: BatchParams
 
 
-class CancelBatch(Request, tag="order.cancel_batch"):
+class CancelBatch(Request, tag="order.cancel_batch", frozen=True):
     params: CancelBatchParams
 
 
-class OpenOrders(Request, tag="orders.open"):
+class OpenOrders(Request, tag="orders.open", frozen=True):
     params: OpenOrdersParams = OpenOrdersParams()
 
 
-class Balances(Request, tag="account.balances"):
+class Balances(Request, tag="account.balances", frozen=True):
     params: NoParams = NoParams()
 
 
-class CancelOnDisconnect(Request, tag="session.cancel_on_disconnect"):
+class CancelOnDisconnect(Request, tag="session.cancel_on_disconnect", frozen=True):
     params: CancelOnDisconnectParams
 
 
-class CancelAllAfter(Request, tag="session.cancel_all_after"):
+class CancelAllAfter(Request, tag="session.cancel_all_after", frozen=True):
     params: CancelAllAfterParams
 
 
-class Subscribe(Request, tag="subscribe"):
+class Subscribe(Request, tag="subscribe", frozen=True):
     params: ChannelsParams
 
 
-class Unsubscribe(Request, tag="unsubscribe"):
+class Unsubscribe(Request, tag="unsubscribe", frozen=True):
     params: ChannelsParams
 
 
-class Ping(Request, tag="ping"):
+class Ping(Request, tag="ping", frozen=True):
     params: NoParams = NoParams()
 
 
-class Health(Request, tag="health"):
+class Health(Request, tag="health", frozen=True):
     """For monitors: whether the venue is accepting commands (``ping`` only checks the
     connection, and answers ``VENUE_STOPPED`` once the venue has stopped)."""
 
     params: NoParams = NoParams()
 
 
-class AdminLicense(Request, tag="admin.license"):
+class AdminLicense(Request, tag="admin.license", frozen=True):
     params: dict[str, Any]  # validated by engine.licensing.license_from_mapping
 
 
-class AdminParticipant(Request, tag="admin.participant"):
+class AdminParticipant(Request, tag="admin.participant", frozen=True):
     params: dict[str, Any]  # validated by engine.licensing.participant_from_mapping
 
 
-class AdminDeposit(Request, tag="admin.deposit"):
+class AdminDeposit(Request, tag="admin.deposit", frozen=True):
     params: DepositParams
 
 
-class AdminWithdraw(Request, tag="admin.withdraw"):
+class AdminWithdraw(Request, tag="admin.withdraw", frozen=True):
     params: DepositParams
 
 
-class AdminMarket(Request, tag="admin.market"):
+class AdminMarket(Request, tag="admin.market", frozen=True):
     params: MarketParams
 
 
@@ -250,10 +254,17 @@ AnyRequest = (
     | AdminMarket
 )
 
-METHODS: tuple[str, ...] = tuple(
-    cls.__struct_config__.tag  # type: ignore[attr-defined]
-    for cls in AnyRequest.__args__  # type: ignore[attr-defined]
-)
+
+def _method_of(cls: type[msgspec.Struct]) -> str:
+    method = cls.__struct_config__.tag
+    if not isinstance(method, str):
+        raise TypeError(f"{cls.__name__} has no method tag")
+    return method
+
+
+METHOD_OF: dict[type[msgspec.Struct], str] = {cls: _method_of(cls) for cls in AnyRequest.__args__}
+"""The ``method`` of each request class (its msgspec tag)."""
+METHODS: tuple[str, ...] = tuple(METHOD_OF.values())
 PUBLIC_METHODS = frozenset(
     {"auth.login", "auth.admin", "markets.list", "subscribe", "unsubscribe", "ping", "health"}
 )

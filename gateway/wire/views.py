@@ -6,13 +6,13 @@ Pure functions, no I/O.  Field names follow ``docs/protocol.md``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from engine.fixedpoint import format_units, parse_units
 from engine.markets import Market
-from engine.reports import BalanceReport, FillReport, OrderReport, TradePrinted
+from engine.reports import FillReport, OrderReport, TradePrinted
 
 REMEMBERED_PER_SCALE = 65_536
 """Entries per scale in the tables below; a full table is emptied, so memory stays bounded
@@ -182,7 +182,20 @@ def fill_view(report: FillReport, market: Market) -> dict[str, Any]:
     }
 
 
-def balance_view(report: BalanceReport, scale: int) -> dict[str, Any]:
+class BalanceFields(Protocol):
+    """What ``balance_view`` reads: a ``BalanceReport``, or a row shaped like one."""
+
+    @property
+    def asset(self) -> str: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def available(self) -> int: ...
+    @property
+    def held(self) -> int: ...
+
+
+def balance_view(report: BalanceFields, scale: int) -> dict[str, Any]:
     return {
         "type": "balance",
         "asset": report.asset,
