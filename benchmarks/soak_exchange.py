@@ -23,12 +23,12 @@ from engine.reports import CommandRejected, FillReport, OrderReport, TradePrinte
 from tests.kit.commands import random_command, soak_venue
 
 
-def soak(commands: int, seed: int, out=sys.stdout) -> Counter:
+def soak(commands: int, seed: int, out=sys.stdout) -> Counter[str]:
     """Run the soak; return the counters.  Raises AssertionError on a broken invariant."""
     rnd = random.Random(seed)
     exchange = soak_venue()
     open_orders: list[tuple[str, str, int]] = []
-    stats: Counter = Counter()
+    stats: Counter[str] = Counter()
     ts = 1_790_000_000_000
     for index in range(commands):
         ts += rnd.randint(0, 5)
@@ -40,13 +40,15 @@ def soak(commands: int, seed: int, out=sys.stdout) -> Counter:
             elif isinstance(report, FillReport):
                 stats["fees_charged"] += report.fee
             elif isinstance(report, OrderReport):
+                if report.status == "rejected":
+                    stats[f"reject {report.reason}"] += 1
+                    continue
+                assert report.order_id is not None  # only a rejected order has none
                 key = (report.participant_id, report.market, report.order_id)
                 if report.status == "new":
                     open_orders.append(key)
                 elif report.status in ("filled", "canceled", "expired") and key in open_orders:
                     open_orders.remove(key)
-                if report.status == "rejected":
-                    stats[f"reject {report.reason}"] += 1
             elif isinstance(report, CommandRejected):
                 stats[f"reject {report.code}"] += 1
         try:

@@ -7,6 +7,8 @@ kept cheap.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -23,7 +25,7 @@ class Result(msgspec.Struct):
 class _Response(msgspec.Struct):
     id: int | str | None = None
     ok: bool = False
-    result: Result | list | None = None
+    result: Result | list[Any] | None = None
     error: _Error | None = None
 
 

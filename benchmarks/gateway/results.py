@@ -15,7 +15,7 @@ from benchmarks.common import percentile
 from benchmarks.gateway.flow import CANCEL, CROSS, EXPECTED_REJECTS, KINDS, PLACE
 
 
-def _latency_ms(us: list[int] | array) -> dict[str, float]:
+def _latency_ms(us: list[int] | array[int]) -> dict[str, float]:
     ordered = sorted(us)
     return {
         "p50_ms": round(percentile(ordered, 0.50) / 1000, 3),

@@ -75,7 +75,8 @@ class Worker:
         if said != "done":
             raise RuntimeError(f"{self.name} said {said!r}")
         await asyncio.wait_for(self.process.wait(), timeout)
-        return json.loads(Path(self.result_path).read_bytes())
+        result: dict[str, Any] = json.loads(Path(self.result_path).read_bytes())
+        return result
 
     def kill(self) -> None:
         if self.process.returncode is None:

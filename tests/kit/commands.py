@@ -39,7 +39,7 @@ def soak_venue() -> Exchange:
     return licensed_venue(PARTICIPANTS)
 
 
-def random_command(rnd: random.Random, ts: int, open_orders: list) -> Command:
+def random_command(rnd: random.Random, ts: int, open_orders: list[tuple[str, str, int]]) -> Command:
     who = rnd.choice(PARTICIPANTS)
     roll = rnd.random()
     if roll < 0.04:
