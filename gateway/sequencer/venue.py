@@ -45,6 +45,7 @@ from engine.reports import (
 from gateway.sequencer.host import EngineHost, Item, Outcomes
 from gateway.sequencer.marketdata import Channels
 from gateway.sequencer.queries import QUERY_TYPES, Query
+from gateway.sequencer.tape import Tapes
 from gateway.wire import protocol
 from gateway.wire.protocol import WireError
 from gateway.wire.views import asset_scales, balance_view, fill_view, order_view, trade_view
@@ -119,6 +120,7 @@ class Venue:
         self.clock_ms = clock_ms or wall_clock_ms
         markets = host.markets
         self.channels = Channels(markets)
+        self.tapes = Tapes(markets)  # recent trades per market, for HTTP (sequencer.tape)
         for symbol, seq, bids, asks in host.books():
             mirror = self.channels.mirrors[symbol]
             mirror.bids.update(bids)
@@ -383,10 +385,12 @@ class Venue:
         """A batch's trades, then its book changes: one message per market and channel."""
         markets = self.markets
         channels = self.channels
+        tapes = self.tapes
         for symbol, printed in trades.items():
+            market = markets[symbol]
+            tapes.printed(market, printed)
             channel = f"trades:{symbol}"
             if channels.subscribers[channel]:
-                market = markets[symbol]
                 channels.publish(
                     channel,
                     protocol.encode(
