@@ -102,6 +102,7 @@ class Server:
         options = {
             "host": HOST,
             "port": "0",
+            "http-port": "0",
             "admin-key": self.admin_key,
             "rate": "1e9",
             "participant-rate": "1e9",

@@ -114,6 +114,7 @@ class ServeOptions:
 
     host: str = "127.0.0.1"
     port: int = 8765
+    http_port: int = 8766  # the HTTP API (gateway.transport.http_server); 0: any free port
     venue_file: str | None = ENGINE_DEFAULTS.venue_file
     markets_file: str | None = ENGINE_DEFAULTS.markets_file
     data_dir: str | None = ENGINE_DEFAULTS.data_dir  # None: in memory only (tests)
@@ -152,6 +153,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=defaults.host, help="address to listen on")
     parser.add_argument(
         "--port", type=_number(int, 0, 65535), default=defaults.port, help="port (0: any free port)"
+    )
+    parser.add_argument(
+        "--http-port",
+        type=_number(int, 0, 65535),
+        default=defaults.http_port,
+        help="port of the HTTP API, /api/v1 (0: any free port)",
     )
     parser.add_argument(
         "--config", dest="venue_file", help="venue file: licences, participants, checks"
@@ -235,6 +242,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
     return ServeOptions(
         host=args.host,
         port=args.port,
+        http_port=args.http_port,
         venue_file=args.venue_file,
         markets_file=args.markets_file,
         data_dir=None if args.ephemeral else args.data_dir,
@@ -327,11 +335,13 @@ async def serve(
     *,
     started: asyncio.Future[tuple[str, int]] | None = None,
     stop: asyncio.Event | None = None,
+    http_started: asyncio.Future[tuple[str, int]] | None = None,
 ) -> int:
     """Run the server until ``stop`` is set (or SIGINT/SIGTERM): open the engine host, set
-    the venue up (demo or production), listen.  Returns the exit code; raises
-    ``StartupError`` when it cannot start and ``JournalFailed`` when it stopped on a failed
-    write or a dead engine."""
+    the venue up (demo or production), listen (websockets on ``port``, the HTTP API on
+    ``http_port``; ``started`` and ``http_started`` get their bound addresses).  Returns the
+    exit code; raises ``StartupError`` when it cannot start and ``JournalFailed`` when it
+    stopped on a failed write or a dead engine."""
     if options.production and not options.admin_key:
         print(
             f"alatau serve --production needs an admin key (--admin-key or {ADMIN_KEY_ENV})",
@@ -362,15 +372,24 @@ async def serve(
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
     server, (bound_host, port) = await listen(gateway, options, tls, stop)
+    http_server, (http_host, http_port) = await listen_http(gateway, options, tls, stop, server)
     if not options.quiet:
         print(f"markets: {', '.join(venue.markets)}")
         for line in banner:
             print(line)
     scheme = "ws" if tls is None else "wss"
     print(f"alatau: listening on {scheme}://{bound_host}:{port}", flush=True)
+    http_scheme = "http" if tls is None else "https"
+    print(f"alatau: HTTP on {http_scheme}://{http_host}:{http_port}/api/v1", flush=True)
     if started is not None and not started.done():
         started.set_result((bound_host, port))
-    await server
+    if http_started is not None and not http_started.done():
+        http_started.set_result((http_host, http_port))
+    try:
+        await server
+    finally:
+        stop.set()
+        await http_server
     await venue.stop()
     return 0
 
@@ -483,6 +502,39 @@ async def listen(
         await gateway.venue.stop()
         reason = getattr(error, "strerror", None) or error
         raise StartupError(f"cannot listen on {options.host}:{options.port}: {reason}")
+    return server, bound.result()
+
+
+async def listen_http(
+    gateway: Gateway,
+    options: ServeOptions,
+    tls: ssl.SSLContext | None,
+    stop: asyncio.Event,
+    websocket_server: asyncio.Task[None],
+) -> tuple[asyncio.Task[None], tuple[str, int]]:
+    """Start the HTTP API beside the websocket server (``gateway.transport.http_server``):
+    its task and bound address.  If it cannot listen, the websocket server and the venue
+    stop and ``StartupError`` says why."""
+    from gateway.sessions.http import HttpApi
+    from gateway.transport.http_server import run_http_server
+
+    bound: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(
+        run_http_server(
+            HttpApi(gateway), options.host, options.http_port, started=bound, stop=stop, ssl=tls
+        )
+    )
+    first: set[asyncio.Future[Any]] = {bound, server}
+    await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+    if not bound.done():
+        error = server.exception()
+        stop.set()
+        await websocket_server
+        await gateway.venue.stop()
+        reason = getattr(error, "strerror", None) or error
+        raise StartupError(
+            f"cannot listen for HTTP on {options.host}:{options.http_port}: {reason}"
+        )
     return server, bound.result()
 
 
