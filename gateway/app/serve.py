@@ -114,7 +114,9 @@ class ServeOptions:
 
     host: str = "127.0.0.1"
     port: int = 8765
-    http_port: int = 8766  # the HTTP API (gateway.transport.http_server); 0: any free port
+    # The HTTP API's port (gateway.transport.http_server); 0: any free port; None: the
+    # websocket port + 1 (8766 by default), or any free port when that one is 0.
+    http_port: int | None = None
     venue_file: str | None = ENGINE_DEFAULTS.venue_file
     markets_file: str | None = ENGINE_DEFAULTS.markets_file
     data_dir: str | None = ENGINE_DEFAULTS.data_dir  # None: in memory only (tests)
@@ -142,6 +144,12 @@ class ServeOptions:
             production=self.production,
         )
 
+    def http_listen_port(self) -> int:
+        """The port the HTTP API listens on (see ``http_port``)."""
+        if self.http_port is not None:
+            return self.http_port
+        return self.port + 1 if self.port else 0
+
 
 _DEFAULTS = ServeOptions()
 
@@ -158,7 +166,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--http-port",
         type=_number(int, 0, 65535),
         default=defaults.http_port,
-        help="port of the HTTP API, /api/v1 (0: any free port)",
+        help="port of the HTTP API, /api/v1 (0: any free port; default: --port + 1, or any "
+        "free port when --port is 0)",
     )
     parser.add_argument(
         "--config", dest="venue_file", help="venue file: licences, participants, checks"
@@ -521,7 +530,12 @@ async def listen_http(
     bound: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
     server = asyncio.create_task(
         run_http_server(
-            HttpApi(gateway), options.host, options.http_port, started=bound, stop=stop, ssl=tls
+            HttpApi(gateway),
+            options.host,
+            options.http_listen_port(),
+            started=bound,
+            stop=stop,
+            ssl=tls,
         )
     )
     first: set[asyncio.Future[Any]] = {bound, server}
@@ -533,7 +547,7 @@ async def listen_http(
         await gateway.venue.stop()
         reason = getattr(error, "strerror", None) or error
         raise StartupError(
-            f"cannot listen for HTTP on {options.host}:{options.http_port}: {reason}"
+            f"cannot listen for HTTP on {options.host}:{options.http_listen_port()}: {reason}"
         )
     return server, bound.result()
 
