@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import msgspec
@@ -261,7 +261,7 @@ class CommandLog:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.25)
 
-    async def commands(self, start_seq: int = 1) -> AsyncIterator[tuple[int, CommandBatch]]:
+    async def commands(self, start_seq: int = 1) -> AsyncGenerator[tuple[int, CommandBatch], None]:
         """Every command batch from ``start_seq`` on, in stream order, without end."""
         async for seq, data in self._read(COMMANDS_SUBJECT, start_seq):
             yield seq, command_batch_decoder.decode(data)
@@ -301,7 +301,7 @@ class CommandLog:
                     raise AppendFailed(f"{report.msg_id}: {error!r}") from error
                 await asyncio.sleep(0.05)
 
-    async def reports(self, start_seq: int = 1) -> AsyncIterator[ReportBatch]:
+    async def reports(self, start_seq: int = 1) -> AsyncGenerator[ReportBatch, None]:
         """Every report batch from ``start_seq`` on, in order, without end."""
         async for _, data in self._read(REPORTS_SUBJECT, start_seq):
             yield report_batch_decoder.decode(data)
@@ -315,7 +315,7 @@ class CommandLog:
         )
         return int(info.state.last_seq)
 
-    async def _read(self, subject: str, start_seq: int) -> AsyncIterator[tuple[int, bytes]]:
+    async def _read(self, subject: str, start_seq: int) -> AsyncGenerator[tuple[int, bytes], None]:
         """(stream seq, payload) from ``start_seq`` on, exactly in order: an ordered
         consumer, which nats-py recreates from the next sequence when a message is missed
         or its heartbeats stop (a node died)."""

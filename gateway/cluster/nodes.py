@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class ClusterError(Exception):
@@ -133,13 +134,13 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
             )
 
-    def _get(self, node: Node, path: str) -> dict[str, object] | None:
+    def _get(self, node: Node, path: str) -> Any:
+        """The node's monitoring endpoint ``path``, parsed (None if it does not answer)."""
         try:
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{node.http_port}{path}", timeout=1
             ) as response:
-                value: dict[str, object] = json.loads(response.read())
-                return value
+                return json.loads(response.read())
         except (OSError, urllib.error.URLError, ValueError):
             return None
 
@@ -151,6 +152,16 @@ class LocalCluster:
                 meta = jsz.get("meta_cluster") if jsz else None
                 if isinstance(meta, dict) and meta.get("leader"):
                     return str(meta["leader"])
+        return None
+
+    def stream_last_seq(self, name: str, stream: str) -> int | None:
+        """The last sequence of ``stream`` as node ``name`` itself holds it (its ``/jsz``),
+        None if the node does not answer or holds no replica of it."""
+        jsz = self._get(self.node(name), "/jsz?accounts=true&streams=true")
+        for account in (jsz or {}).get("account_details") or []:
+            for detail in account.get("stream_detail") or []:
+                if detail.get("name") == stream:
+                    return int(detail["state"]["last_seq"])
         return None
 
     def node_healthy(self, node: Node) -> bool:
