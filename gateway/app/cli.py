@@ -5,6 +5,7 @@
     alatau serve [--host H] [--port P] [--data-dir D] [--durability MODE] [...]
     alatau demo [--duration S]
     alatau journal [DATA_DIR] [--salvage | --migrate]
+    alatau history rebuild [DATA_DIR]
     alatau audit [DATA_DIR] [--participant ID] [--market SYMBOL] [--decision D] [--from-seq N]
     alatau bench engine [--json] [--quick] [--ops N] [--runs N] [--seed N] [--growth]
     alatau bench gateway [--json] [--quick] [--clients N] [--rate R] [--durability MODE] [...]
@@ -141,6 +142,33 @@ def _add_journal(commands: Subcommands) -> None:
     journal.set_defaults(handler=_journal)
 
 
+def _history(args: argparse.Namespace) -> int:
+    from gateway.app.history import rebuild_history
+    from gateway.hosts.build import VenueFiles
+    from gateway.storage.sealing import resolve_secret_box
+
+    box = resolve_secret_box(key_file=args.secrets_key_file, data_dir=args.data_dir)
+    files = VenueFiles(args.venue_file, args.markets_file, args.production, box)
+    print(rebuild_history(args.data_dir, files))
+    return 0
+
+
+def _add_history(commands: Subcommands) -> None:
+    history = commands.add_parser(
+        "history",
+        help="the history database (trades, fills, orders): rebuild it from the journal",
+        description="Rebuild DATA_DIR/history.sqlite from the journal, with the server "
+        "stopped and the same --config, --markets and --production as the server's.",
+    )
+    history.add_argument("action", choices=("rebuild",))
+    history.add_argument("data_dir", nargs="?", default="alatau-data")
+    history.add_argument("--config", dest="venue_file", help="the server's venue file")
+    history.add_argument("--markets", dest="markets_file", help="the server's markets file")
+    history.add_argument("--production", action="store_true", help="as the server was started")
+    history.add_argument("--secrets-key-file", help="as the server was started")
+    history.set_defaults(handler=_history)
+
+
 def _audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -196,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_journal(commands)
     _add_audit(commands)
+    _add_history(commands)
     _add_bench(commands)
     return parser
 

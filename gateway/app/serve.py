@@ -27,6 +27,7 @@ import logging
 import os
 import secrets
 import signal
+import sqlite3
 import ssl
 import sys
 from collections.abc import Callable
@@ -39,7 +40,8 @@ from engine.commands import Command, Deposit, SetParticipant
 from engine.errors import ConfigError, EngineError
 from engine.exchange import Exchange
 from engine.licensing import Registry
-from gateway.hosts.build import build_exchange
+from gateway.app.history import open_history
+from gateway.hosts.build import VenueFiles, build_exchange
 from gateway.hosts.local import LocalHost
 from gateway.hosts.process import EngineGone, ProcessHost
 from gateway.hosts.start import DURABILITY_MODES, ENGINE_DEFAULTS, Durability, EngineSettings
@@ -47,6 +49,7 @@ from gateway.sequencer.host import EngineHost
 from gateway.sequencer.venue import JournalFailed, Venue
 from gateway.sessions.session import Gateway, Limits
 from gateway.storage.datadir import SALVAGE_HINT
+from gateway.storage.history import HistoryWriter
 from gateway.storage.journal import JournalCorrupt
 from gateway.storage.sealing import (
     SECRETS_KEY_ENV,
@@ -132,6 +135,7 @@ class ServeOptions:
     secret_box: SecretBox | None = None  # resolved by serve(); seals the venue file's secrets
     tls_cert: str | None = None  # PEM certificate chain: serve wss://
     tls_key: str | None = None  # PEM private key of the certificate
+    history_days: int = 365  # the history database's retention (0: keep all)
 
     def engine_settings(self) -> EngineSettings:
         """What the engine is started with."""
@@ -232,6 +236,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=limits.max_sessions_per_participant,
         help="sessions one participant may have logged in at once (TOO_MANY_CONNECTIONS)",
     )
+    parser.add_argument(
+        "--history-days",
+        type=_number(int, 0),
+        default=defaults.history_days,
+        help="days of trades, fills and closed orders the history database keeps (0: all)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the listening line")
     parser.add_argument(
         "--transport",
@@ -265,6 +275,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         secrets_key_file=args.secrets_key_file,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        history_days=args.history_days,
         limits=Limits(
             connection_rate=args.rate,
             connection_burst=args.rate * 2,
@@ -365,14 +376,20 @@ async def serve(
         return 2
     host = await open_engine_host(options)
     venue = Venue(host)
+    history, history_line = _open_history(options, host)
+    venue.on_published = history.offer
     setup = set_up_venue(venue, options, host)
     if setup is None:  # refused, and said why
         await venue.stop()
+        history.close()
         return 2
     banner, admin_key = setup
+    banner.append(history_line)
     gateway = Gateway(
         venue, admin_key=admin_key, limits=options.limits, secret_box=options.secret_box
     )
+    gateway.history = history
+    history.start()
     venue.start()
     # What startup built (the recovered state, modules, tables) lives as long as the
     # process: moved out of the collector's generations, a full collection no longer walks
@@ -399,8 +416,25 @@ async def serve(
     finally:
         stop.set()
         await http_server
-    await venue.stop()
+    try:
+        await venue.stop()
+    finally:
+        history.close()
     return 0
+
+
+def _open_history(options: ServeOptions, host: EngineHost) -> tuple[HistoryWriter, str]:
+    """The history database (``gateway.app.history``), caught up with the journal."""
+    files = VenueFiles(
+        venue_file=options.venue_file,
+        markets_file=options.markets_file,
+        production=options.production,
+        secret_box=options.secret_box,
+    )
+    try:
+        return open_history(options.data_dir, files, host.last_seq, options.history_days)
+    except (EngineError, OSError, sqlite3.Error) as exc:
+        raise StartupError(f"the history database: {exc}") from exc
 
 
 def with_secret_box(options: ServeOptions) -> ServeOptions:

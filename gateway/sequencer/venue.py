@@ -129,6 +129,11 @@ class Venue:
         self.scales = asset_scales(markets)
         self.order_listeners: dict[str, set[Any]] = {}  # participant -> sessions on "orders"
         self.commands_executed = 0
+        # Called with (the journal seq of a published batch's last command, each command's
+        # reports) once the batch is published: the history database's feed
+        # (gateway.storage.history.HistoryWriter.offer), which must not block.
+        self.on_published: Callable[[int, list[list[Report]]], None] | None = None
+        self.published_seq = host.last_seq
         self._pending: deque[tuple[Builder, Done | None]] = deque()
         self._unpublished: deque[_Batch] = deque()  # in execution order
         self.failure: str | None = None  # why the venue stopped acknowledging, once it has
@@ -306,8 +311,25 @@ class Venue:
                 outcomes = durable.result()
             unpublished.popleft()
             self.publish_batch(batch.results(outcomes))
+            self._published_commands(outcomes, batch.queries)
         self._published.set()
         self._published = asyncio.Event()
+
+    def _published_commands(self, outcomes: Outcomes, queries: list[int]) -> None:
+        """Count a published batch's commands (each is one journal seq) and feed them on."""
+        if queries:
+            skip = set(queries)
+            commands = [o for i, o in enumerate(outcomes) if i not in skip]
+        else:
+            commands = outcomes
+        if not commands:
+            return
+        self.published_seq += len(commands)
+        if self.on_published is not None:
+            try:
+                self.on_published(self.published_seq, commands)
+            except Exception:  # history is not the record of truth: never stop the venue
+                log.exception("feeding the published batch on failed")
 
     def _fail(self, error: BaseException | None) -> None:
         """A batch could not be made durable: acknowledge nothing more, and answer every

@@ -1,0 +1,520 @@
+"""The history database: trades, fills and orders in SQLite, written off the matching path.
+
+The journal is the record of truth; this database is a query index built from the reports
+the venue publishes, and it can always be rebuilt from the journal (``alatau history
+rebuild``).  One file, ``history.sqlite`` in the data directory (mode 0600), or in memory
+with ``--ephemeral``.
+
+Writing (``HistoryWriter``): the venue's publish step hands each durable batch's reports to
+``HistoryWriter.offer``, which only appends them to a bounded queue and never blocks.  A
+thread of its own, with its own connection (WAL mode), drains the queue and writes each
+drained chunk in one transaction, together with the last journal seq it applied (table
+``meta``).  Inserts are idempotent (trades keyed by ``(market, trade_id)``, fills by
+``(order_id, trade_id)``, orders by order id: an order's row is its latest state), so
+writing a batch twice changes nothing.
+
+When the queue is full, the batch is *not* waited for: it is dropped, the database is marked
+``stale`` in ``meta`` (at once, and for good until it is rebuilt) and ``HistoryWriter.behind``
+says so; queries go on answering from what was written, with ``stale`` true.  Matching is
+never slowed, and the loss is never silent: the next start finds the mark (or a last seq
+behind the journal's) and rebuilds the database from the journal before serving.
+
+Schema (integers in minor units, times in ms since the epoch):
+
+* ``trades(market, trade_id, ts, price, qty, taker_side)``
+* ``fills(order_id, trade_id, participant_id, market, client_order_id, side, price, qty,
+  fee, fee_asset, liquidity, ts)``
+* ``orders(order_key, order_id, participant_id, market, client_order_id, side, order_type,
+  price, qty, filled_qty, remaining_qty, status, reason, message, created_ts, ts)``:
+  ``order_key`` is ``o<order_id>``, or ``r<seq>.<n>`` for an order rejected before it got
+  an id; open orders are kept too (their last known state), closed ones are those whose
+  ``status`` is ``filled``, ``canceled``, ``expired`` or ``rejected``
+* ``meta(key, value)``: ``last_seq``, ``stale``
+
+Retention: rows older than ``retention_days`` (trades, fills, closed orders; by ``ts``) are
+deleted by the writer, at most once a minute; 0 keeps everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from engine.reports import FillReport, OrderReport, Report, TradePrinted
+
+log = logging.getLogger("alatau.history")
+
+FILE_NAME = "history.sqlite"
+CLOSED = ("filled", "canceled", "expired", "rejected")
+DEFAULT_RETENTION_DAYS = 365
+QUEUE_BATCHES = 10_000  # batches waiting for the writer before it is marked behind
+CHUNK_BATCHES = 512  # batches written per transaction at most
+PRUNE_EVERY_S = 60.0
+DAY_MS = 86_400_000
+INTERVALS_MS = {
+    "1m": 60_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "1h": 3_600_000,
+    "4h": 14_400_000,
+    "1d": DAY_MS,
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trades (
+    market TEXT NOT NULL, trade_id INTEGER NOT NULL, ts INTEGER NOT NULL,
+    price INTEGER NOT NULL, qty INTEGER NOT NULL, taker_side TEXT NOT NULL,
+    PRIMARY KEY (market, trade_id)
+);
+CREATE INDEX IF NOT EXISTS trades_by_time ON trades (market, ts);
+CREATE TABLE IF NOT EXISTS fills (
+    order_id INTEGER NOT NULL, trade_id INTEGER NOT NULL, participant_id TEXT NOT NULL,
+    market TEXT NOT NULL, client_order_id TEXT, side TEXT NOT NULL, price INTEGER NOT NULL,
+    qty INTEGER NOT NULL, fee INTEGER NOT NULL, fee_asset TEXT NOT NULL,
+    liquidity TEXT NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (order_id, trade_id)
+);
+CREATE INDEX IF NOT EXISTS fills_by_owner ON fills (participant_id, ts);
+CREATE TABLE IF NOT EXISTS orders (
+    order_key TEXT PRIMARY KEY, order_id INTEGER, participant_id TEXT NOT NULL,
+    market TEXT NOT NULL, client_order_id TEXT, side TEXT NOT NULL, order_type TEXT,
+    price INTEGER, qty INTEGER NOT NULL, filled_qty INTEGER NOT NULL,
+    remaining_qty INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, message TEXT,
+    created_ts INTEGER NOT NULL, ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_owner ON orders (participant_id, ts);
+CREATE INDEX IF NOT EXISTS orders_by_client_id ON orders (participant_id, client_order_id);
+"""
+
+_UPSERT_ORDER = """
+INSERT INTO orders (order_key, order_id, participant_id, market, client_order_id, side,
+    order_type, price, qty, filled_qty, remaining_qty, status, reason, message, created_ts, ts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (order_key) DO UPDATE SET
+    order_type = coalesce(excluded.order_type, orders.order_type),
+    price = coalesce(excluded.price, orders.price),
+    qty = excluded.qty, filled_qty = excluded.filled_qty,
+    remaining_qty = excluded.remaining_qty, status = excluded.status,
+    reason = excluded.reason, message = excluded.message, ts = excluded.ts
+"""
+_FILL_ORDER = """
+INSERT INTO orders (order_key, order_id, participant_id, market, client_order_id, side,
+    order_type, price, qty, filled_qty, remaining_qty, status, reason, message, created_ts, ts)
+VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, NULL, NULL, ?, ?)
+ON CONFLICT (order_key) DO UPDATE SET
+    filled_qty = excluded.filled_qty, remaining_qty = excluded.remaining_qty,
+    status = excluded.status, ts = excluded.ts
+"""
+ORDER_COLUMNS = (
+    "order_id, participant_id, market, client_order_id, side, order_type, price, qty, "
+    "filled_qty, remaining_qty, status, reason, message, created_ts, ts"
+)
+FILL_COLUMNS = (
+    "trade_id, order_id, client_order_id, market, side, price, qty, fee, fee_asset, liquidity, ts"
+)
+
+
+def history_path(data_dir: str | Path) -> Path:
+    return Path(data_dir) / FILE_NAME
+
+
+def connect(path: str | Path | None) -> sqlite3.Connection:
+    """A connection to the database at ``path`` (None: a new one in memory), its schema
+    created; a new file is made 0600 first."""
+    if path is None:
+        conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    else:
+        path = Path(path)
+        if not path.exists():
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def apply_batch(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> None:
+    """Write one batch's reports (each command's, in order; ``seq`` the journal seq of the
+    batch's last command).  Call inside a transaction; idempotent."""
+    first_seq = seq - len(commands) + 1
+    for index, reports in enumerate(commands):
+        rejected = 0
+        for report in reports:
+            kind = type(report)
+            if kind is TradePrinted:
+                assert isinstance(report, TradePrinted)
+                conn.execute(
+                    "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        report.market,
+                        report.trade_id,
+                        report.ts,
+                        report.price,
+                        report.qty,
+                        report.taker_side,
+                    ),
+                )
+            elif kind is FillReport:
+                assert isinstance(report, FillReport)
+                conn.execute(
+                    "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        report.order_id,
+                        report.trade_id,
+                        report.participant_id,
+                        report.market,
+                        report.client_order_id,
+                        report.side,
+                        report.fill_price,
+                        report.fill_qty,
+                        report.fee,
+                        report.fee_asset,
+                        report.liquidity,
+                        report.ts,
+                    ),
+                )
+                conn.execute(
+                    _FILL_ORDER,
+                    (
+                        f"o{report.order_id}",
+                        report.order_id,
+                        report.participant_id,
+                        report.market,
+                        report.client_order_id,
+                        report.side,
+                        report.filled_qty + report.remaining_qty,
+                        report.filled_qty,
+                        report.remaining_qty,
+                        report.status,
+                        report.ts,
+                        report.ts,
+                    ),
+                )
+            elif kind is OrderReport:
+                assert isinstance(report, OrderReport)
+                if report.order_id is None:
+                    key = f"r{first_seq + index}.{rejected}"
+                    rejected += 1
+                else:
+                    key = f"o{report.order_id}"
+                conn.execute(
+                    _UPSERT_ORDER,
+                    (
+                        key,
+                        report.order_id,
+                        report.participant_id,
+                        report.market,
+                        report.client_order_id,
+                        report.side,
+                        report.order_type,
+                        report.price,
+                        report.qty,
+                        report.filled_qty,
+                        report.remaining_qty,
+                        report.status,
+                        report.reason,
+                        report.message,
+                        report.ts,
+                        report.ts,
+                    ),
+                )
+    set_meta(conn, "last_seq", str(seq))
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def last_seq(conn: sqlite3.Connection) -> int:
+    value = get_meta(conn, "last_seq")
+    return 0 if value is None else int(value)
+
+
+def is_stale(conn: sqlite3.Connection) -> bool:
+    return get_meta(conn, "stale") == "1"
+
+
+def prune(conn: sqlite3.Connection, before_ts: int) -> int:
+    """Delete trades, fills and closed orders older than ``before_ts``; rows deleted."""
+    deleted = 0
+    with transaction(conn):
+        for sql in (
+            "DELETE FROM trades WHERE ts < ?",
+            "DELETE FROM fills WHERE ts < ?",
+            f"DELETE FROM orders WHERE ts < ? AND status IN {CLOSED!r}",
+        ):
+            deleted += conn.execute(sql, (before_ts,)).rowcount
+    return deleted
+
+
+class HistoryWriter:
+    """The writer thread and what reads the database (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str | Path | None,
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+        queue_batches: int = QUEUE_BATCHES,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.path = None if path is None else Path(path)
+        self.retention_days = retention_days
+        self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._conn = connect(self.path)
+        # In memory the one connection serves both (a lock between them); on disk readers
+        # have their own connection and WAL lets them read while the writer writes.
+        self._reader = self._conn if self.path is None else connect(self.path)
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.path is None else contextlib.nullcontext()
+        )
+        self.behind = is_stale(self._conn)
+        self.written_seq = last_seq(self._conn)
+        self.pruned = 0
+        self._queue: queue.Queue[tuple[int, list[list[Report]]] | None] = queue.Queue(queue_batches)
+        self._thread: threading.Thread | None = None
+        self._last_prune = float("-inf")
+        self._idle = threading.Event()
+        self._idle.set()
+
+    # -- the venue's side ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        self._thread.start()
+
+    def offer(self, seq: int, commands: list[list[Report]]) -> None:
+        """Queue one durable batch (``seq``: its last command's journal seq).  Never blocks:
+        a full queue drops it and marks the database stale (rebuilt at the next start)."""
+        self._idle.clear()
+        try:
+            self._queue.put_nowait((seq, commands))
+        except queue.Full:
+            if not self.behind:
+                log.error(
+                    "the history writer is behind (%d batches queued): batch at seq %d is "
+                    "not written; the history database is marked stale and is rebuilt from "
+                    "the journal at the next start",
+                    self._queue.qsize(),
+                    seq,
+                )
+            self.behind = True
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while not (self._queue.empty() and self._idle.is_set()):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread and close the connections."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._reader is not self._conn:
+            self._reader.close()
+        self._conn.close()
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        conn = self._conn
+        stale_written = is_stale(conn)
+        while True:
+            item = self._queue.get()
+            chunk = [item]
+            while len(chunk) < CHUNK_BATCHES:
+                try:
+                    chunk.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(entry is None for entry in chunk)
+            try:
+                with self._lock, transaction(conn):
+                    for entry in chunk:
+                        if entry is not None:
+                            apply_batch(conn, *entry)
+                            self.written_seq = entry[0]
+                    if self.behind and not stale_written:
+                        set_meta(conn, "stale", "1")
+                        stale_written = True
+                self._maybe_prune()
+            except Exception:
+                log.exception("the history writer failed; history is marked stale")
+                self.behind = True
+            if self._queue.empty():
+                self._idle.set()
+            if stop:
+                return
+
+    def _maybe_prune(self, force: bool = False) -> None:
+        if self.retention_days <= 0:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_prune < PRUNE_EVERY_S:
+            return
+        self._last_prune = now
+        with self._lock:
+            self.pruned += prune(self._conn, self.clock_ms() - self.retention_days * DAY_MS)
+
+    def prune_now(self) -> None:
+        """Apply the retention at once (tests; normally the writer does it every minute)."""
+        self.flush()
+        self._maybe_prune(force=True)
+
+    # -- reading (the event loop's side) -------------------------------------------------
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._reader.execute(sql, params).fetchall()
+
+    def order(
+        self, participant_id: str, order_id: int | None, client_order_id: str | None
+    ) -> tuple[Any, ...] | None:
+        """One of the participant's orders (``ORDER_COLUMNS``), the newest by that id."""
+        if order_id is not None:
+            where, arg = "order_key = ?", f"o{order_id}"
+        else:
+            where, arg = "client_order_id = ?", client_order_id or ""
+        rows = self._rows(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE participant_id = ? AND {where} "
+            "ORDER BY created_ts DESC, order_key DESC LIMIT 1",
+            (participant_id, arg),
+        )
+        return rows[0] if rows else None
+
+    def closed_orders(
+        self,
+        participant_id: str,
+        market: str | None,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        cursor: tuple[int, str] | None,
+    ) -> list[tuple[Any, ...]]:
+        """Closed orders, newest first (by ``ts`` then key): ``ORDER_COLUMNS`` + the key."""
+        where = [f"participant_id = ? AND status IN {CLOSED!r}"]
+        args: list[Any] = [participant_id]
+        _range(where, args, market, start, end)
+        if cursor is not None:
+            where.append("(ts < ? OR (ts = ? AND order_key < ?))")
+            args.extend((cursor[0], cursor[0], cursor[1]))
+        return self._rows(
+            f"SELECT {ORDER_COLUMNS}, order_key FROM orders WHERE {' AND '.join(where)} "
+            "ORDER BY ts DESC, order_key DESC LIMIT ?",
+            (*args, limit),
+        )
+
+    def fills(
+        self,
+        participant_id: str,
+        market: str | None,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        cursor: tuple[int, int, int] | None,
+    ) -> list[tuple[Any, ...]]:
+        """The participant's fills, newest first (``FILL_COLUMNS``)."""
+        where = ["participant_id = ?"]
+        args: list[Any] = [participant_id]
+        _range(where, args, market, start, end)
+        if cursor is not None:
+            ts, trade_id, order_id = cursor
+            where.append(
+                "(ts < ? OR (ts = ? AND (trade_id < ? OR (trade_id = ? AND order_id < ?))))"
+            )
+            args.extend((ts, ts, trade_id, trade_id, order_id))
+        return self._rows(
+            f"SELECT {FILL_COLUMNS} FROM fills WHERE {' AND '.join(where)} "
+            "ORDER BY ts DESC, trade_id DESC, order_id DESC LIMIT ?",
+            (*args, limit),
+        )
+
+    def candles(
+        self,
+        market: str,
+        interval_ms: int,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        base_pow: int,
+    ) -> list[tuple[int, int, int, int, int, int, int, int]]:
+        """(open_time, open, high, low, close, volume, quote_volume, trades) per interval
+        with a trade, oldest first; integers (quote volume: each trade's price * qty /
+        10**base_scale rounded down, as the ticker counts it).  Without ``start``, the
+        latest ``limit`` intervals up to ``end``."""
+        where = ["market = ?"]
+        args: list[Any] = [market]
+        if start is not None:
+            where.append("ts >= ?")
+            args.append(start)
+        if end is not None:
+            where.append("ts <= ?")
+            args.append(end)
+        order = "ASC" if start is not None else "DESC"
+        sql = f"""
+            SELECT t, max(CASE WHEN first = 1 THEN price END), max(price), min(price),
+                   max(CASE WHEN last = 1 THEN price END), sum(qty), sum(price * qty / ?),
+                   count(*)
+            FROM (
+                SELECT ts / ? * ? AS t, price, qty,
+                    row_number() OVER (PARTITION BY ts / ? ORDER BY ts, trade_id) AS first,
+                    row_number() OVER (PARTITION BY ts / ? ORDER BY ts DESC, trade_id DESC)
+                        AS last
+                FROM trades WHERE {" AND ".join(where)}
+            )
+            GROUP BY t ORDER BY t {order} LIMIT ?
+        """
+        rows = self._rows(
+            sql, (base_pow, interval_ms, interval_ms, interval_ms, interval_ms, *args, limit)
+        )
+        if order == "DESC":
+            rows.reverse()
+        return [tuple(int(v) for v in row) for row in rows]  # type: ignore[misc]
+
+
+def _range(
+    where: list[str], args: list[Any], market: str | None, start: int | None, end: int | None
+) -> None:
+    if market is not None:
+        where.append("market = ?")
+        args.append(market)
+    if start is not None:
+        where.append("ts >= ?")
+        args.append(start)
+    if end is not None:
+        where.append("ts <= ?")
+        args.append(end)
