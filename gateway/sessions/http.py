@@ -23,6 +23,7 @@ engine, so the depth's ``seq`` joins the websocket ``book:`` stream.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -33,10 +34,13 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from engine.markets import Market
+from engine.reports import OrderReport
 from gateway.sessions.ratelimit import TokenBucket
-from gateway.sessions.session import Gateway
+from gateway.sessions.session import Gateway, Session
+from gateway.storage.history import INTERVALS_MS, HistoryWriter
 from gateway.wire import protocol
-from gateway.wire.views import levels_view, market_view
+from gateway.wire.auth import request_message
+from gateway.wire.views import decimal_text, levels_view, market_view, order_view
 
 PREFIX = "/api/v1"
 DEFAULT_LIMIT = 100
@@ -48,6 +52,11 @@ JSON_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-stor
 
 STATUS_OF = {
     "INVALID_PARAMS": 400,
+    "INVALID_REQUEST": 400,
+    "UNAUTHENTICATED": 401,
+    "AUTH_FAILED": 401,
+    "UNKNOWN_ORDER": 404,
+    "INTERNAL": 500,
     "UNKNOWN_MARKET": 404,
     "NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
@@ -103,7 +112,47 @@ class HttpApi:
             f"{PREFIX}/depth": self._depth,
             f"{PREFIX}/trades": self._trades,
             f"{PREFIX}/ticker": self._ticker,
+            f"{PREFIX}/candles": self._candles,
         }
+        # Signed: (method, path) -> handler(participant, params, body) -> answer (awaited)
+        self.private: dict[tuple[str, str], Callable[[str, dict[str, str], bytes], Any]] = {
+            ("GET", f"{PREFIX}/balances"): self._balances,
+            ("GET", f"{PREFIX}/orders/open"): self._open_orders,
+            ("GET", f"{PREFIX}/order"): self._order,
+            ("GET", f"{PREFIX}/orders/history"): self._orders_history,
+            ("GET", f"{PREFIX}/fills"): self._fills,
+            ("POST", f"{PREFIX}/order"): self._place,
+            ("DELETE", f"{PREFIX}/order"): self._cancel,
+            ("DELETE", f"{PREFIX}/orders"): self._cancel_all,
+        }
+        self._private_paths: dict[str, list[str]] = {}
+        for method, path in self.private:
+            self._private_paths.setdefault(path, []).append(method)
+
+    async def respond(self, request: HttpRequest) -> HttpResponse:
+        """Answer one request, public or signed.  Never raises for anything a client sends."""
+        if request.path not in self._private_paths:
+            return self.handle(request)
+        try:
+            self._check_rate(request.remote)
+            route = self.private.get((request.method, request.path))
+            if route is None:
+                allowed = self._private_paths[request.path]
+                raise HttpError(
+                    "METHOD_NOT_ALLOWED",
+                    f"{request.path} answers {', '.join(allowed)}, not {request.method[:16]}",
+                    allow=", ".join(allowed),
+                )
+            health = self.venue.health()
+            if health["status"] != "ok":
+                raise HttpError("VENUE_STOPPED", health["reason"])
+            participant = self._authenticate(request)
+            answer = route(participant, _params(request.query), request.body)
+            if asyncio.iscoroutine(answer):
+                answer = await answer
+            return _answer(200, answer)
+        except HttpError as exc:
+            return _error(exc)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one request.  Never raises for anything a client sends."""
@@ -122,6 +171,231 @@ class HttpApi:
             return _answer(200, route(_params(request.query)))
         except HttpError as exc:
             return _error(exc)
+
+    # -- signed requests -------------------------------------------------------------------
+
+    def _authenticate(self, request: HttpRequest) -> str:
+        """The participant whose key signed ``request`` (``gateway.wire.auth``)."""
+        headers = request.headers
+        api_key = headers.get("X-Alatau-Key")
+        timestamp = headers.get("X-Alatau-Timestamp")
+        signature = headers.get("X-Alatau-Signature")
+        if api_key is None or timestamp is None or signature is None:
+            raise HttpError(
+                "UNAUTHENTICATED",
+                "a signed request needs X-Alatau-Key, X-Alatau-Timestamp and X-Alatau-Signature",
+            )
+        try:
+            params = msgspec.convert(
+                {
+                    "api_key": api_key,
+                    "timestamp": int(timestamp) if timestamp.isascii() else -1,
+                    "signature": signature,
+                },
+                protocol.LoginParams,
+            )
+        except (ValueError, msgspec.ValidationError) as exc:
+            raise HttpError("AUTH_FAILED", f"request refused: {exc}") from None
+        participant = self.venue.registry.participant_by_api_key(api_key)
+        reason: str | None = "unknown api_key"
+        if participant is not None:
+            query = f"?{request.query}" if request.query else ""
+            message = request_message(
+                params.timestamp, request.method, request.path, query, request.body
+            )
+            reason = self.gateway.check_signature(
+                participant,
+                params,
+                self.venue.now_ms(),
+                message,
+                self.gateway.http_replay_guard,
+            )
+        if participant is None or reason is not None:
+            raise HttpError("AUTH_FAILED", f"request refused: {reason}")
+        participant_id: str = participant.participant_id
+        return participant_id
+
+    async def _call(self, participant: str, method: str, params: Any) -> Any:
+        """Run one websocket method as ``participant`` through a session of its own (the
+        same checks, commands, sequencer and journal as a websocket request); its result,
+        or ``HttpError`` with its error."""
+        reply = _Reply()
+        session = Session(self.gateway, reply)
+        session.participant_id = participant
+        frame: dict[str, Any] = {"id": 1, "method": method}
+        if params is not None:
+            frame["params"] = params
+        session.on_frame(protocol.encode(frame))
+        message = await reply.answer
+        if message.get("ok"):
+            return message["result"]
+        error = message.get("error") or {}
+        code = str(error.get("code", "INTERNAL"))
+        extra = {k: v for k, v in error.items() if k not in ("code", "message")}
+        raise HttpError(code, str(error.get("message", code)), **extra)
+
+    def _history(self) -> HistoryWriter:
+        history = self.gateway.history
+        if history is None:
+            raise HttpError("NOT_FOUND", "this server keeps no history database")
+        return history
+
+    # -- private endpoints ---------------------------------------------------------------
+
+    async def _balances(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
+        _only(params)
+        return await self._call(participant, "account.balances", None)
+
+    async def _open_orders(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
+        _only(params, "market", "limit", "cursor")
+        wire: dict[str, Any] = {"limit": _limit(params)}
+        if "market" in params:
+            wire["market"] = self._market(params).symbol
+        if "cursor" in params:
+            wire["after_order_id"] = _whole(params, "cursor")
+        return await self._call(participant, "orders.open", wire)
+
+    async def _order(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
+        _only(params, "order_id", "client_order_id")
+        order_id, client_order_id = _order_ref(params)
+        opened, _next = await self._open_page(participant)
+        for order in opened:
+            if order_id is not None and order.get("order_id") == order_id:
+                return order
+            if client_order_id is not None and order.get("client_order_id") == client_order_id:
+                return order
+        row = self._history().order(participant, order_id, client_order_id)
+        if row is None:
+            raise HttpError("UNKNOWN_ORDER", "no order of yours has this id")
+        return self._order_row(row)
+
+    async def _open_page(self, participant: str) -> tuple[list[dict[str, Any]], Any]:
+        orders: list[dict[str, Any]] = []
+        cursor = 0
+        while True:
+            page = await self._call(
+                participant, "orders.open", {"limit": 1000, "after_order_id": cursor}
+            )
+            orders.extend(page["orders"])
+            if page["next"] is None:
+                return orders, None
+            cursor = page["next"]
+
+    def _orders_history(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
+        _only(params, "market", "start", "end", "limit", "cursor")
+        market = self._market(params).symbol if "market" in params else None
+        cursor = None
+        if "cursor" in params:
+            ts_text, _, key = params["cursor"].partition(":")
+            if not (ts_text.isascii() and ts_text.isdigit() and key[:1] in ("o", "r")):
+                raise HttpError("INVALID_PARAMS", "cursor is the `next` of the previous page")
+            cursor = (int(ts_text), key)
+        limit = _limit(params)
+        rows = self._history().closed_orders(
+            participant, market, _time(params, "start"), _time(params, "end"), limit, cursor
+        )
+        orders = [self._order_row(row[:-1]) for row in rows]
+        after = f"{rows[-1][-2]}:{rows[-1][-1]}" if len(rows) == limit else None
+        return {"orders": orders, "next": after, "stale": self._history().behind}
+
+    def _fills(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
+        _only(params, "market", "start", "end", "limit", "cursor")
+        market = self._market(params).symbol if "market" in params else None
+        cursor = None
+        if "cursor" in params:
+            parts = params["cursor"].split(":")
+            if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
+                raise HttpError("INVALID_PARAMS", "cursor is the `next` of the previous page")
+            cursor = (int(parts[0]), int(parts[1]), int(parts[2]))
+        limit = _limit(params)
+        rows = self._history().fills(
+            participant, market, _time(params, "start"), _time(params, "end"), limit, cursor
+        )
+        fills = []
+        markets = self.venue.markets
+        for trade_id, order_id, client_order_id, symbol, side, price, qty, fee, *rest in rows:
+            fee_asset, liquidity, ts = rest
+            m = markets[symbol]
+            fills.append(
+                {
+                    "trade_id": trade_id,
+                    "order_id": order_id,
+                    "client_order_id": client_order_id,
+                    "market": symbol,
+                    "side": side,
+                    "price": decimal_text(price, m.quote_scale),
+                    "qty": decimal_text(qty, m.base_scale),
+                    "fee": decimal_text(fee, m.quote_scale),
+                    "fee_asset": fee_asset,
+                    "liquidity": liquidity,
+                    "ts": ts,
+                }
+            )
+        after = None
+        if len(rows) == limit:
+            last = rows[-1]
+            after = f"{last[-1]}:{last[0]}:{last[1]}"
+        return {"fills": fills, "next": after, "stale": self._history().behind}
+
+    async def _place(self, participant: str, params: dict[str, str], body: bytes) -> Any:
+        _only(params)
+        try:
+            wire = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            raise HttpError("INVALID_PARAMS", "the body must be a JSON object") from None
+        if not isinstance(wire, dict):
+            raise HttpError("INVALID_PARAMS", "the body must be a JSON object")
+        return await self._call(participant, "order.place", wire)
+
+    async def _cancel(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
+        _only(params, "market", "order_id", "client_order_id")
+        order_id, client_order_id = _order_ref(params)
+        if "market" in params:
+            symbol = self._market(params).symbol
+        else:
+            row = self._history().order(participant, order_id, client_order_id)
+            if row is None:
+                raise HttpError("UNKNOWN_ORDER", "no order of yours has this id")
+            symbol = row[2]
+        wire: dict[str, Any] = {"market": symbol}
+        if order_id is not None:
+            wire["order_id"] = order_id
+        else:
+            wire["client_order_id"] = client_order_id
+        return await self._call(participant, "order.cancel", wire)
+
+    async def _cancel_all(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
+        _only(params, "market", "side")
+        wire: dict[str, Any] = {}
+        if "market" in params:
+            wire["market"] = self._market(params).symbol
+        if "side" in params:
+            wire["side"] = params["side"]
+        return await self._call(participant, "order.cancel_all", wire)
+
+    def _order_row(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        (order_id, participant_id, symbol, client_order_id, side, order_type, price, qty) = row[:8]
+        filled, remaining, status, reason, message, created_ts, ts = row[8:15]
+        report = OrderReport(
+            ts=ts,
+            participant_id=participant_id,
+            market=symbol,
+            order_id=order_id,
+            client_order_id=client_order_id,
+            side=side,
+            order_type=order_type or "limit",
+            price=price,
+            qty=qty,
+            filled_qty=filled,
+            remaining_qty=remaining,
+            status=status,
+            reason=reason,
+            message=message,
+        )
+        view = order_view(report, self.venue.markets[symbol])
+        view.pop("type", None)
+        view["created_ts"] = created_ts
+        return view
 
     # -- rate limit ----------------------------------------------------------------------
 
@@ -197,6 +471,38 @@ class HttpApi:
         ask = min(mirror.asks) if mirror is not None and mirror.asks else None
         return venue.tapes.get(market.symbol, market).ticker(venue.now_ms(), bid, ask)
 
+    def _candles(self, params: dict[str, str]) -> Any:
+        _only(params, "market", "interval", "start", "end", "limit")
+        market = self._market(params)
+        interval = params.get("interval")
+        interval_ms = INTERVALS_MS.get(interval or "")
+        if interval_ms is None:
+            raise HttpError(
+                "INVALID_PARAMS", f"interval is one of {', '.join(INTERVALS_MS)}, e.g. interval=1m"
+            )
+        rows = self._history().candles(
+            market.symbol,
+            interval_ms,
+            _time(params, "start"),
+            _time(params, "end"),
+            _limit(params),
+            10**market.base_scale,
+        )
+        price = market.format_price
+        return [
+            [
+                t,
+                price(o),
+                price(h),
+                price(lo),
+                price(c),
+                decimal_text(v, market.base_scale),
+                price(q),
+                n,
+            ]
+            for t, o, h, lo, c, v, q, n in rows
+        ]
+
     def _market(self, params: dict[str, str]) -> Market:
         symbol = params.get("market")
         if symbol is None:
@@ -250,17 +556,60 @@ def _limit(params: dict[str, str]) -> int:
     return int(text)
 
 
+def _whole(params: dict[str, str], name: str) -> int:
+    text = params[name]
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise HttpError("INVALID_PARAMS", f"{name} must be a whole number, not {text[:16]!r}")
+    return int(text)
+
+
+def _time(params: dict[str, str], name: str) -> int | None:
+    return _whole(params, name) if name in params else None
+
+
+def _order_ref(params: dict[str, str]) -> tuple[int | None, str | None]:
+    if ("order_id" in params) == ("client_order_id" in params):
+        raise HttpError("INVALID_PARAMS", "give exactly one of order_id and client_order_id")
+    if "order_id" in params:
+        return _whole(params, "order_id"), None
+    client_order_id = params["client_order_id"]
+    if not 1 <= len(client_order_id) <= 64:
+        raise HttpError("INVALID_PARAMS", "client_order_id is 1 to 64 characters")
+    return None, client_order_id
+
+
+class _Reply:
+    """The connection of a signed request's session: it keeps the one answer."""
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    def send(self, data: bytes) -> None:
+        message = msgspec.json.decode(data)
+        if isinstance(message, dict) and message.get("id") == 1 and not self.answer.done():
+            self.answer.set_result(message)
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.answer.done():
+            self.answer.set_result({"ok": False, "error": {"code": "INTERNAL", "message": reason}})
+
+
 def _answer(status: int, body: Any, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
     return HttpResponse(status, JSON_HEADERS + headers, protocol.encode(body))
 
 
 def _error(exc: HttpError) -> HttpResponse:
-    status = STATUS_OF[exc.code]
+    status = STATUS_OF.get(exc.code, 400)  # an engine's refusal (INSUFFICIENT_FUNDS...): 400
     headers: tuple[tuple[str, str], ...] = ()
     if exc.code == "RATE_LIMITED":
         seconds = max(1, math.ceil(exc.extra["retry_after_ms"] / 1000))
         headers = (("Retry-After", str(seconds)),)
     elif exc.code == "METHOD_NOT_ALLOWED":
-        headers = (("Allow", "GET"),)
+        headers = (("Allow", exc.extra.pop("allow", "GET")),)
+    elif exc.code in ("UNAUTHENTICATED", "AUTH_FAILED"):
+        headers = (("WWW-Authenticate", "X-Alatau-Signature"),)
     error: dict[str, Any] = {"code": exc.code, "message": exc.message, **exc.extra}
     return _answer(status, {"error": error}, headers)

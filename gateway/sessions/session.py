@@ -41,6 +41,7 @@ from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from gateway.sequencer.queries import BalancesQuery, OpenOrdersQuery
 from gateway.sequencer.venue import STOPPED, Venue
 from gateway.sessions.ratelimit import LogLimiter, TokenBucket
+from gateway.storage.history import HistoryWriter
 from gateway.storage.sealing import SealError, SecretBox
 from gateway.wire import protocol
 from gateway.wire.auth import (
@@ -188,6 +189,11 @@ class Gateway:
         # (gateway.storage.sealing)
         self.secret_box = secret_box or SecretBox.random()
         self.replay_guard = ReplayGuard(lambda: self.limits.login_window_ms)
+        # Signed HTTP requests: a timestamp is good once per api key (its own memory, so
+        # an HTTP request never collides with a websocket login of the same millisecond)
+        self.http_replay_guard = ReplayGuard(lambda: self.limits.login_window_ms)
+        # The history database (gateway.storage.history), when the server keeps one
+        self.history: HistoryWriter | None = None
         self._warned_plaintext: set[str] = set()
         self.connections_per_address: dict[str, int] = {}
         self.sessions_per_participant: dict[str, int] = {}
@@ -200,12 +206,30 @@ class Gateway:
         self, participant: Any, params: protocol.LoginParams, now_ms: int
     ) -> str | None:
         """None if ``params`` log in as ``participant``, else the reason (never raises)."""
+        return self.check_signature(participant, params, now_ms)
+
+    def check_signature(
+        self,
+        participant: Any,
+        params: protocol.LoginParams,
+        now_ms: int,
+        message: bytes | None = None,
+        replay_guard: ReplayGuard | None = None,
+    ) -> str | None:
+        """None if ``params.signature`` is ``participant``'s signature of ``message`` (the
+        login message when None) within the window and not seen before by
+        ``replay_guard`` (the logins' when None), else the reason (never raises).  A signed
+        HTTP request is checked here too, with its own message and guard."""
         reason = check_window(params.timestamp, now_ms, self.limits.login_window_ms)
         if reason is not None:
             return reason
         if participant.api_public_key is not None:
             reason = verify_ed25519(
-                participant.api_public_key, params.api_key, params.timestamp, params.signature
+                participant.api_public_key,
+                params.api_key,
+                params.timestamp,
+                params.signature,
+                message,
             )
         else:
             secret = participant.api_secret
@@ -224,10 +248,13 @@ class Gateway:
                 )
             if secret is None:
                 return "this api_key has no credential"
-            reason = verify_hmac(secret, params.api_key, params.timestamp, params.signature)
+            reason = verify_hmac(
+                secret, params.api_key, params.timestamp, params.signature, message
+            )
         if reason is not None:
             return reason
-        return self.replay_guard.check_and_remember(params.api_key, params.timestamp, now_ms)
+        guard = self.replay_guard if replay_guard is None else replay_guard
+        return guard.check_and_remember(params.api_key, params.timestamp, now_ms)
 
     def _schedule_trim(self) -> None:
         """After a storm of connections has closed, give their memory back to the OS (see

@@ -11,7 +11,7 @@ it runs on the loop it is given, without taking over the process's signals.
 
 This module only maps: aiohttp's request to an ``HttpRequest`` (method, path, raw query,
 headers, body, peer address) and the ``HttpResponse`` back.  Only the first
-``MAX_BODY_BYTES`` of a body are read (no public endpoint takes one).
+``MAX_BODY_BYTES`` of a body are read (``POST /order`` takes one order).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ async def run_http_server(
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
         body = await request.content.read(MAX_BODY_BYTES) if request.body_exists else b""
-        response = api.handle(
+        response = await api.respond(
             HttpRequest(
                 method=request.method,
                 path=request.path,

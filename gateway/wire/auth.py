@@ -107,23 +107,44 @@ def check_window(timestamp: int, now_ms: int, window_ms: int) -> str | None:
     return None
 
 
-def verify_hmac(api_secret: str, api_key: str, timestamp: int, signature: str) -> str | None:
-    """None if ``signature`` is the HMAC login signature, else the reason it is not."""
+def request_message(timestamp: int, method: str, path: str, query: str, body: bytes) -> bytes:
+    """What a signed HTTP request signs: ``f"{timestamp}{METHOD}{path}{query}{body}"``, the
+    query with its leading ``?`` (empty when there is none), the body raw."""
+    return f"{timestamp}{method.upper()}{path}{query}".encode() + body
+
+
+def sign_request(api_secret: str, message: bytes) -> str:
+    """The HMAC-SHA256 signature (64 hex characters) of a signed HTTP request's message."""
+    return hmac.new(api_secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_hmac(
+    api_secret: str, api_key: str, timestamp: int, signature: str, message: bytes | None = None
+) -> str | None:
+    """None if ``signature`` is the HMAC signature of ``message`` (default: the login
+    message), else the reason it is not."""
     if len(signature) != HMAC_SIGNATURE_HEX or not _is_hex(signature):
         return f"an HMAC key's signature is {HMAC_SIGNATURE_HEX} hex characters"
-    expected = sign(api_secret, api_key, timestamp)
+    if message is None:
+        message = login_message(api_key, timestamp)
+    expected = sign_request(api_secret, message)
     if not hmac.compare_digest(expected, signature.lower()):
         return "the signature does not match"
     return None
 
 
-def verify_ed25519(api_public_key: str, api_key: str, timestamp: int, signature: str) -> str | None:
-    """None if ``signature`` is the Ed25519 login signature, else the reason it is not."""
+def verify_ed25519(
+    api_public_key: str, api_key: str, timestamp: int, signature: str, message: bytes | None = None
+) -> str | None:
+    """None if ``signature`` is the Ed25519 signature of ``message`` (default: the login
+    message), else the reason it is not."""
     if len(signature) != ED25519_SIGNATURE_HEX or not _is_hex(signature):
         return f"an Ed25519 key's signature is {ED25519_SIGNATURE_HEX} hex characters"
     try:
         public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(api_public_key))
-        public.verify(bytes.fromhex(signature), login_message(api_key, timestamp))
+        if message is None:
+            message = login_message(api_key, timestamp)
+        public.verify(bytes.fromhex(signature), message)
     except (InvalidSignature, ValueError, TypeError):
         return "the signature does not match"
     return None
