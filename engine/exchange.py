@@ -398,6 +398,18 @@ class Exchange:
         reports = [self._order_report(orders[i], self._status(orders[i])) for i in page]
         return reports, (page[-1] if len(ids) > limit else None)
 
+    def open_order(
+        self, participant_id: str, order_id: int | None, client_order_id: str | None
+    ) -> OrderReport | None:
+        """One of the participant's open orders, by its id or its client order id, as it
+        stands; None if it has none open by that id (closed, another's, or never placed)."""
+        if order_id is None and client_order_id is not None:
+            order_id = self._by_client_id.get((participant_id, client_order_id))
+        order = self._orders.get(order_id) if order_id is not None else None
+        if order is None or order.participant_id != participant_id:
+            return None
+        return self._order_report(order, self._status(order))
+
     def order_id_for(self, participant_id: str, client_order_id: str) -> int | None:
         return self._by_client_id.get((participant_id, client_order_id))
 

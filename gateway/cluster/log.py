@@ -49,9 +49,9 @@ from nats.js.kv import KeyValue
 
 from engine.commands import Command
 from engine.exchange import Exchange
-from gateway.hosts.process import BalancesAnswer, OpenOrdersAnswer, Reports
+from gateway.hosts.process import Answer, Reports, answer_struct, answer_value
 from gateway.sequencer.host import Item, Outcomes
-from gateway.sequencer.queries import QUERY_TYPES, BalancesQuery, Query, answer
+from gateway.sequencer.queries import QUERY_TYPES, Query, answer
 
 COMMANDS_STREAM = "ALATAU_COMMANDS"
 COMMANDS_SUBJECT = "alatau.commands"
@@ -60,7 +60,7 @@ REPORTS_SUBJECT = "alatau.reports"
 LEASE_BUCKET = "alatau_lease"
 LEASE_KEY = "leader"
 
-Outcome = Reports | BalancesAnswer | OpenOrdersAnswer
+Outcome = Reports | Answer
 
 
 class CommandBatch(msgspec.Struct, array_like=True, frozen=True):
@@ -94,11 +94,8 @@ class ReportBatch(msgspec.Struct, array_like=True, frozen=True):
         for outcome in self.outcomes:
             if type(outcome) is Reports:
                 results.append(outcome.reports)
-            elif type(outcome) is BalancesAnswer:
-                results.append(outcome.rows)
             else:
-                assert type(outcome) is OpenOrdersAnswer
-                results.append((outcome.orders, outcome.next))
+                results.append(answer_value(outcome))
         return results
 
 
@@ -119,11 +116,7 @@ def run_items(exchange: Exchange, items: Sequence[Item]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for item in items:
         if isinstance(item, QUERY_TYPES):
-            value: Any = answer(exchange, item)
-            if type(item) is BalancesQuery:
-                outcomes.append(BalancesAnswer(value))
-            else:
-                outcomes.append(OpenOrdersAnswer(*value))
+            outcomes.append(answer_struct(item, answer(exchange, item)))
         else:
             outcomes.append(Reports(exchange.execute(item)))
     return outcomes

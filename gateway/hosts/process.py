@@ -47,6 +47,7 @@ import struct
 import sys
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -58,7 +59,7 @@ from engine.reports import OrderReport, Report, TradePrinted
 from engine.types import Side
 from gateway.hosts.start import EngineSettings, start_engine
 from gateway.sequencer.host import BookState, Item, Outcomes
-from gateway.sequencer.queries import QUERY_TYPES, BalancesQuery, answer
+from gateway.sequencer.queries import QUERY_TYPES, BalancesQuery, OpenOrdersQuery, Query, answer
 from gateway.storage.datadir import Storage
 from gateway.storage.sealing import SECRETS_KEY_ENV, SecretBox
 
@@ -111,8 +112,35 @@ class OpenOrdersAnswer(msgspec.Struct, tag="open_orders", array_like=True):
     next: int | None = None  # the cursor of the next page (see ``OpenOrdersQuery``)
 
 
+class OrderStatusAnswer(msgspec.Struct, tag="order_status", array_like=True):
+    order: OrderReport | None = None  # None: no open order by that id
+
+
+Answer = BalancesAnswer | OpenOrdersAnswer | OrderStatusAnswer
+
+
+def answer_struct(query: Query, value: Any) -> Answer:
+    """A query's answer (``gateway.sequencer.queries.answer``) as the Struct that carries it."""
+    if type(query) is BalancesQuery:
+        return BalancesAnswer(value)
+    if type(query) is OpenOrdersQuery:
+        return OpenOrdersAnswer(*value)
+    return OrderStatusAnswer(value)
+
+
+def answer_value(result: Reports | Answer) -> Any:
+    """The answer an ``answer_struct`` carries, as ``EngineHost.execute`` gives it (never
+    called with ``Reports``: the union is what a ``type() is Reports`` test leaves)."""
+    if type(result) is BalancesAnswer:
+        return result.rows
+    if type(result) is OpenOrdersAnswer:
+        return (result.orders, result.next)
+    assert type(result) is OrderStatusAnswer
+    return result.order
+
+
 class BatchDone(msgspec.Struct):
-    results: list[Reports | BalancesAnswer | OpenOrdersAnswer]
+    results: list[Reports | Answer]
     config: VenueConfig | None = None
 
 
@@ -204,15 +232,11 @@ def run_engine(sock: socket.socket, settings: EngineSettings) -> int:
 
 
 def _execute(exchange: Exchange, storage: Storage | None, items: list[Item]) -> BatchDone:
-    results: list[Reports | BalancesAnswer | OpenOrdersAnswer] = []
+    results: list[Reports | Answer] = []
     config_changed = False
     for item in items:
         if isinstance(item, QUERY_TYPES):
-            value = answer(exchange, item)
-            if type(item) is BalancesQuery:
-                results.append(BalancesAnswer(value))
-            else:
-                results.append(OpenOrdersAnswer(*value))
+            results.append(answer_struct(item, answer(exchange, item)))
             continue
         reports = exchange.execute(item)
         results.append(Reports(reports))
@@ -399,11 +423,8 @@ class ProcessHost:
                         if type(report) is TradePrinted:
                             last_price[report.market] = report.price
                     outcomes.append(reports)
-                elif type(result) is BalancesAnswer:
-                    outcomes.append(result.rows)
                 else:
-                    assert type(result) is OpenOrdersAnswer
-                    outcomes.append((result.orders, result.next))
+                    outcomes.append(answer_value(result))
             ready.set_result(outcomes)
 
         sent.add_done_callback(arrived)

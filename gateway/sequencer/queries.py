@@ -36,8 +36,18 @@ class OpenOrdersQuery(msgspec.Struct, tag="open_orders", frozen=True):
     limit: int | None = None
 
 
-Query = BalancesQuery | OpenOrdersQuery
-QUERY_TYPES = (BalancesQuery, OpenOrdersQuery)
+class OrderStatusQuery(msgspec.Struct, tag="order_status", frozen=True):
+    """One of a participant's open orders, by ``order_id`` or ``client_order_id`` (one of
+    them given): the answer is its ``OrderReport`` as it stands, or None if the
+    participant has no open order by that id (a closed one is in the history database)."""
+
+    participant_id: str
+    order_id: int | None = None
+    client_order_id: str | None = None
+
+
+Query = BalancesQuery | OpenOrdersQuery | OrderStatusQuery
+QUERY_TYPES = (BalancesQuery, OpenOrdersQuery, OrderStatusQuery)
 
 
 def answer(exchange: Exchange, query: Query) -> Any:
@@ -49,6 +59,8 @@ def answer(exchange: Exchange, query: Query) -> Any:
                 query.participant_id
             ).items()
         ]
+    if isinstance(query, OrderStatusQuery):
+        return exchange.open_order(query.participant_id, query.order_id, query.client_order_id)
     return open_orders_page(exchange, query)
 
 
