@@ -34,13 +34,14 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from engine.markets import Market
-from engine.reports import OrderReport
+from gateway.sessions import lookups
 from gateway.sessions.ratelimit import TokenBucket
 from gateway.sessions.session import Gateway, Session
-from gateway.storage.history import INTERVALS_MS, HistoryWriter
+from gateway.storage.history import INTERVALS_MS
 from gateway.wire import protocol
 from gateway.wire.auth import request_message
-from gateway.wire.views import decimal_text, levels_view, market_view, order_view
+from gateway.wire.protocol import WireError
+from gateway.wire.views import decimal_text, market_view
 
 PREFIX = "/api/v1"
 DEFAULT_LIMIT = 100
@@ -153,6 +154,8 @@ class HttpApi:
             return _answer(200, answer)
         except HttpError as exc:
             return _error(exc)
+        except WireError as exc:  # a shared lookup's (gateway.sessions.lookups)
+            return _error(HttpError(exc.code, exc.message, **exc.extra))
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one request.  Never raises for anything a client sends."""
@@ -171,6 +174,8 @@ class HttpApi:
             return _answer(200, route(_params(request.query)))
         except HttpError as exc:
             return _error(exc)
+        except WireError as exc:  # a shared lookup's (gateway.sessions.lookups)
+            return _error(HttpError(exc.code, exc.message, **exc.extra))
 
     # -- signed requests -------------------------------------------------------------------
 
@@ -234,12 +239,6 @@ class HttpApi:
         extra = {k: v for k, v in error.items() if k not in ("code", "message")}
         raise HttpError(code, str(error.get("message", code)), **extra)
 
-    def _history(self) -> HistoryWriter:
-        history = self.gateway.history
-        if history is None:
-            raise HttpError("NOT_FOUND", "this server keeps no history database")
-        return history
-
     # -- private endpoints ---------------------------------------------------------------
 
     async def _balances(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
@@ -258,84 +257,47 @@ class HttpApi:
     async def _order(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
         _only(params, "order_id", "client_order_id")
         order_id, client_order_id = _order_ref(params)
-        opened, _next = await self._open_page(participant)
-        for order in opened:
-            if order_id is not None and order.get("order_id") == order_id:
-                return order
-            if client_order_id is not None and order.get("client_order_id") == client_order_id:
-                return order
-        row = self._history().order(participant, order_id, client_order_id)
-        if row is None:
-            raise HttpError("UNKNOWN_ORDER", "no order of yours has this id")
-        return self._order_row(row)
-
-    async def _open_page(self, participant: str) -> tuple[list[dict[str, Any]], Any]:
-        orders: list[dict[str, Any]] = []
-        cursor = 0
-        while True:
-            page = await self._call(
-                participant, "orders.open", {"limit": 1000, "after_order_id": cursor}
-            )
-            orders.extend(page["orders"])
-            if page["next"] is None:
-                return orders, None
-            cursor = page["next"]
+        found: asyncio.Future[dict[str, Any] | WireError] = (
+            asyncio.get_running_loop().create_future()
+        )
+        lookups.order_status(
+            self.venue,
+            self.gateway.history,
+            participant,
+            order_id,
+            client_order_id,
+            found.set_result,
+        )
+        answer = await found
+        if isinstance(answer, WireError):
+            raise answer
+        return answer
 
     def _orders_history(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
         _only(params, "market", "start", "end", "limit", "cursor")
-        market = self._market(params).symbol if "market" in params else None
-        cursor = None
-        if "cursor" in params:
-            ts_text, _, key = params["cursor"].partition(":")
-            if not (ts_text.isascii() and ts_text.isdigit() and key[:1] in ("o", "r")):
-                raise HttpError("INVALID_PARAMS", "cursor is the `next` of the previous page")
-            cursor = (int(ts_text), key)
-        limit = _limit(params)
-        rows = self._history().closed_orders(
-            participant, market, _time(params, "start"), _time(params, "end"), limit, cursor
+        return lookups.orders_history(
+            self.venue,
+            self.gateway.history,
+            participant,
+            self._market(params).symbol if "market" in params else None,
+            _time(params, "start"),
+            _time(params, "end"),
+            _limit(params),
+            params.get("cursor"),
         )
-        orders = [self._order_row(row[:-1]) for row in rows]
-        after = f"{rows[-1][-2]}:{rows[-1][-1]}" if len(rows) == limit else None
-        return {"orders": orders, "next": after, "stale": self._history().behind}
 
     def _fills(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
         _only(params, "market", "start", "end", "limit", "cursor")
-        market = self._market(params).symbol if "market" in params else None
-        cursor = None
-        if "cursor" in params:
-            parts = params["cursor"].split(":")
-            if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
-                raise HttpError("INVALID_PARAMS", "cursor is the `next` of the previous page")
-            cursor = (int(parts[0]), int(parts[1]), int(parts[2]))
-        limit = _limit(params)
-        rows = self._history().fills(
-            participant, market, _time(params, "start"), _time(params, "end"), limit, cursor
+        return lookups.fills_history(
+            self.venue,
+            self.gateway.history,
+            participant,
+            self._market(params).symbol if "market" in params else None,
+            _time(params, "start"),
+            _time(params, "end"),
+            _limit(params),
+            params.get("cursor"),
         )
-        fills = []
-        markets = self.venue.markets
-        for trade_id, order_id, client_order_id, symbol, side, price, qty, fee, *rest in rows:
-            fee_asset, liquidity, ts = rest
-            m = markets[symbol]
-            fills.append(
-                {
-                    "trade_id": trade_id,
-                    "order_id": order_id,
-                    "client_order_id": client_order_id,
-                    "market": symbol,
-                    "side": side,
-                    "price": decimal_text(price, m.quote_scale),
-                    "qty": decimal_text(qty, m.base_scale),
-                    "fee": decimal_text(fee, m.quote_scale),
-                    "fee_asset": fee_asset,
-                    "liquidity": liquidity,
-                    "ts": ts,
-                }
-            )
-        after = None
-        if len(rows) == limit:
-            last = rows[-1]
-            after = f"{last[-1]}:{last[0]}:{last[1]}"
-        return {"fills": fills, "next": after, "stale": self._history().behind}
 
     async def _place(self, participant: str, params: dict[str, str], body: bytes) -> Any:
         _only(params)
@@ -353,7 +315,9 @@ class HttpApi:
         if "market" in params:
             symbol = self._market(params).symbol
         else:
-            row = self._history().order(participant, order_id, client_order_id)
+            row = lookups.history_of(self.gateway.history).order(
+                participant, order_id, client_order_id
+            )
             if row is None:
                 raise HttpError("UNKNOWN_ORDER", "no order of yours has this id")
             symbol = row[2]
@@ -372,30 +336,6 @@ class HttpApi:
         if "side" in params:
             wire["side"] = params["side"]
         return await self._call(participant, "order.cancel_all", wire)
-
-    def _order_row(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        (order_id, participant_id, symbol, client_order_id, side, order_type, price, qty) = row[:8]
-        filled, remaining, status, reason, message, created_ts, ts = row[8:15]
-        report = OrderReport(
-            ts=ts,
-            participant_id=participant_id,
-            market=symbol,
-            order_id=order_id,
-            client_order_id=client_order_id,
-            side=side,
-            order_type=order_type or "limit",
-            price=price,
-            qty=qty,
-            filled_qty=filled,
-            remaining_qty=remaining,
-            status=status,
-            reason=reason,
-            message=message,
-        )
-        view = order_view(report, self.venue.markets[symbol])
-        view.pop("type", None)
-        view["created_ts"] = created_ts
-        return view
 
     # -- rate limit ----------------------------------------------------------------------
 
@@ -438,25 +378,11 @@ class HttpApi:
 
     def _depth(self, params: dict[str, str]) -> Any:
         _only(params, "market", "limit")
-        market = self._market(params)
-        limit = _limit(params)
-        mirror = self.venue.channels.mirrors.get(market.symbol)
-        if mirror is None:
-            return {"market": market.symbol, "seq": 0, "bids": [], "asks": []}
-        bids = sorted(mirror.bids.items(), reverse=True)[:limit]
-        asks = sorted(mirror.asks.items())[:limit]
-        return {
-            "market": market.symbol,
-            "seq": mirror.seq,
-            "bids": levels_view(bids, market),
-            "asks": levels_view(asks, market),
-        }
+        return lookups.depth(self.venue, self._market(params).symbol, _limit(params))
 
     def _trades(self, params: dict[str, str]) -> Any:
         _only(params, "market", "limit")
-        market = self._market(params)
-        limit = _limit(params)
-        return self.venue.tapes.get(market.symbol, market).recent(limit)
+        return lookups.recent_trades(self.venue, self._market(params).symbol, _limit(params))
 
     def _ticker(self, params: dict[str, str]) -> Any:
         _only(params, "market")
@@ -480,7 +406,7 @@ class HttpApi:
             raise HttpError(
                 "INVALID_PARAMS", f"interval is one of {', '.join(INTERVALS_MS)}, e.g. interval=1m"
             )
-        rows = self._history().candles(
+        rows = lookups.history_of(self.gateway.history).candles(
             market.symbol,
             interval_ms,
             _time(params, "start"),

@@ -1,0 +1,209 @@
+"""The read-only lookups both doors answer, written once: the websocket methods
+``market.depth``, ``trades.recent``, ``orders.history``, ``fills.history`` and
+``order.status`` (``gateway.sessions.session``) and their HTTP twins ``GET /depth``,
+``/trades``, ``/orders/history``, ``/fills`` and ``/order`` (``gateway.sessions.http``).
+
+Typed arguments in (a market symbol, a limit, times in ms, a cursor string as a previous
+page gave it as ``next``, an order's id or client order id, the participant), wire-ready
+dicts out.  Each door parses its own input into those arguments; a lookup that cannot be
+answered raises ``WireError`` with the protocol's code (``UNKNOWN_MARKET``,
+``INVALID_PARAMS``, ``UNKNOWN_ORDER``, ``NOT_FOUND`` when the server keeps no history
+database, ``VENUE_STOPPED``), which the HTTP door turns into its status.
+
+Depth and trades read what the venue has published (the L2 mirrors of
+``gateway.sequencer.marketdata``, the tapes of ``gateway.sequencer.tape``), so a depth's
+``seq`` joins the ``book:`` stream.  The histories read the history database
+(``gateway.storage.history``), with ``stale`` when its writer is behind.  An order's status
+is a query through the sequencer (``OrderStatusQuery``), answered in sequence with the
+commands before it, so an order just placed is found; an order that is no longer open is
+looked up in the history database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.markets import Market
+from engine.reports import OrderReport
+from gateway.sequencer.queries import OrderStatusQuery
+from gateway.sequencer.venue import STOPPED, Venue
+from gateway.storage.history import HistoryWriter
+from gateway.wire.protocol import WireError
+from gateway.wire.views import decimal_text, levels_view, order_view
+
+BAD_CURSOR = "cursor is the `next` of the previous page"
+
+
+def market_of(venue: Venue, symbol: str) -> Market:
+    """The market ``symbol`` names, or ``UNKNOWN_MARKET``."""
+    market = venue.markets.get(symbol)
+    if market is None:
+        raise WireError("UNKNOWN_MARKET", f"no market {symbol[:32]!r}")
+    return market
+
+
+def history_of(history: HistoryWriter | None) -> HistoryWriter:
+    """The history database, or ``NOT_FOUND`` on a server that keeps none."""
+    if history is None:
+        raise WireError("NOT_FOUND", "this server keeps no history database")
+    return history
+
+
+def depth(venue: Venue, symbol: str, limit: int) -> dict[str, Any]:
+    """The best ``limit`` levels a side of ``symbol``'s book, with the ``book:`` seq."""
+    market = market_of(venue, symbol)
+    mirror = venue.channels.mirrors.get(market.symbol)
+    if mirror is None:
+        return {"market": market.symbol, "seq": 0, "bids": [], "asks": []}
+    bids = sorted(mirror.bids.items(), reverse=True)[:limit]
+    asks = sorted(mirror.asks.items())[:limit]
+    return {
+        "market": market.symbol,
+        "seq": mirror.seq,
+        "bids": levels_view(bids, market),
+        "asks": levels_view(asks, market),
+    }
+
+
+def recent_trades(venue: Venue, symbol: str, limit: int) -> list[dict[str, Any]]:
+    """The last ``limit`` trades of ``symbol``, newest first."""
+    market = market_of(venue, symbol)
+    return venue.tapes.get(market.symbol, market).recent(limit)
+
+
+def orders_history(
+    venue: Venue,
+    history: HistoryWriter | None,
+    participant_id: str,
+    market: str | None,
+    start: int | None,
+    end: int | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """A page of the participant's closed orders, newest first:
+    ``{"orders", "next", "stale"}``, ``next`` the cursor of the next page or None."""
+    symbol = None if market is None else market_of(venue, market).symbol
+    after = None
+    if cursor is not None:
+        ts_text, _, key = cursor.partition(":")
+        if not (ts_text.isascii() and ts_text.isdigit() and key[:1] in ("o", "r")):
+            raise WireError("INVALID_PARAMS", BAD_CURSOR)
+        after = (int(ts_text), key)
+    writer = history_of(history)
+    rows = writer.closed_orders(participant_id, symbol, start, end, limit, after)
+    orders = [order_row_view(venue, row[:-1]) for row in rows]
+    following = f"{rows[-1][-2]}:{rows[-1][-1]}" if len(rows) == limit else None
+    return {"orders": orders, "next": following, "stale": writer.behind}
+
+
+def fills_history(
+    venue: Venue,
+    history: HistoryWriter | None,
+    participant_id: str,
+    market: str | None,
+    start: int | None,
+    end: int | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """A page of the participant's fills, newest first: ``{"fills", "next", "stale"}``."""
+    symbol = None if market is None else market_of(venue, market).symbol
+    after = None
+    if cursor is not None:
+        parts = cursor.split(":")
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
+            raise WireError("INVALID_PARAMS", BAD_CURSOR)
+        after = (int(parts[0]), int(parts[1]), int(parts[2]))
+    writer = history_of(history)
+    rows = writer.fills(participant_id, symbol, start, end, limit, after)
+    fills = []
+    markets = venue.markets
+    for trade_id, order_id, client_order_id, fill_market, side, price, qty, fee, *rest in rows:
+        fee_asset, liquidity, ts = rest
+        m = markets[fill_market]
+        fills.append(
+            {
+                "trade_id": trade_id,
+                "order_id": order_id,
+                "client_order_id": client_order_id,
+                "market": fill_market,
+                "side": side,
+                "price": decimal_text(price, m.quote_scale),
+                "qty": decimal_text(qty, m.base_scale),
+                "fee": decimal_text(fee, m.quote_scale),
+                "fee_asset": fee_asset,
+                "liquidity": liquidity,
+                "ts": ts,
+            }
+        )
+    following = None
+    if len(rows) == limit:
+        last = rows[-1]
+        following = f"{last[-1]}:{last[0]}:{last[1]}"
+    return {"fills": fills, "next": following, "stale": writer.behind}
+
+
+def order_status(
+    venue: Venue,
+    history: HistoryWriter | None,
+    participant_id: str,
+    order_id: int | None,
+    client_order_id: str | None,
+    done: Callable[[dict[str, Any] | WireError], None],
+) -> None:
+    """Look one of the participant's orders up, by exactly one of ``order_id`` and
+    ``client_order_id``: the open order as the engine holds it, in sequence with the
+    commands before this (a query), else the newest closed one by that id in the history
+    database.  ``done`` gets the order's view or the ``WireError`` (``UNKNOWN_ORDER``,
+    ``NOT_FOUND`` without a history database, ``VENUE_STOPPED``)."""
+    if (order_id is None) == (client_order_id is None):
+        raise WireError("INVALID_PARAMS", "give exactly one of `order_id` and `client_order_id`")
+
+    def answered(report: Any) -> None:  # OrderReport | None, or STOPPED
+        if report is STOPPED:
+            done(WireError("VENUE_STOPPED", f"{venue.health()['reason']}: the query did not run"))
+            return
+        if report is not None:
+            view = order_view(report, venue.markets[report.market])
+            view.pop("type", None)
+            done(view)
+            return
+        try:
+            row = history_of(history).order(participant_id, order_id, client_order_id)
+            if row is None:
+                raise WireError("UNKNOWN_ORDER", "no order of yours has this id")
+        except WireError as exc:
+            done(exc)
+            return
+        done(order_row_view(venue, row))
+
+    venue.query(OrderStatusQuery(participant_id, order_id, client_order_id), answered)
+
+
+def order_row_view(venue: Venue, row: tuple[Any, ...]) -> dict[str, Any]:
+    """An order as the history database keeps it (``ORDER_COLUMNS``), as the wire shows
+    it: ``order_view`` without ``type``, with ``created_ts``."""
+    (order_id, participant_id, symbol, client_order_id, side, order_type, price, qty) = row[:8]
+    filled, remaining, status, reason, message, created_ts, ts = row[8:15]
+    report = OrderReport(
+        ts=ts,
+        participant_id=participant_id,
+        market=symbol,
+        order_id=order_id,
+        client_order_id=client_order_id,
+        side=side,
+        order_type=order_type or "limit",
+        price=price,
+        qty=qty,
+        filled_qty=filled,
+        remaining_qty=remaining,
+        status=status,
+        reason=reason,
+        message=message,
+    )
+    view = order_view(report, venue.markets[symbol])
+    view.pop("type", None)
+    view["created_ts"] = created_ts
+    return view
