@@ -105,6 +105,15 @@ SEEDS: list[dict[str, Any]] = [
     },
     {"id": 22, "method": "admin.market", "params": {"market": "BTC-KZT", "status": "open"}},
     {"id": 23, "method": "health"},
+    {"id": 24, "method": "order.status", "params": {"order_id": 7}},
+    {
+        "id": 25,
+        "method": "orders.history",
+        "params": {"market": "BTC-KZT", "start": 0, "end": 9, "limit": 5, "cursor": "9:o3"},
+    },
+    {"id": 26, "method": "fills.history", "params": {"limit": 2, "cursor": "9:1:3"}},
+    {"id": 27, "method": "trades.recent", "params": {"market": "ETH-KZT", "limit": 3}},
+    {"id": 28, "method": "market.depth", "params": {"market": "BTC-KZT", "limit": 10}},
 ]
 assert {seed["method"] for seed in SEEDS} == set(protocol.METHODS)
 

@@ -40,6 +40,7 @@ from engine.reports import AdminApplied, CommandRejected, FillReport, OrderRepor
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from gateway.sequencer.queries import BalancesQuery, OpenOrdersQuery
 from gateway.sequencer.venue import STOPPED, Venue
+from gateway.sessions import lookups
 from gateway.sessions.ratelimit import LogLimiter, TokenBucket
 from gateway.storage.history import HistoryWriter
 from gateway.storage.sealing import SealError, SecretBox
@@ -661,6 +662,79 @@ class Session:
         )
         self.venue.query(query, done)
 
+    # -- lookups (gateway.sessions.lookups, shared with the HTTP door) ------------------
+
+    def _order_status(self, request: protocol.OrderStatus) -> None:
+        """One of the participant's orders, open (a query, in sequence with the commands
+        sent before it) or closed (the history database)."""
+        params = request.params
+
+        def done(answer: dict[str, Any] | WireError) -> None:
+            if isinstance(answer, WireError):
+                self.send(protocol.error(request.id, answer.code, answer.message))
+            else:
+                self._reply(request.id, answer)
+
+        lookups.order_status(
+            self.venue,
+            self.gateway.history,
+            self._participant(request.id),
+            params.order_id,
+            params.client_order_id,
+            done,
+        )
+
+    def _orders_history(self, request: protocol.OrdersHistory) -> None:
+        params = request.params
+        self._check_running(request.id)
+        self._reply(
+            request.id,
+            lookups.orders_history(
+                self.venue,
+                self.gateway.history,
+                self._participant(request.id),
+                params.market,
+                params.start,
+                params.end,
+                params.limit,
+                params.cursor,
+            ),
+        )
+
+    def _fills_history(self, request: protocol.FillsHistory) -> None:
+        params = request.params
+        self._check_running(request.id)
+        self._reply(
+            request.id,
+            lookups.fills_history(
+                self.venue,
+                self.gateway.history,
+                self._participant(request.id),
+                params.market,
+                params.start,
+                params.end,
+                params.limit,
+                params.cursor,
+            ),
+        )
+
+    def _recent_trades(self, request: protocol.RecentTrades) -> None:
+        self._check_running(request.id)
+        params = request.params
+        self._reply(request.id, lookups.recent_trades(self.venue, params.market, params.limit))
+
+    def _depth(self, request: protocol.MarketDepth) -> None:
+        self._check_running(request.id)
+        params = request.params
+        self._reply(request.id, lookups.depth(self.venue, params.market, params.limit))
+
+    def _check_running(self, request_id: Any) -> None:
+        """``VENUE_STOPPED`` once the venue has stopped, as HTTP answers 503 then: what it
+        published last may never have been made durable."""
+        health = self.venue.health()
+        if health["status"] != "ok":
+            raise WireError("VENUE_STOPPED", health["reason"], request_id)
+
     # -- order entry ---------------------------------------------------------------------
 
     def _place_command(self, params: protocol.PlaceParams, request_id: Any) -> Build:
@@ -1048,6 +1122,11 @@ _HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     protocol.Batch: Session._batch,
     protocol.CancelBatch: Session._cancel_batch,
     protocol.OpenOrders: Session._open_orders,
+    protocol.OrderStatus: Session._order_status,
+    protocol.OrdersHistory: Session._orders_history,
+    protocol.FillsHistory: Session._fills_history,
+    protocol.RecentTrades: Session._recent_trades,
+    protocol.MarketDepth: Session._depth,
     protocol.Balances: Session._balances,
     protocol.CancelOnDisconnect: Session._cancel_on_disconnect,
     protocol.CancelAllAfter: Session._cancel_all_after,

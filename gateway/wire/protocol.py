@@ -106,6 +106,35 @@ class OpenOrdersParams(_Params, frozen=True):
     after_order_id: Annotated[int, Meta(ge=0, le=2**62)] = 0  # the cursor: the last page's `next`
 
 
+MAX_LOOKUP_LIMIT = 1000  # depth levels a side, trades, history rows: as HTTP's `limit`
+LookupLimit = Annotated[int, Meta(ge=1, le=MAX_LOOKUP_LIMIT)]
+TimeMs = Annotated[int, Meta(ge=0, le=10**18 - 1)]  # ms since the epoch
+Cursor = Annotated[str, Meta(min_length=1, max_length=64)]  # a page's `next`, as given
+
+
+class MarketLookupParams(_Params, frozen=True):
+    """``market.depth`` (``limit`` levels a side) and ``trades.recent`` (``limit`` trades)."""
+
+    market: Symbol
+    limit: LookupLimit = 100
+
+
+class HistoryParams(_Params, frozen=True):
+    """``orders.history`` and ``fills.history``: newest first, ``cursor`` the ``next`` of
+    the previous page; ``start`` and ``end`` bound ``ts`` (ms, both inclusive)."""
+
+    market: Symbol | None = None
+    start: TimeMs | None = None
+    end: TimeMs | None = None
+    limit: LookupLimit = 100
+    cursor: Cursor | None = None
+
+
+class OrderStatusParams(_Params, frozen=True):
+    order_id: OrderId | None = None
+    client_order_id: ClientOrderId | None = None
+
+
 class CancelOnDisconnectParams(_Params, frozen=True):
     enabled: bool
 
@@ -178,6 +207,26 @@ class OpenOrders(Request, tag="orders.open", frozen=True):
     params: OpenOrdersParams = OpenOrdersParams()
 
 
+class OrderStatus(Request, tag="order.status", frozen=True):
+    params: OrderStatusParams
+
+
+class OrdersHistory(Request, tag="orders.history", frozen=True):
+    params: HistoryParams = HistoryParams()
+
+
+class FillsHistory(Request, tag="fills.history", frozen=True):
+    params: HistoryParams = HistoryParams()
+
+
+class RecentTrades(Request, tag="trades.recent", frozen=True):
+    params: MarketLookupParams
+
+
+class MarketDepth(Request, tag="market.depth", frozen=True):
+    params: MarketLookupParams
+
+
 class Balances(Request, tag="account.balances", frozen=True):
     params: NoParams = NoParams()
 
@@ -240,6 +289,11 @@ AnyRequest = (
     | Batch
     | CancelBatch
     | OpenOrders
+    | OrderStatus
+    | OrdersHistory
+    | FillsHistory
+    | RecentTrades
+    | MarketDepth
     | Balances
     | CancelOnDisconnect
     | CancelAllAfter
@@ -266,7 +320,17 @@ METHOD_OF: dict[type[msgspec.Struct], str] = {cls: _method_of(cls) for cls in An
 """The ``method`` of each request class (its msgspec tag)."""
 METHODS: tuple[str, ...] = tuple(METHOD_OF.values())
 PUBLIC_METHODS = frozenset(
-    {"auth.login", "auth.admin", "markets.list", "subscribe", "unsubscribe", "ping", "health"}
+    {
+        "auth.login",
+        "auth.admin",
+        "markets.list",
+        "trades.recent",
+        "market.depth",
+        "subscribe",
+        "unsubscribe",
+        "ping",
+        "health",
+    }
 )
 
 
