@@ -20,8 +20,9 @@ import pytest
 import websockets
 
 from gateway.app import serve as app
+from gateway.sdk.client import ApiError, Client
 
-from .gateway_harness import ADMIN_KEY, WAIT_TIMEOUT_S, async_test, running_venue
+from .gateway_harness import ADMIN_KEY, KEYS, WAIT_TIMEOUT_S, async_test, running_venue
 from .test_http_live import Live, Ws, place, trader
 from .test_http_private import request, signed, wait_written
 
@@ -290,3 +291,29 @@ async def test_without_a_history_database_and_once_the_venue_stopped() -> None:
         ):
             assert (await mm.error(method, params))["code"] == "VENUE_STOPPED", method
         running.venue._closed = False  # so the harness stops it as usual
+
+
+@async_test
+async def test_the_sdk_calls_each_method(tmp_path: Path) -> None:
+    async with live_server(tmp_path, engine_process=False) as live:
+        mm, bob, ids = await some_state(live)
+        api_key, private_key = KEYS["mm1"]
+        async with await Client.connect(live.ws_url) as client:
+            assert await client.depth(BTC, 1) == await ok(
+                mm, "market.depth", {"market": BTC, "limit": 1}
+            )
+            assert await client.recent_trades(BTC) == await ok(mm, "trades.recent", {"market": BTC})
+            await client.login(api_key, private_key=private_key)
+            one = await client.order_status(order_id=ids["open"])
+            assert one == await client.order_status(client_order_id="mm-a")
+            assert one["status"] == "partially_filled"
+            first = await client.orders_history(BTC, start=0, limit=1)
+            assert first == await ok(mm, "orders.history", {"market": BTC, "start": 0, "limit": 1})
+            fills = await client.fills_history(limit=1)
+            assert fills["next"] is not None
+            assert (await client.fills_history(limit=1, cursor=fills["next"]))["fills"]
+            with pytest.raises(ApiError) as refused:
+                await client.order_status(order_id=424242)
+            assert refused.value.code == "UNKNOWN_ORDER"
+        for each in (mm, bob):
+            await each.ws.close()

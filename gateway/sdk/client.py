@@ -603,6 +603,66 @@ class Client:
         result: Message = await self.call("orders.open", params)
         return result
 
+    async def order_status(
+        self, *, order_id: int | None = None, client_order_id: str | None = None
+    ) -> Message:
+        """``order.status``: one of the participant's orders in any state, by exactly one of
+        ``order_id`` and ``client_order_id`` (an open one as it stands after the requests
+        sent before this; a closed one from the server's history database)."""
+        params: dict[str, Any] = {}
+        if order_id is not None:
+            params["order_id"] = order_id
+        if client_order_id is not None:
+            params["client_order_id"] = client_order_id
+        result: Message = await self.call("order.status", params)
+        return result
+
+    async def orders_history(
+        self,
+        market: str | None = None,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Message:
+        """One page of ``orders.history``, the closed orders newest first:
+        ``{"orders": [...], "next": cursor, "stale": bool}``; pass ``next`` as ``cursor``
+        for the page after (null on the last one).  ``start``/``end``: ms since the epoch."""
+        result: Message = await self.call(
+            "orders.history", _history_params(market, start, end, limit, cursor)
+        )
+        return result
+
+    async def fills_history(
+        self,
+        market: str | None = None,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Message:
+        """One page of ``fills.history``, the participant's fills newest first:
+        ``{"fills": [...], "next": cursor, "stale": bool}`` (paged as ``orders_history``)."""
+        result: Message = await self.call(
+            "fills.history", _history_params(market, start, end, limit, cursor)
+        )
+        return result
+
+    async def recent_trades(self, market: str, limit: int = 100) -> list[Message]:
+        """``trades.recent``: the last ``limit`` (1-1000) trades of ``market``, newest first
+        (no login needed)."""
+        result: list[Message] = await self.call("trades.recent", {"market": market, "limit": limit})
+        return result
+
+    async def depth(self, market: str, limit: int = 100) -> Message:
+        """``market.depth``: ``{"market", "seq", "bids", "asks"}``, the best ``limit``
+        (1-1000) levels a side as ``[price, qty]``; ``seq`` joins the ``book:`` channel
+        (no login needed)."""
+        result: Message = await self.call("market.depth", {"market": market, "limit": limit})
+        return result
+
     async def cancel_on_disconnect(self, enabled: bool = True) -> Any:
         """When on, this connection's orders are canceled when it drops."""
         if not isinstance(enabled, bool):
@@ -1027,3 +1087,14 @@ class LocalBook:
             if self._task is None or self._task.done():
                 raise RuntimeError(f"the local book of {self.market} is not running")
             await self._changed.wait()
+
+
+def _history_params(
+    market: str | None, start: int | None, end: int | None, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """The params of ``orders.history`` and ``fills.history``, without those not given."""
+    params: dict[str, Any] = {"limit": limit}
+    for name, value in (("market", market), ("start", start), ("end", end), ("cursor", cursor)):
+        if value is not None:
+            params[name] = value
+    return params
