@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -25,13 +26,15 @@ pytestmark = pytest.mark.skipif(
 )
 pytest.importorskip("nats")
 
+from engine.commands import PlaceOrder  # noqa: E402
 from gateway.app.serve import DEMO_PRIVATE_KEYS  # noqa: E402
-from gateway.cluster.log import CommandLog  # noqa: E402
-from gateway.sdk.client import Client, ConnectionLost  # noqa: E402
+from gateway.cluster.log import COMMANDS_STREAM, LEASE_KEY, CommandLog  # noqa: E402
+from gateway.sdk.client import ApiError, Client, ConnectionLost  # noqa: E402
 from tests.cluster_kit import (  # noqa: E402
     GatewayProcess,
     ReplicaProcess,
     check_against_replay,
+    read_all,
     reset_streams,
     start_gateway,
     start_replica,
@@ -69,6 +72,7 @@ class Venue:
     def close(self) -> None:
         for gateway in self.gateways:
             gateway.kill()
+            print(f"{gateway.gateway_id} said:", "".join(gateway.lines[-20:]))  # on failure
         for replica in self.replicas:
             replica.kill()
 
@@ -173,3 +177,148 @@ def test_an_order_through_one_gateway_trades_with_one_through_the_other(
 
     run(scenario())
 
+
+class Load:
+    """Traders placing crossing orders one after another, each with a unique
+    ``client_order_id``, through both gateways; what was acknowledged, and when."""
+
+    def __init__(self) -> None:
+        self.acked: list[tuple[float, str, str]] = []  # (when, gateway, client_order_id)
+        self.lost: dict[str, int] = {}  # gateway -> its traders that lost the connection
+        self.refused: list[str] = []
+        self.stop = asyncio.Event()
+
+    async def trader(self, client: Client, gateway: str, tag: str, side: str) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            coid = f"{tag}-{n}"
+            try:
+                await client.place(MARKET, side, "0.001", "45000000", client_order_id=coid)
+            except ConnectionLost:
+                self.lost[gateway] = self.lost.get(gateway, 0) + 1
+                return
+            except ApiError as exc:
+                self.refused.append(f"{coid}: {exc.code}")
+                continue
+            self.acked.append((time.monotonic(), gateway, coid))
+            await asyncio.sleep(0.004)
+
+    def pause_around(self, moment: float) -> float:
+        """The longest time without any acknowledgement, from ``moment`` on."""
+        times = [moment, *sorted(t for t, _, _ in self.acked if t >= moment)]
+        return max(b - a for a, b in itertools.pairwise(times))
+
+
+async def start_load(load: Load, venue: Venue) -> tuple[list[Client], list[asyncio.Task[None]]]:
+    clients = []
+    tasks = []
+    for gateway in venue.gateways:
+        for who, side in (("mm1", "sell"), ("bob", "buy")):
+            client = await logged_in(gateway.url, who)
+            await funded(client)
+            clients.append(client)
+            tag = f"{gateway.gateway_id}{who}"
+            tasks.append(asyncio.create_task(load.trader(client, gateway.gateway_id, tag, side)))
+    return clients, tasks
+
+
+async def placed_in_log(log: CommandLog) -> list[str]:
+    """Every ``client_order_id`` of a PlaceOrder in the command stream, with repeats."""
+    count = await log.last_seq(COMMANDS_STREAM)
+    found = []
+    for _seq, batch in await read_all(log, count, COMMANDS_STREAM):
+        found.extend(item.client_order_id for item in batch.items if isinstance(item, PlaceOrder))
+    return found
+
+
+async def acknowledged_exactly_once(log: CommandLog, load: Load) -> None:
+    placed = await placed_in_log(log)
+    counts: dict[str, int] = {}
+    for coid in placed:
+        counts[coid] = counts.get(coid, 0) + 1
+    assert all(n == 1 for n in counts.values()), "a command is in the log twice"
+    missing = [coid for _, _, coid in load.acked if counts.get(coid) != 1]
+    assert not missing, f"acknowledged but not in the log: {missing[:5]}"
+
+
+def test_killing_the_leading_replica_under_load_from_both_gateways(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        log = await fresh_log(cluster)
+        venue = Venue(cluster, tmp_path)
+        try:
+            load = Load()
+            clients, tasks = await start_load(load, venue)
+            await asyncio.sleep(2.0)
+            kv = await log.lease()
+            name = (await kv.get(LEASE_KEY)).value
+            assert name is not None
+            leader = next(r for r in venue.replicas if r.replica_id == name.decode())
+            before = len(load.acked)
+            leader.kill()
+            moment = time.monotonic()
+            await asyncio.sleep(4.0)
+            load.stop.set()
+            await asyncio.gather(*tasks)
+            pause = load.pause_around(moment)
+            print(
+                f"\nleading replica killed: {before} orders acknowledged before, "
+                f"{len(load.acked) - before} after; longest pause from the kill {pause:.2f} s "
+                f"(lease {LEASE} s)"
+            )
+            assert not load.lost and not load.refused, (load.lost, load.refused[:5])
+            assert len(load.acked) > before + 50  # the venue went on after the takeover
+            assert pause < LEASE + 3.0
+            for client in clients:
+                await client.close()
+            await acknowledged_exactly_once(log, load)
+            digest = await check_against_replay(log)
+            survivor = next(r for r in venue.replicas if r is not leader)
+            assert survivor.event("leading")
+            assert survivor.stop()["digest"] == digest
+        finally:
+            venue.close()
+            await log.close()
+
+    run(scenario())
+
+
+def test_killing_a_gateway_under_load_leaves_the_other_serving(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        log = await fresh_log(cluster)
+        venue = Venue(cluster, tmp_path)
+        try:
+            load = Load()
+            clients, tasks = await start_load(load, venue)
+            await asyncio.sleep(2.0)
+            killed, other = venue.gateways
+            killed.kill()
+            moment = time.monotonic()
+            await wait_for(lambda: load.lost.get(killed.gateway_id) == 2, 10, "disconnects")
+            await asyncio.sleep(2.0)
+            load.stop.set()
+            await asyncio.gather(*tasks)
+            after = [coid for t, g, coid in load.acked if t > moment and g == other.gateway_id]
+            print(
+                f"\ngateway {killed.gateway_id} killed: its 2 clients disconnected; "
+                f"{len(after)} orders acknowledged through {other.gateway_id} after the kill, "
+                f"longest pause there {load.pause_around(moment):.2f} s"
+            )
+            assert len(after) > 50
+            assert other.gateway_id not in load.lost and not load.refused
+            for client in clients:
+                with contextlib.suppress(Exception):
+                    await client.close()
+            await acknowledged_exactly_once(log, load)
+            digest = await check_against_replay(log)
+            for replica in venue.replicas:
+                assert replica.stop()["digest"] == digest
+        finally:
+            venue.close()
+            await log.close()
+
+    run(scenario())
