@@ -190,3 +190,73 @@ async def check_against_replay(log: CommandLog) -> str:
         assert report.stream_seq == seq
         assert encoder.encode(report) == encoder.encode(expected), f"report {seq} differs"
     return digest(exchange)
+
+
+@dataclass
+class GatewayProcess:
+    """``alatau serve --cluster ...`` as a subprocess; ``url`` once it listens."""
+
+    gateway_id: str
+    process: subprocess.Popen[str]
+    port: int
+    lines: list[str] = field(default_factory=list)
+    listening: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if "listening on ws://" in line:
+                self.listening.set()
+
+    def wait_listening(self, timeout: float = 60.0) -> None:
+        if not self.listening.wait(timeout):
+            raise AssertionError(f"{self.gateway_id} did not start: {''.join(self.lines)}")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_gateway(gateway_id: str, servers: list[str]) -> GatewayProcess:
+    from gateway.cluster.nodes import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.app.cli",
+            "serve",
+            "--cluster",
+            ",".join(servers),
+            "--gateway-id",
+            gateway_id,
+            "--port",
+            str(port),
+            "--http-port",
+            "0",
+            "--ephemeral",
+            "--quiet",
+            "--admin-key",
+            "test-admin-key",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    gateway = GatewayProcess(gateway_id, process, port)
+    threading.Thread(target=gateway._read, daemon=True).start()
+    return gateway

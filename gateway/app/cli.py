@@ -4,6 +4,7 @@
 
     alatau serve [--host H] [--port P] [--data-dir D] [--durability MODE] [...]
     alatau demo [--duration S]
+    alatau cluster up [--data-dir D] [--port P] [--config F] [--markets F]
     alatau journal [DATA_DIR] [--salvage | --migrate]
     alatau history rebuild [DATA_DIR]
     alatau audit [DATA_DIR] [--participant ID] [--market SYMBOL] [--decision D] [--from-seq N]
@@ -103,6 +104,30 @@ def _add_demo(commands: Subcommands) -> None:
     demo.add_argument("--market", default="USDT-KZT", help="the market the bots trade")
     demo.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     demo.set_defaults(handler=_demo)
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    if args.action is None:
+        args.cluster_parser.print_help()
+        return 2
+    from gateway.app.cluster_up import run_cluster_up
+
+    return run_cluster_up(args)
+
+
+def _add_cluster(commands: Subcommands) -> None:
+    cluster = commands.add_parser(
+        "cluster",
+        help="run a cluster on this machine: 3 NATS nodes, 2 engine replicas, 2 gateways",
+        description="alatau cluster up: three NATS JetStream nodes, two engine replicas and "
+        "two gateways on 127.0.0.1 (docs/cluster.md); Ctrl-C stops everything.",
+    )
+    actions = cluster.add_subparsers(dest="action", metavar="ACTION")
+    up = actions.add_parser("up", help="start everything and run until Ctrl-C")
+    from gateway.app.cluster_up import add_arguments
+
+    add_arguments(up)
+    cluster.set_defaults(handler=_cluster, cluster_parser=cluster, action=None)
 
 
 def _journal(args: argparse.Namespace) -> int:
@@ -222,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_serve(commands)
     _add_demo(commands)
+    _add_cluster(commands)
     _add_journal(commands)
     _add_audit(commands)
     _add_history(commands)

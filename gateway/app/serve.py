@@ -136,6 +136,29 @@ class ServeOptions:
     tls_cert: str | None = None  # PEM certificate chain: serve wss://
     tls_key: str | None = None  # PEM private key of the certificate
     history_days: int = 365  # the history database's retention (0: keep all)
+    # Cluster mode (docs/cluster.md): the NATS URLs of the command log; None: the engine
+    # runs here (LocalHost/ProcessHost).  gateway_id: this gateway's id on the log.
+    cluster: list[str] | None = None
+    gateway_id: str = "g1"
+
+    def validate(self) -> None:
+        """``ConfigError`` for options that do not go together."""
+        if self.cluster is None:
+            return
+        if not self.cluster or not all(
+            url.startswith(("nats://", "tls://")) and len(url) > 7 for url in self.cluster
+        ):
+            raise ConfigError(
+                f"--cluster takes NATS URLs, comma separated (nats://HOST:PORT,...), "
+                f"not {','.join(self.cluster)!r}"
+            )
+        if self.engine_process:
+            raise ConfigError(
+                "--cluster and --engine-process do not go together: in cluster "
+                "mode the engine runs in the replicas"
+            )
+        if not self.gateway_id or ":" in self.gateway_id or not self.gateway_id.isprintable():
+            raise ConfigError(f"--gateway-id {self.gateway_id!r}: use a short name without ':'")
 
     def engine_settings(self) -> EngineSettings:
         """What the engine is started with."""
@@ -255,6 +278,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the engine (matching, journal, snapshots) in a process of its own, so the "
         "gateway and the engine each get a core",
     )
+    parser.add_argument(
+        "--cluster",
+        metavar="NATS_URLS",
+        help="cluster mode: a gateway on the replicated command log at these NATS URLs "
+        "(nats://127.0.0.1:4222,...; docs/cluster.md); the engine runs in the replicas",
+    )
+    parser.add_argument(
+        "--gateway-id",
+        default=defaults.gateway_id,
+        help=f"this gateway's id on the command log, unique per gateway (default "
+        f"{defaults.gateway_id})",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
@@ -276,6 +311,8 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         history_days=args.history_days,
+        cluster=args.cluster.split(",") if args.cluster is not None else None,
+        gateway_id=args.gateway_id,
         limits=Limits(
             connection_rate=args.rate,
             connection_burst=args.rate * 2,
@@ -369,6 +406,7 @@ async def serve(
         )
         return 2
     try:
+        options.validate()
         tls = tls_context(options.tls_cert, options.tls_key)
         options = with_secret_box(options)
     except ConfigError as exc:
@@ -450,6 +488,18 @@ async def open_engine_host(options: ServeOptions) -> EngineHost:
     or in a process of its own (``--engine-process``); ``StartupError`` if it cannot be."""
     settings = options.engine_settings()
     try:
+        if options.cluster is not None:
+            from gateway.cluster.host import ClusterHost
+            from gateway.hosts.build import VenueFiles
+
+            # The replicas build the exchange from the same files (docs/cluster.md).
+            files = VenueFiles(options.venue_file, options.markets_file)
+            try:
+                return await ClusterHost.start(options.cluster, options.gateway_id, files)
+            except (EngineError, OSError):
+                raise
+            except Exception as exc:  # NATS unreachable, no JetStream
+                raise StartupError(f"cluster {','.join(options.cluster)}: {exc!r}") from exc
         if options.engine_process:
             return await ProcessHost.start(settings, options.secret_box)
         return LocalHost.start(settings, options.secret_box)
@@ -495,7 +545,11 @@ def set_up_venue(
     admin_key = options.admin_key
     if not options.production:
         deposits, lines = demo_deposits(venue)
-        if host.last_seq == 0:
+        fund_once = getattr(host, "fund_once", None)  # a cluster: once for all gateways
+        if host.last_seq == 0 and fund_once is not None:
+            ts = venue.now_ms()
+            fund_once([_stamped(deposit, ts) for deposit in deposits])
+        elif host.last_seq == 0:
             for deposit in deposits:
                 venue.submit(functools.partial(_stamped, deposit))
             banner.append("demo venue: participants funded with demo balances (not for production)")

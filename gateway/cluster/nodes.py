@@ -132,6 +132,7 @@ class LocalCluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,  # stopped by its owner (stop()), not by a Ctrl-C
             )
 
     def _get(self, node: Node, path: str) -> Any:

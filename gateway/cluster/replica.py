@@ -146,7 +146,9 @@ class Replica:
         # kept: encoded reports not yet known to be in the report stream, by position
         self.exchange, self.applied, self.kept = recover(data_dir, files or VenueFiles())
         self.snapshot_seq = self.applied
-        self.reports_last = 0  # the report stream's last position, as last seen
+        # The report stream's last position as last seen; it only ever rises, and every
+        # report after it up to ``applied`` is in ``kept`` (pruning keeps that true).
+        self.reports_last = 0
         self.leader = False
         self.valid_until = 0.0
         self.revision = 0
@@ -259,7 +261,9 @@ class Replica:
         self.revision = revision
         self.valid_until = sent + self.lease_seconds
         self.leader = True
-        self.reports_last = await self.log.last_seq(REPORTS_STREAM)
+        # Never backwards: a snapshot may have seen (and pruned up to) a later position
+        # while this read was under way; the reports after reports_last must stay kept.
+        self.reports_last = max(self.reports_last, await self.log.last_seq(REPORTS_STREAM))
         self._prune()
         self.emit("leading", applied=self.applied, reports=self.reports_last)
         self.work.set()
@@ -302,11 +306,12 @@ class Replica:
                     self.published += int(result)
                 if failed:  # start again from where the report stream ends
                     try:
-                        self.reports_last = await self.log.last_seq(REPORTS_STREAM)
+                        stream_last = await self.log.last_seq(REPORTS_STREAM)
+                        self.reports_last = max(self.reports_last, stream_last)
                     except (*RETRIABLE, AppendFailed):
                         await asyncio.sleep(0.1)
                 else:
-                    self.reports_last = last
+                    self.reports_last = max(self.reports_last, last)
                 self._prune()
 
 

@@ -29,6 +29,12 @@ which applies it to its own exchange) must provide what ``EngineHost`` lists:
 * ``close(clean=...)``: once the venue has stopped (cleanly, or after a failure), release
   what the host holds;
 * ``last_seq`` and ``recovered``: where it started (for the operator's start-up lines).
+
+Optionally, a host that several gateways share (``gateway.cluster.host.ClusterHost``)
+has ``watch_foreign(publish)``: the venue registers its ``publish_foreign``, which the host
+calls with each other gateway's batch (per command its reports), in the engine's order
+relative to this venue's own batches (it completes the futures of earlier own batches
+first), so every gateway fans out every trade and book change.
 """
 
 from __future__ import annotations

@@ -144,6 +144,9 @@ class Venue:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         host.watch(self._host_failed)
+        watch_foreign = getattr(host, "watch_foreign", None)  # a host shared by gateways
+        if watch_foreign is not None:
+            watch_foreign(self.publish_foreign)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -384,6 +387,15 @@ class Venue:
                 self._publish_private(reports)
             if done is not None:
                 done(reports)
+
+    def publish_foreign(self, reports: list[list[Report]]) -> None:
+        """Publish a batch another gateway executed (a host shared by several gateways,
+        ``gateway.cluster.host``): per command its reports, no callbacks.  The host calls
+        this in the engine's order, after completing the futures of this venue's earlier
+        batches: those are published first, so the fan-out follows the engine's order."""
+        self._publish_ready()
+        if not self._failed:
+            self.publish_batch([(command_reports, None) for command_reports in reports])
 
     def publish(self, reports: list[Report]) -> None:
         """Publish the reports of one command (a batch of one, without a callback)."""
