@@ -290,8 +290,12 @@ class Replica:
 
     async def _publish(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 a cancellation that meets the
+            # timeout can come out of wait_for as TimeoutError, which this loop would
+            # swallow and go on, so a stopping replica never finished stopping.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.work.wait(), 0.2)
+                async with asyncio.timeout(0.2):
+                    await self.work.wait()
             self.work.clear()
             while self.may_publish and self.reports_last < self.applied:
                 first = self.reports_last + 1
