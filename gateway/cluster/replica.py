@@ -56,6 +56,7 @@ from gateway.cluster.log import (
     LEASE_KEY,
     REPORTS_STREAM,
     RETRIABLE,
+    WRONG_LAST_SEQUENCE,
     AppendFailed,
     CommandLog,
     LogGap,
@@ -213,7 +214,9 @@ class Replica:
         if self.applied == self.snapshot_seq:
             return False
         with contextlib.suppress(*RETRIABLE, AppendFailed):
-            self.reports_last = max(self.reports_last, await self.log.last_seq(REPORTS_STREAM))
+            stream_last = await self.log.last_seq(REPORTS_STREAM)
+            # max() after the await: the publisher may have moved it on meanwhile
+            self.reports_last = max(self.reports_last, stream_last)
             self._prune()
         write_snapshot(self.data_dir, self.applied, self.exchange, self.kept)
         self.snapshot_seq = self.applied
@@ -263,7 +266,8 @@ class Replica:
         self.leader = True
         # Never backwards: a snapshot may have seen (and pruned up to) a later position
         # while this read was under way; the reports after reports_last must stay kept.
-        self.reports_last = max(self.reports_last, await self.log.last_seq(REPORTS_STREAM))
+        stream_last = await self.log.last_seq(REPORTS_STREAM)
+        self.reports_last = max(self.reports_last, stream_last)
         self._prune()
         self.emit("leading", applied=self.applied, reports=self.reports_last)
         self.work.set()
@@ -278,13 +282,20 @@ class Replica:
             await kv.delete(LEASE_KEY, last=self.revision)
         except (*RETRIABLE, nats.js.errors.KeyWrongLastSequenceError):
             pass
+        except nats.js.errors.BadRequestError as error:  # how nats-py reports it here
+            if error.err_code != WRONG_LAST_SEQUENCE:
+                raise
 
     # -- publishing -----------------------------------------------------------------------
 
     async def _publish(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 a cancellation that meets the
+            # timeout can come out of wait_for as TimeoutError, which this loop would
+            # swallow and go on, so a stopping replica never finished stopping.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.work.wait(), 0.2)
+                async with asyncio.timeout(0.2):
+                    await self.work.wait()
             self.work.clear()
             while self.may_publish and self.reports_last < self.applied:
                 first = self.reports_last + 1
