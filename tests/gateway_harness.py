@@ -324,7 +324,10 @@ class Client:
 
 
 def stream_key(message: dict) -> str:
-    """``book:BTC-KZT``, ``trades:BTC-KZT`` or ``orders``."""
+    """``book:BTC-KZT``, ``trades:BTC-KZT``, ``ticker:BTC-KZT``, ``candles:BTC-KZT:1m`` or
+    ``orders``."""
+    if "interval" in message:
+        return f"{message['channel']}:{message['market']}:{message['interval']}"
     if "market" in message:
         return f"{message['channel']}:{message['market']}"
     return message["channel"]

@@ -119,8 +119,8 @@ class Venue:
         self.host = host
         self.clock_ms = clock_ms or wall_clock_ms
         markets = host.markets
-        self.channels = Channels(markets)
         self.tapes = Tapes(markets)  # recent trades per market, for HTTP (sequencer.tape)
+        self.channels = Channels(markets, self.tapes)
         for symbol, seq, bids, asks in host.books():
             mirror = self.channels.mirrors[symbol]
             mirror.bids.update(bids)
@@ -416,7 +416,8 @@ class Venue:
     def _publish_public(
         self, book_changes: dict[str, list[BookChanged]], trades: dict[str, list[TradePrinted]]
     ) -> None:
-        """A batch's trades, then its book changes: one message per market and channel."""
+        """A batch's trades, then its book changes, then the tickers and candles of the
+        markets that traded: one message per market and channel (and candle)."""
         markets = self.markets
         channels = self.channels
         tapes = self.tapes
@@ -437,6 +438,10 @@ class Venue:
                 )
         for symbol, changes in book_changes.items():
             channels.book_changed(symbol, changes)
+        if trades:
+            now_ms = self.clock_ms()
+            for symbol, printed in trades.items():
+                channels.trades_printed(symbol, printed, now_ms)
 
     def _private_view(self, report: OrderReport | FillReport | BalanceReport) -> dict[str, Any]:
         if isinstance(report, BalanceReport):

@@ -391,11 +391,7 @@ class HttpApi:
         return [self._ticker_of(market) for market in self.venue.markets.values()]
 
     def _ticker_of(self, market: Market) -> dict[str, Any]:
-        venue = self.venue
-        mirror = venue.channels.mirrors.get(market.symbol)
-        bid = max(mirror.bids) if mirror is not None and mirror.bids else None
-        ask = min(mirror.asks) if mirror is not None and mirror.asks else None
-        return venue.tapes.get(market.symbol, market).ticker(venue.now_ms(), bid, ask)
+        return self.venue.channels.ticker(market.symbol, self.venue.now_ms())
 
     def _candles(self, params: dict[str, str]) -> Any:
         _only(params, "market", "interval", "start", "end", "limit")

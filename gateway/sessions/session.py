@@ -38,6 +38,7 @@ from engine.licensing import license_from_mapping, participant_from_mapping
 from engine.markets import Market
 from engine.reports import AdminApplied, CommandRejected, FillReport, OrderReport, Report
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
+from gateway.sequencer.marketdata import INTERVALS_MS
 from gateway.sequencer.queries import BalancesQuery, OpenOrdersQuery
 from gateway.sequencer.venue import STOPPED, Venue
 from gateway.sessions import lookups
@@ -558,7 +559,8 @@ class Session:
             elif not channels.is_public(channel):
                 raise WireError(
                     "INVALID_PARAMS",
-                    f"no channel {channel!r}: use book:SYMBOL, trades:SYMBOL or orders",
+                    f"no channel {channel!r}: use book:SYMBOL, trades:SYMBOL, ticker:SYMBOL,"
+                    f" candles:SYMBOL:INTERVAL ({' '.join(INTERVALS_MS)}) or orders",
                     request.id,
                 )
         requested = list(dict.fromkeys(request.params.channels))
@@ -571,11 +573,15 @@ class Session:
             else:
                 channels.subscribe(channel, self)
         self._reply(request.id, {"channels": sorted(self.channels)})
-        # Every book channel named gets a snapshot, also one already followed: subscribing
-        # again is how a client that saw a seq gap gets back in step.
+        # Every book, ticker and candles channel named gets its current state first (the
+        # book's snapshot, the ticker, the open candle), also one already followed:
+        # subscribing again is how a client that saw a seq gap gets back in step.
+        now_ms = self.venue.now_ms()
         for channel in requested:
-            if channel.startswith("book:"):
-                self.send(channels.mirrors[channel[5:]].snapshot_message())
+            if channel != "orders":
+                first = channels.first_message(channel, now_ms)
+                if first is not None:
+                    self.send(first)
 
     def _unsubscribe(self, request: protocol.Unsubscribe) -> None:
         for channel in request.params.channels:
