@@ -251,3 +251,26 @@ def test_errors_map_to_ccxt_exceptions(server: Server) -> None:
         exchange(server).fetch_balance()  # no credentials: CCXT refuses before sending
     with pytest.raises(ccxt.AuthenticationError):
         exchange(server, apiKey="demo-bob-key", secret="00" * 32).fetch_balance()
+
+
+def test_async_class_does_the_same(server: Server) -> None:
+    from gateway.sdk.ccxt_alatau import alatau_async
+
+    async def run() -> None:
+        api_key, private = KEYS["bob"]
+        bob = alatau_async({"urls": {"api": server.http_url}, "apiKey": api_key, "secret": private})
+        try:
+            await bob.load_markets()
+            assert (await bob.fetch_ticker(SYMBOL))["symbol"] == SYMBOL
+            assert (await bob.fetch_order_book(SYMBOL))["symbol"] == SYMBOL
+            assert (await bob.fetch_balance())["KZT"]["free"] > 0
+            order = await bob.create_order(SYMBOL, "limit", "buy", 0.01, 44_000_000)
+            assert order["status"] == "open"
+            assert [o["id"] for o in await bob.fetch_open_orders(SYMBOL)] == [order["id"]]
+            assert (await bob.cancel_order(order["id"], SYMBOL))["status"] == "canceled"
+            with pytest.raises(ccxt.OrderNotFound):
+                await bob.fetch_order("999999")
+        finally:
+            await bob.close()
+
+    asyncio.run(run())

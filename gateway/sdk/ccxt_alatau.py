@@ -4,6 +4,7 @@ A script written for another venue with CCXT's unified methods trades here with 
 exchange and its URL changed::
 
     import ccxt
+import ccxt.async_support
     from gateway.sdk.ccxt_alatau import alatau
 
     exchange = alatau({
@@ -25,7 +26,9 @@ Credentials (``apiKey`` + ``secret``) sign every private request (``sign``): the
 Symbols are CCXT's ``BTC/KZT`` for the venue's ``BTC-KZT``; ``precisionMode`` is
 ``TICK_SIZE`` (the market's ``tick`` and ``lot``).  Order ids are the venue's integers as
 strings.  Errors keep their venue code in the message and map to CCXT's exceptions
-(``handle_errors``).  The class is synchronous (``ccxt.Exchange``).
+(``handle_errors``).  ``alatau`` is synchronous (``ccxt.Exchange``); ``alatau_async`` is
+the same over ``ccxt.async_support`` (``await exchange.fetch_ticker(...)``, then
+``await exchange.close()``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from urllib.parse import urlencode, urlparse
 
 import ccxt
+import ccxt.async_support
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from gateway.wire.auth import ed25519_private_key, request_message, sign_request
@@ -637,4 +641,143 @@ class alatau(_Alatau, ccxt.Exchange):  # CCXT names a class by its id
         market = _market_id(self, symbol)
         request = self._history_request(market, since, limit, params or {})
         response = self.request("fills", "private", "GET", request)
+        return self.parse_trades(response["fills"], market, since, limit)
+
+
+class alatau_async(_Alatau, ccxt.async_support.Exchange):
+    """The same over ``ccxt.async_support`` (aiohttp): every unified method is awaited."""
+
+    async def fetch_time(self, params: Any = None) -> Any:
+        response = await self.request("time", "public", "GET", params or {})
+        return self.safe_integer(response, "server_time")
+
+    async def fetch_markets(self, params: Any = None) -> Any:
+        response = await self.request("markets", "public", "GET", params or {})
+        return [self.parse_market(m) for m in response]
+
+    async def fetch_order_book(self, symbol: str, limit: Any = None, params: Any = None) -> Any:
+        await self.load_markets()
+        market = self.market(symbol)
+        request = {"market": market["id"]}
+        if limit is not None:
+            request["limit"] = min(int(limit), 1000)
+        response = await self.request("depth", "public", "GET", self.extend(request, params or {}))
+        book = self.parse_order_book(response, market["symbol"], None, "bids", "asks")
+        book["nonce"] = self.safe_integer(response, "seq")
+        return book
+
+    async def fetch_trades(
+        self, symbol: str, since: Any = None, limit: Any = None, params: Any = None
+    ) -> Any:
+        await self.load_markets()
+        market = self.market(symbol)
+        request = {"market": market["id"]}
+        if limit is not None:
+            request["limit"] = min(int(limit), 1000)
+        response = await self.request("trades", "public", "GET", self.extend(request, params or {}))
+        return self.parse_trades(response, market, since, limit)
+
+    async def fetch_ticker(self, symbol: str, params: Any = None) -> Any:
+        await self.load_markets()
+        market = self.market(symbol)
+        request = {"market": market["id"]}
+        response = await self.request("ticker", "public", "GET", self.extend(request, params or {}))
+        return self.parse_ticker(response, market)
+
+    async def fetch_tickers(self, symbols: Any = None, params: Any = None) -> Any:
+        await self.load_markets()
+        response = await self.request("ticker", "public", "GET", params or {})
+        return self.parse_tickers(response, symbols)
+
+    async def fetch_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str = "1m",
+        since: Any = None,
+        limit: Any = None,
+        params: Any = None,
+    ) -> Any:
+        await self.load_markets()
+        market = self.market(symbol)
+        request = self._candles_request(market, timeframe, since, limit, params or {})
+        response = await self.request("candles", "public", "GET", request)
+        return self.parse_ohlcvs(response, market, timeframe, since, limit)
+
+    async def fetch_balance(self, params: Any = None) -> Any:
+        response = await self.request("balances", "private", "GET", params or {})
+        return self.parse_balance(response)
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: Any,
+        price: Any = None,
+        params: Any = None,
+    ) -> Any:
+        await self.load_markets()
+        market, request = self._order_request(symbol, type, side, amount, price, params or {})
+        response = await self.request("order", "private", "POST", request)
+        return self.parse_order(response, market)
+
+    async def cancel_order(self, id: str, symbol: str | None = None, params: Any = None) -> Any:
+        await self.load_markets()
+        request, rest = self._order_ref(id, params or {})
+        market = _market_id(self, symbol)
+        if market is not None:
+            request["market"] = market["id"]
+        response = await self.request("order", "private", "DELETE", self.extend(request, rest))
+        return self.parse_order(response, market)
+
+    async def cancel_all_orders(self, symbol: str | None = None, params: Any = None) -> Any:
+        await self.load_markets()
+        market = _market_id(self, symbol)
+        request = {} if market is None else {"market": market["id"]}
+        response = await self.request(
+            "orders", "private", "DELETE", self.extend(request, params or {})
+        )
+        return [self.safe_order({"info": response})]
+
+    async def fetch_order(self, id: str, symbol: str | None = None, params: Any = None) -> Any:
+        await self.load_markets()
+        request, rest = self._order_ref(id, params or {})
+        response = await self.request("order", "private", "GET", self.extend(request, rest))
+        return self.parse_order(response, _market_id(self, symbol))
+
+    async def fetch_open_orders(
+        self, symbol: str | None = None, since: Any = None, limit: Any = None, params: Any = None
+    ) -> Any:
+        await self.load_markets()
+        market = _market_id(self, symbol)
+        request: dict[str, Any] = {"limit": 1000 if limit is None else min(int(limit), 1000)}
+        if market is not None:
+            request["market"] = market["id"]
+        request = self.extend(request, params or {})
+        orders: list[Any] = []
+        while True:  # every page, following `next`
+            response = await self.request("orders/open", "private", "GET", request)
+            orders += response["orders"]
+            cursor = response.get("next")
+            if cursor is None or (limit is not None and len(orders) >= limit):
+                break
+            request = self.extend(request, {"cursor": cursor})
+        return self.parse_orders(orders, market, since, limit)
+
+    async def fetch_closed_orders(
+        self, symbol: str | None = None, since: Any = None, limit: Any = None, params: Any = None
+    ) -> Any:
+        await self.load_markets()
+        market = _market_id(self, symbol)
+        request = self._history_request(market, since, limit, params or {})
+        response = await self.request("orders/history", "private", "GET", request)
+        return self.parse_orders(response["orders"], market, since, limit)
+
+    async def fetch_my_trades(
+        self, symbol: str | None = None, since: Any = None, limit: Any = None, params: Any = None
+    ) -> Any:
+        await self.load_markets()
+        market = _market_id(self, symbol)
+        request = self._history_request(market, since, limit, params or {})
+        response = await self.request("fills", "private", "GET", request)
         return self.parse_trades(response["fills"], market, since, limit)
