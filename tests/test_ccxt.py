@@ -274,3 +274,28 @@ def test_async_class_does_the_same(server: Server) -> None:
             await bob.close()
 
     asyncio.run(run())
+
+
+def test_a_script_for_another_venue_runs_with_the_id_and_url_changed(server: Server) -> None:
+    """The usual CCXT script shape: the exchange found by its id, credentials in the config."""
+    exchange_id = "alatau"  # was "binance"
+    assert exchange_id in ccxt.exchanges
+    api_key, private = KEYS["bob"]
+    ex = getattr(ccxt, exchange_id)(
+        {
+            "apiKey": api_key,
+            "secret": private,
+            "enableRateLimit": True,
+            "urls": {"api": server.http_url},  # was the other venue's URL
+        }
+    )
+    ex.load_markets()
+    symbol = "BTC/KZT"
+    book = ex.fetch_order_book(symbol)
+    assert ex.has["createOrder"] and ex.has["fetchOHLCV"] and not ex.has["withdraw"]
+    price = book["bids"][0][0] if book["bids"] else 44_500_000
+    order = ex.create_limit_buy_order(symbol, 0.001, price)
+    assert ex.fetch_order(order["id"], symbol)["status"] in ("open", "closed")
+    if order["status"] == "open":
+        ex.cancel_order(order["id"], symbol)
+    assert ex.fetch_balance()["total"]["KZT"] > 0

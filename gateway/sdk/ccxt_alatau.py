@@ -4,10 +4,9 @@ A script written for another venue with CCXT's unified methods trades here with 
 exchange and its URL changed::
 
     import ccxt
-import ccxt.async_support
-    from gateway.sdk.ccxt_alatau import alatau
+    import gateway.sdk.ccxt_alatau  # registers ccxt.alatau (register())
 
-    exchange = alatau({
+    exchange = ccxt.alatau({
         "urls": {"api": "http://127.0.0.1:8766/api/v1"},  # the default
         "apiKey": "demo-bob-key",
         "secret": "f55796f2...",  # an Ed25519 private key (64 hex) or an HMAC secret
@@ -781,3 +780,16 @@ class alatau_async(_Alatau, ccxt.async_support.Exchange):
         request = self._history_request(market, since, limit, params or {})
         response = await self.request("fills", "private", "GET", request)
         return self.parse_trades(response["fills"], market, since, limit)
+
+
+def register() -> None:
+    """Make the classes reachable the way CCXT scripts find an exchange:
+    ``getattr(ccxt, "alatau")``, ``ccxt.alatau(...)``, ``"alatau" in ccxt.exchanges``, and
+    ``ccxt.async_support.alatau``.  Done once when this module is imported."""
+    for module, cls in ((ccxt, alatau), (ccxt.async_support, alatau_async)):
+        module.alatau = cls
+        if "alatau" not in module.exchanges:
+            module.exchanges.append("alatau")
+
+
+register()
