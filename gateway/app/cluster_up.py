@@ -17,6 +17,7 @@ import argparse
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,21 @@ from gateway.cluster.nodes import ClusterError, LocalCluster
 from gateway.hosts.build import VenueFiles, build_exchange
 
 NAMES = ("replica r1", "replica r2", "gateway g1", "gateway g2")  # the children, in order
+READY_TIMEOUT_S = 60.0  # for the gateways to replay the log and listen
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _exited(children: list[subprocess.Popen[bytes]]) -> str | None:
+    """The name of the first part that is no longer running, if any."""
+    for name, child in zip(NAMES, children, strict=False):
+        if child.poll() is not None:
+            return name
+    return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +129,15 @@ def run_cluster_up(args: argparse.Namespace) -> int:
             gateway += ["--secrets-key-file", str(data / "secrets.key"), *_files_args(args)]
             children.append(subprocess.Popen(gateway, env=env, start_new_session=True))
             urls.append(f"ws://127.0.0.1:{port}")
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        ports = [args.port, args.port + 1]
+        while not all(_listening(port) for port in ports):
+            gone = _exited(children)
+            if gone is not None or stopping or time.monotonic() > deadline:
+                why = f"{gone} exited" if gone else "stopped" if stopping else "timed out"
+                print(f"alatau cluster up: the gateways did not start ({why})", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
         print("gateways: " + "  ".join(urls), flush=True)
         print("demo venue (not for production): participants and keys", flush=True)
         for line in key_lines:
@@ -121,11 +146,10 @@ def run_cluster_up(args: argparse.Namespace) -> int:
         print("Ctrl-C stops everything", flush=True)
         while not stopping:
             time.sleep(0.2)
-            pairs = zip(NAMES, children, strict=False)
-            gone = [name for name, child in pairs if child.poll() is not None]
-            if gone:
-                print(f"alatau cluster up: {gone[0]} exited; stopping", file=sys.stderr)
-                break
+            gone = _exited(children)
+            if gone is not None:
+                print(f"alatau cluster up: {gone} exited; stopping", file=sys.stderr)
+                return 1
         return 0
     finally:
         print("stopping: gateways, replicas, NATS nodes", flush=True)

@@ -469,6 +469,11 @@ def _open_history(options: ServeOptions, host: EngineHost) -> tuple[HistoryWrite
         production=options.production,
         secret_box=options.secret_box,
     )
+    if options.cluster is not None:
+        # A cluster gateway has no journal of its own to catch a database up from, and it
+        # does not yet feed other gateways' batches to it (docs/cluster.md): in memory.
+        writer, _line = open_history(None, files, host.last_seq, options.history_days)
+        return writer, "history: in memory (cluster mode: this gateway's orders only)"
     try:
         return open_history(options.data_dir, files, host.last_seq, options.history_days)
     except (EngineError, OSError, sqlite3.Error) as exc:
