@@ -128,6 +128,27 @@ def test_cli_bench_gateway_batch_quick_json():
     assert server["exit_status"] == 0, server
 
 
+def test_cli_bench_gateway_cluster_quick_json():
+    """`--cluster --quick`: three NATS nodes, two replicas and a gateway started, the bots'
+    every order acknowledged through the replicated log, everything stopped afterwards."""
+    report = run_bench_json(["bench", "gateway", "--cluster", "--quick", "--json"])
+    assert report["cluster"] is True
+    assert report["sent"] == cli.QUICK_COUNT
+    assert report["acknowledged"] == cli.QUICK_COUNT and report["lost"] == 0
+    assert report["ok"] + report["business_rejects"] == cli.QUICK_COUNT and report["ok"] > 0
+    assert set(report["errors"]) <= flow.EXPECTED_REJECTS, report["errors"]
+    assert report["unexpected_errors"] == 0 and not report["connection_errors"]
+    assert 0 < report["p50_ms"] <= report["p99_ms"]
+    server = report["server"]
+    assert server["exit_status"] == 0, server
+    assert server["cpu_percent"] > 0 and server["replicas_cpu_percent"] > 0
+    assert server["nats_cpu_percent"] > 0
+    assert server["cluster_cpu_percent"] >= server["cpu_percent"]
+    # Nothing is left behind: no gateway, replica or NATS node, no data directory.
+    assert _processes_mentioning(server["data_dir"]) == []
+    assert not Path(server["data_dir"]).exists()
+
+
 def test_batch_option_is_checked():
     """--batch is 1 to the server's limit of orders per batch."""
     assert flow.MAX_BATCH == MAX_BATCH

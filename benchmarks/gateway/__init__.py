@@ -5,6 +5,7 @@ one job per module.  What it measures and how is in the docstring of
     cli          the options, one run or the --fanout pair, the report, the exit status
     driver       one measurement: server, venue set-up, workers, go, results, stop
     server       ``alatau serve`` in its own process; CPU accounting from /proc
+    cluster      --cluster: NATS nodes, replicas and a gateway (``gateway.app.cluster_up``)
     workers      driver <-> worker process: ready / go / stop / done
     bots         the bots' worker: requests in flight, responses matched, tallies
     flow         what each bot sends: the mix, prices, quantities, --max-open, --batch
@@ -16,7 +17,8 @@ one job per module.  What it measures and how is in the docstring of
     report       progress lines and the report as text
     profiling    py-spy on the server, and where its time goes
 
-The imports run one way, from the entry down: ``cli`` -> ``driver`` -> ``server``,
+The imports run one way, from the entry down: ``cli`` -> ``driver`` -> ``cluster``,
+``server``,
 ``workers``, ``results``, ``profiling``, ``report``; the workers' side, ``bots`` and
 ``subscribers`` -> ``flow``, ``ticker``, ``client``, ``messages``, ``workers`` (``ticker``
 names ``Bot`` only in annotations).  Nothing imports ``tests``: ``alatau bench`` runs the

@@ -118,6 +118,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the server's --engine-process (matching and journal in a second process)",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run against a local cluster instead of one alatau serve: three NATS nodes"
+        " (sync_interval always), two engine replicas and one gateway, all on 127.0.0.1"
+        " (--durability, --transport and --engine-process do not apply)",
+    )
     parser.add_argument("--market", default=DEFAULT_MARKET, help="the market traded")
     parser.add_argument(
         "--max-open",
@@ -160,6 +167,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--rate and --warmup must not be negative, --max-open must be positive")
     if not 1 <= args.batch <= MAX_BATCH:
         raise SystemExit(f"--batch must be 1 to {MAX_BATCH}")
+    if args.cluster and (args.engine_process or args.profile):
+        raise SystemExit("--cluster does not go with --engine-process or --profile")
     return {
         "clients": args.clients,
         "client_procs": args.client_procs,
@@ -172,6 +181,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "durability": args.durability,
         "transport": args.transport,
         "engine_process": args.engine_process,
+        "cluster": args.cluster,
         "market": args.market,
         "max_open": args.max_open,
         "sub_procs": args.sub_procs,

@@ -19,6 +19,7 @@ import msgspec
 
 from benchmarks.gateway.bots import DRAIN_TIMEOUT
 from benchmarks.gateway.client import STARTUP_TIMEOUT
+from benchmarks.gateway.cluster import ClusterServer
 from benchmarks.gateway.flow import flow_prices
 from benchmarks.gateway.profiling import profile_summary, start_py_spy
 from benchmarks.gateway.report import progress
@@ -115,7 +116,12 @@ async def run_once(
 ) -> dict[str, Any]:
     """One measurement on a fresh server: set up, run the bots (and subscribers), report."""
     clients = options["clients"]
-    server = Server(options["durability"], options["transport"], options["engine_process"])
+    server: Server | ClusterServer
+    if options.get("cluster"):
+        server = ClusterServer()
+    else:
+        server = Server(options["durability"], options["transport"], options["engine_process"])
+    cluster_cpu0: dict[str, float] | None = None
     workers: list[Worker] = []
     spy: subprocess.Popen[bytes] | None = None
     try:
@@ -165,6 +171,8 @@ async def run_once(
         )
         if profile:
             spy = start_py_spy(server.pid, profile, options["profile_native"])
+        if isinstance(server, ClusterServer):
+            cluster_cpu0 = server.cpu_s()
         cpu0, machine0, t0 = server_cpu_s(server.pid), machine_cpu(), time.perf_counter_ns()
         for worker in sub_workers:
             worker.tell("go")
@@ -174,6 +182,7 @@ async def run_once(
         timeout = options["duration"] + DRAIN_TIMEOUT + 30
         bot_results = [await worker.result(timeout) for worker in bot_workers]
         cpu1, machine1, t1 = server_cpu_s(server.pid), machine_cpu(), time.perf_counter_ns()
+        cluster_cpu1 = server.cpu_s() if isinstance(server, ClusterServer) else None
         if spy is not None:
             spy.send_signal(signal.SIGINT)
         for worker in sub_workers:
@@ -207,11 +216,27 @@ async def run_once(
             "data_dir": str(server.tmp / "data"),
             "log_problems": server.log_problems()[:20],
         }
+        cluster_cpu = 0.0  # the replicas' and the nodes' CPU seconds over the phase
+        if isinstance(server, ClusterServer):
+            report["cluster"] = True
+            report["durability"] = "cluster: NATS R3, sync_interval always"
+            if cluster_cpu0 is not None and cluster_cpu1 is not None:
+                replicas = cluster_cpu1["replicas"] - cluster_cpu0["replicas"]
+                nats = cluster_cpu1["nats"] - cluster_cpu0["nats"]
+                cluster_cpu = replicas + nats
+                # cpu_percent above is the gateway's; these are the rest of the cluster's
+                report["server"]["replicas_cpu_percent"] = round(100 * replicas / wall, 1)
+                report["server"]["nats_cpu_percent"] = round(100 * nats / wall, 1)
+                if cpu is not None:
+                    total = cpu + cluster_cpu
+                    report["server"]["cluster_cpu_percent"] = round(100 * total / wall, 1)
+                    report["server"]["cluster_cpu_us_per_order"] = round(1e6 * total / orders, 2)
         if machine0 and machine1 and machine1[1] > machine0[1] and cpu is not None:
             busy = (machine1[0] - machine0[0]) / (machine1[1] - machine0[1])
             report["machine_busy_percent"] = round(100 * busy, 1)
             # CPU the bench's own processes do not account for: a neighbour's load.
-            ours = cpu / wall + sum(b["cpu_s"] / max(b["wall_s"], 1e-3) for b in bot_results)
+            ours = (cpu + cluster_cpu) / wall
+            ours += sum(b["cpu_s"] / max(b["wall_s"], 1e-3) for b in bot_results)
             ours += sum(w["cpu_s"] / ((w["end_ns"] - w["go_ns"]) / 1e9) for w in sub_results)
             report["other_load_cores"] = round(busy * (os.cpu_count() or 1) - ours, 2)
         if profile:

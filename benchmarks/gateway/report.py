@@ -130,6 +130,14 @@ def _format_run(r: dict[str, Any]) -> list[str]:
         f"CPU: server {server.get('cpu_percent')}% of a core{engine_part} ({server_per}), client"
         f" process(es) {cpu} ({client_per}), machine {r.get('machine_busy_percent')}% busy"
     )
+    if r.get("cluster"):
+        lines.append(
+            "cluster: the server above is the gateway;"
+            f" replicas {server.get('replicas_cpu_percent')}%,"
+            f" NATS nodes {server.get('nats_cpu_percent')}%; all of it"
+            f" {server.get('cluster_cpu_percent')}% of a core"
+            f" ({server.get('cluster_cpu_us_per_order')} us per order)"
+        )
     if (r.get("other_load_cores") or 0) > OTHER_LOAD_WARNING:
         lines.append(
             f"WARNING: other processes used ~{r['other_load_cores']} cores during the run:"
