@@ -1,6 +1,7 @@
 """Build the Cython core of the matching engine.
 
-`pip install -e .` compiles ``engine/_core/*.pyx`` into C extensions.  Set
+`pip install -e .` compiles ``engine/_core/*.pyx`` and the journal's flush thread
+(``gateway/storage/_flush.pyx``) into C extensions.  Set
 ``ENGINE_DEBUG=1`` to build with bounds checks and assertions on, for chasing
 a crash in the core (slower; never for benchmarks).
 """
@@ -16,6 +17,13 @@ extensions = [
     Extension(
         "engine._core.book",
         ["engine/_core/book.pyx"],
+        language="c",
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    ),
+    # The journal's flush thread (gateway.storage.journal): C, so it never takes the GIL.
+    Extension(
+        "gateway.storage._flush",
+        ["gateway/storage/_flush.pyx"],
         language="c",
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     ),

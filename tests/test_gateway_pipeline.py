@@ -127,7 +127,7 @@ class ManualJournal:
     def append(self, command: object, reports: object = None) -> None:
         self._current.append(command)
 
-    def sync(self) -> asyncio.Future[None]:
+    def sync_later(self) -> asyncio.Future[None]:
         self.batches.append(self._current)
         self._current = []
         future = asyncio.get_running_loop().create_future()
@@ -135,7 +135,7 @@ class ManualJournal:
         return future
 
     async def commit(self) -> None:
-        await self.sync()
+        await self.sync_later()
 
 
 def deposit(ts: int) -> Deposit:

@@ -44,9 +44,10 @@ class Journal(Protocol):
     def append(self, command: Command, reports: list[Report]) -> None:
         """Journal an executed command (``reports``: what it did, for the audit trail)."""
 
-    def sync(self) -> asyncio.Future[None] | None:
+    def sync_later(self) -> asyncio.Future[None] | None:
         """Make what was appended durable: None if it is on return, else a future done
-        when it is.  Raises ``OSError`` if it cannot be."""
+        when it is (or failed with the ``OSError`` of the flush).  Raises ``OSError`` if it
+        cannot be."""
 
     async def commit(self) -> None: ...
 
@@ -123,7 +124,7 @@ class LocalHost:
             outcomes.append(reports)
         if journal is None:
             return outcomes
-        durable = journal.sync()  # OSError: the venue stops
+        durable = journal.sync_later()  # OSError: the venue stops
         if durable is None:
             return outcomes
         ready: asyncio.Future[Outcomes] = asyncio.get_running_loop().create_future()

@@ -180,6 +180,17 @@ class AuditTrail:
             self._durable += self._pending
             self._pending = []
 
+    def take_pending(self) -> list[AuditLine]:
+        """The lines added since the last ``commit`` or ``take_pending``, taken out: their
+        commands are being flushed; ``commit_lines`` them once they are durable."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    def commit_lines(self, lines: list[AuditLine]) -> None:
+        """``lines`` (from ``take_pending``, in order) are of durable commands."""
+        if lines:
+            self._durable += lines
+
     def write(self) -> None:
         """Write the committed lines with one system call, not flushed (the journal is).
         Raises ``OSError`` if the write fails, and so does every later call."""

@@ -47,6 +47,7 @@ import shutil
 import struct
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,7 @@ from engine.exchange import Exchange
 from engine.licensing import CheckChain
 from engine.reports import Report
 from engine.state import ExchangeState, capture, rebuild
-from gateway.storage.audit import AuditTrail
+from gateway.storage.audit import AuditLine, AuditTrail
 from gateway.storage.journal import (
     SEGMENT_HEADER_SIZE,
     Journal,
@@ -189,6 +190,8 @@ class Storage:
         # Every check-chain decision, on disk for good (``gateway.storage.audit``); none in "off".
         self.trail = AuditTrail(self.data_dir) if mode != "off" else None
         self._trail_write_scheduled = False
+        # (durable, the audit lines of its commands) of batches the flush thread has
+        self._flushing: deque[tuple[asyncio.Future[None], list[AuditLine]]] = deque()
         self.exchange: Exchange | None = None
         self._since_snapshot = 0
         if background_snapshots is None:
@@ -326,15 +329,62 @@ class Storage:
         self._since_snapshot += 1
 
     def sync(self) -> None:
-        """See ``Journal.sync``: everything appended so far is durable on return."""
+        """Everything appended so far is durable on return (flushed on this thread)."""
         assert self.journal is not None
+        self._check_trail()
+        self.journal.sync()
+        if self.trail is not None:
+            self._commit_flushed_lines(everything=True)
+            self.trail.commit()
+            self._schedule_trail_write()
+
+    def sync_later(self) -> asyncio.Future[None] | None:
+        """See ``Journal.sync`` of ``gateway.hosts.local``: what was appended is written
+        now and flushed by the journal's flush thread; the future is done when it is durable
+        (None: durable on return).  The audit lines of these commands are written once it
+        is, in seq order."""
+        assert self.journal is not None
+        self._check_trail()
+        durable = self.journal.sync_later()
+        trail = self.trail
+        if trail is None:
+            return durable
+        if durable is None:
+            self._commit_flushed_lines(everything=True)
+            trail.commit()
+            self._schedule_trail_write()
+            return None
+        self._flushing.append((durable, trail.take_pending()))
+        durable.add_done_callback(self._on_flushed)
+        return durable
+
+    def _on_flushed(self, _future: asyncio.Future[None]) -> None:
+        self._commit_flushed_lines()
+
+    def _commit_flushed_lines(self, *, everything: bool = False) -> None:
+        """Hand the audit lines of flushed batches to the trail, in order (``everything``:
+        the journal was just flushed whole)."""
+        flushing = self._flushing
+        trail = self.trail
+        committed = False
+        while flushing:
+            durable, lines = flushing[0]
+            if not everything and not durable.done():
+                break
+            if durable.done() and (durable.cancelled() or durable.exception() is not None):
+                flushing.clear()  # the journal failed: these were never acknowledged
+                return
+            flushing.popleft()
+            if trail is not None:
+                trail.commit_lines(lines)
+                committed = True
+        if committed and not everything:
+            self._schedule_trail_write()
+
+    def _check_trail(self) -> None:
         if self.trail is not None and self.trail.failed is not None:
             # The trail cannot be kept: make nothing more durable, acknowledge nothing more.
             raise self.trail.failed
-        self.journal.sync()
-        if self.trail is not None:
-            self.trail.commit()
-            self._schedule_trail_write()
 
     def _schedule_trail_write(self) -> None:
         """Under an event loop (the one-process server), write the trail once this turn's

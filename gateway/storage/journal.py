@@ -23,13 +23,18 @@ one ``pwrite`` and, in ``fsync`` mode, one ``fdatasync``, so durability costs on
 flush per batch, not per order; the busier the venue, the more orders share a flush.  One
 header and two checksums per batch is also cheaper than a header per record.
 
-The flush runs on the event loop's thread, blocking it for the flush (about 0.2 ms on this
-project's test machine).  An earlier version handed it to a worker thread, so the loop could
-go on meanwhile; measured, that cost more than it saved: each hand-off made the two threads
-trade the GIL (the worker waits up to the 5 ms switch interval to get it back after the
-flush), which added about 12 µs of CPU per order at saturation and several milliseconds to
-the tail latency at moderate rates.  On storage whose flush takes milliseconds, a writer
-that does not need the GIL (another process) would be the way to overlap it.
+Where the flush runs.  Under an event loop (the one-process server) the loop writes each
+batch's frame and hands the flush to a thread of C code that never takes the GIL
+(``gateway.storage._flush``): it runs ``fdatasync`` whenever something written is not yet
+flushed and signals an eventfd the loop watches; the loop then completes the batches that
+flush covered (``sync_later`` returns a future per batch).  So the loop never blocks on the
+disk and goes on executing the next batches meanwhile (they are answered in order, each
+once it is durable), and at saturation one flush covers several batches.  An earlier
+version handed each flush to a Python worker thread; measured, that cost more than it
+saved (each hand-off made the two threads trade the GIL: about 12 µs of CPU per order at
+saturation and milliseconds of tail latency), and flushing on the loop thread was kept
+until this one.  Elsewhere (the engine process, recovery, snapshots, tests without a loop)
+``sync`` flushes on the caller's thread.
 
 Preallocation: the live segment is grown ahead of its writes in chunks of
 ``PREALLOCATE_BYTES`` (``posix_fallocate``), and frames are written in place with
@@ -86,10 +91,12 @@ way on (``docs/operations.md``).  A segment of an earlier format raises
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import struct
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +105,7 @@ import msgspec
 
 from engine.commands import Command
 from engine.errors import EngineError
+from gateway.storage._flush import FlushThread
 
 MAGIC = b"ALTJRNL2"
 OLD_MAGICS = (b"ALTJRNL1",)
@@ -444,6 +452,10 @@ class Journal:
         self._end = 0  # where the next write goes: the end of the frames
         self._allocated = 0  # the file's size, preallocated space included
         self._flags = 0  # of the segment header
+        # ``sync_later``: the flush thread, and each written batch's (end, future) in order
+        self._flusher: FlushThread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unflushed: deque[tuple[int, asyncio.Future[None]]] = deque()
         if mode != "off":
             created = False
             if path.exists():
@@ -490,17 +502,102 @@ class Journal:
         if self._failed is not None:
             raise self._failed
         pending = self._pending
-        if not pending:
+        if pending:
+            self._pending = []
+            frame = encode_frame(pending, self.next_seq - len(pending))
+            try:
+                self._write(frame)
+            except OSError as exc:
+                self._fail(exc)
+                raise
+        elif not self._unflushed:
             return
+        if self.mode == "fsync":
+            try:
+                self._sync()
+            except OSError as exc:
+                self._fail(exc)
+                raise
+        self._flushed(self._end)  # what the flush thread had not confirmed yet is durable too
+
+    def sync_later(self) -> asyncio.Future[None] | None:
+        """Write what was appended (one frame), and in ``fsync`` mode hand its flush to the
+        flush thread (see the module docstring): a future done when it is durable, or failed
+        with the ``OSError`` of the flush.  None: durable per the mode on return (nothing
+        pending, or not ``fsync`` mode, or no event loop is running here)."""
+        if self._failed is not None:
+            raise self._failed
+        if self.mode != "fsync" or not self._pending:
+            self.sync()
+            return None
+        flusher = self._flusher
+        if flusher is None:
+            try:
+                flusher = self._start_flusher()
+            except RuntimeError:  # no running loop: flush here
+                self.sync()
+                return None
+        pending = self._pending
         self._pending = []
         frame = encode_frame(pending, self.next_seq - len(pending))
         try:
             self._write(frame)
-            if self.mode == "fsync":
-                self._sync()
         except OSError as exc:
-            self._failed = exc
+            self._fail(exc)
             raise
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._unflushed.append((self._end, future))
+        flusher.request(self._end)
+        return future
+
+    def _start_flusher(self) -> FlushThread:
+        loop = asyncio.get_running_loop()  # RuntimeError if none
+        flusher = FlushThread(self._fd, self._end)
+        loop.add_reader(flusher.notify_fd, self._on_flush)
+        self._flusher = flusher
+        self._loop = loop
+        return flusher
+
+    def _on_flush(self) -> None:
+        """The flush thread flushed (or failed): complete the batches it covered."""
+        flusher = self._flusher
+        if flusher is None:
+            return
+        with contextlib.suppress(BlockingIOError):
+            os.read(flusher.notify_fd, 8)
+        synced, error = flusher.progress()
+        if error:
+            self._fail(OSError(error, f"fdatasync of {self.path}: {os.strerror(error)}"))
+        else:
+            self._flushed(synced)
+
+    def _flushed(self, end: int) -> None:
+        """Everything written before byte ``end`` is durable: complete those batches."""
+        unflushed = self._unflushed
+        while unflushed and unflushed[0][0] <= end:
+            future = unflushed.popleft()[1]
+            if not future.done():
+                future.set_result(None)
+
+    def _fail(self, error: OSError) -> None:
+        """A write or flush failed: nothing more is durable, and every batch waiting for a
+        flush fails with it."""
+        if self._failed is None:
+            self._failed = error
+        while self._unflushed:
+            future = self._unflushed.popleft()[1]
+            if not future.done():
+                future.set_exception(error)
+        self._stop_flusher()
+
+    def _stop_flusher(self) -> None:
+        flusher, self._flusher = self._flusher, None
+        if flusher is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(flusher.notify_fd)
+        flusher.close()
 
     async def commit(self) -> None:
         """``sync``, for callers that await (the same work: it does not yield)."""
@@ -554,11 +651,15 @@ class Journal:
         mode too: only the newest segment may lose a tail); what was appended but never
         synced is dropped, as a crash would."""
         if self._fd >= 0:
+            self._stop_flusher()  # it finishes the flush it was asked for first
             # If these fail, the zeros left behind still read as the end of the frames.
             with contextlib.suppress(OSError):
                 if self._allocated > self._end:
                     os.ftruncate(self._fd, self._end)
                 if self._failed is None:
                     os.fsync(self._fd)
+                    self._flushed(self._end)
+            if self._unflushed:  # the final flush failed: so did theirs
+                self._fail(OSError(f"{self.path}: the flush at close failed"))
             os.close(self._fd)
             self._fd = -1
