@@ -200,6 +200,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ServeOptions(
                 data_dir=str(data_dir / "data"),
                 durability=args.durability,
+                engine_process=args.engine_process,
                 admin_key=ADMIN_KEY,
                 quiet=True,
                 limits=Limits(
@@ -222,6 +223,73 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await venue.stop()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+_DATADIR, _VENUE, _SESSION = (
+    "gateway.storage.datadir",
+    "gateway.sequencer.venue",
+    "gateway.sessions.session",
+)
+STEPS: tuple[tuple[str, str, str, str], ...] = (
+    # (step, module, owner, function): timed inclusive of what it calls
+    ("intake: frame to submitted command", _SESSION, "Session", "on_frame"),
+    ("  of which: decode the frame", "gateway.wire.protocol", "", "decode_request"),
+    ("sequence and execute a batch", _VENUE, "Venue", "_execute_batch"),
+    ("  of which: the exchange", "engine.exchange", "Exchange", "execute"),
+    ("  of which: journal record + audit lines", _DATADIR, "Storage", "append"),
+    ("  of which: journal frame encode + write", _DATADIR, "Storage", "sync_later"),
+    ("publish a durable batch", _VENUE, "Venue", "publish_batch"),
+    ("  of which: market data", _VENUE, "Venue", "_publish_public"),
+    ("  of which: answer a place", _SESSION, "Session", "_answer_place"),
+    ("  of which: answer a cancel", _SESSION, "Session", "_answer_change"),
+)
+"""What ``--steps`` times: each function wrapped in a timer for the measured orders (the
+wrappers cost some of what they measure, so the steps add up to more than a plain run)."""
+
+
+class StepTimer:
+    """Wraps the ``STEPS`` functions with ``perf_counter_ns`` timers (inclusive times)."""
+
+    def __init__(self) -> None:
+        self.ns = {name: 0 for name, *_ in STEPS}
+        self.calls = {name: 0 for name, *_ in STEPS}
+        self._restore: list[tuple[Any, str, Any]] = []
+        self.running = False
+
+    def install(self) -> None:
+        import importlib
+
+        for name, module_name, owner_name, function in STEPS:
+            module = importlib.import_module(module_name)
+            owner = getattr(module, owner_name) if owner_name else module
+            original = getattr(owner, function)
+            self._restore.append((owner, function, original))
+            setattr(owner, function, self._timed(name, original))
+
+    def _timed(self, name: str, original: Any) -> Any:
+        clock = time.perf_counter_ns
+        ns, calls = self.ns, self.calls
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if not self.running:
+                return original(*args, **kwargs)
+            t0 = clock()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                ns[name] += clock() - t0
+                calls[name] += 1
+
+        return timed
+
+    def reset(self) -> None:
+        for name in self.ns:
+            self.ns[name] = self.calls[name] = 0
+
+    def uninstall(self) -> None:
+        for owner, function, original in reversed(self._restore):
+            setattr(owner, function, original)
+        self._restore.clear()
 
 
 async def _measure(gateway: Gateway, args: argparse.Namespace) -> dict[str, Any]:
@@ -253,9 +321,15 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> dict[str, Any]
     await rounds(args.warmup)  # untimed: the book fills to its steady state
     for bot in bots:
         bot.rejects.clear()
+    timer: StepTimer | None = getattr(args, "timer", None)
+    if timer is not None:
+        timer.reset()
+        timer.running = True
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await rounds(args.warmup + per_bot)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    if timer is not None:
+        timer.running = False
     orders = per_bot * len(bots)
     rejects: dict[str, int] = {}
     for bot in bots:
@@ -265,13 +339,18 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> dict[str, Any]
     for bot in bots:
         for kind in bot.kinds[args.warmup + 1 :]:
             kinds[("place", "cross", "cancel")[kind]] += 1
+    steps = {}
+    if timer is not None:
+        steps = {name: timer.ns[name] / 1000 / orders for name, *_ in STEPS}
     return {
+        "steps_us_per_order": steps,
         "orders": orders,
         "cpu_us_per_order": cpu / orders * 1e6,
         "wall_orders_per_s": orders / wall,
         "mix": kinds,
         "rejects": rejects,
         "durability": args.durability,
+        "engine_process": args.engine_process,
     }
 
 
@@ -286,8 +365,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-open", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--durability", choices=("fsync", "buffered", "off"), default="fsync")
+    parser.add_argument(
+        "--engine-process",
+        action="store_true",
+        help="the engine in a second process (--engine-process): CPU is this process's only",
+    )
     parser.add_argument("--runs", type=int, default=3, help="the median of this many runs")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--steps",
+        action="store_true",
+        help="time each step of the path (wrapped functions, inclusive; adds overhead)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="sample with py-spy into FILE")
     parser.add_argument("--profile-native", action="store_true")
     args = parser.parse_args(argv)
@@ -295,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         return _profiled(args, argv or sys.argv[1:])
     import uvloop
 
+    if args.steps:
+        args.timer = StepTimer()
+        args.timer.install()
     results = [uvloop.run(run(args)) for _ in range(args.runs)]
     results.sort(key=lambda r: r["cpu_us_per_order"])
     median = results[len(results) // 2]
@@ -303,10 +395,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(median))
     else:
         print(
-            f"order path ({args.durability}): {median['cpu_us_per_order']:.2f} us CPU per "
+            f"order path ({args.durability}"
+            f"{', engine process' if args.engine_process else ''}): "
+            f"{median['cpu_us_per_order']:.2f} us CPU per "
             f"order (runs {median['runs_cpu_us']}), {median['wall_orders_per_s']:,.0f} "
             f"orders/s wall; mix {median['mix']}; rejects {median['rejects']}"
         )
+        for name, us in median["steps_us_per_order"].items():
+            print(f"  {name:<45} {us:6.2f} us per order")
     return 0
 
 

@@ -347,6 +347,8 @@ class Session:
             gateway.limits.connection_rate, gateway.limits.connection_burst, gateway.monotonic()
         )
         self._dead_man: Any = None  # asyncio.TimerHandle of session.cancel_all_after
+        # The logged-in participant's bucket (shared by its sessions), once there is one
+        self._participant_bucket: TokenBucket | None = None
 
     # -- transport events ----------------------------------------------------------------
 
@@ -367,10 +369,16 @@ class Session:
                 )
             request = protocol.decode_request(frame)
             request_id = request.id
-            self._check_participant_rate(request_id, now)
-            handler = _HANDLERS[type(request)]
-            method = METHOD_OF[type(request)]
-            if method not in PUBLIC_METHODS and not self._may_call(method):
+            bucket = self._participant_bucket
+            if bucket is not None and (wait := bucket.take(now)):
+                raise WireError(
+                    "RATE_LIMITED",
+                    f"too many requests from {self.participant_id}: retry after {_ms(wait)} ms",
+                    request_id,
+                    retry_after_ms=_ms(wait),
+                )
+            handler, method, public = _DISPATCH[type(request)]
+            if not public and not self._may_call(method):
                 raise WireError(
                     "UNAUTHENTICATED",
                     "admin login required" if method.startswith("admin.") else "log in first",
@@ -455,18 +463,6 @@ class Session:
             return self.is_admin
         return self.participant_id is not None
 
-    def _check_participant_rate(self, request_id: Any, now: float) -> None:
-        if self.participant_id is None:
-            return
-        wait = self.gateway.participant_bucket(self.participant_id).take(now)
-        if wait:
-            raise WireError(
-                "RATE_LIMITED",
-                f"too many requests from {self.participant_id}: retry after {_ms(wait)} ms",
-                request_id,
-                retry_after_ms=_ms(wait),
-            )
-
     def _market(self, symbol: str, request_id: Any) -> Market:
         market = self.venue.markets.get(symbol)
         if market is None:
@@ -494,6 +490,7 @@ class Session:
         if self.participant_id is None:
             self._count_login(participant.participant_id, request.id)
         self.participant_id = participant.participant_id
+        self._participant_bucket = self.gateway.participant_bucket(self.participant_id)
         self._reply(
             request.id,
             {
@@ -1145,4 +1142,10 @@ _HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     protocol.AdminDeposit: Session._admin_funds,
     protocol.AdminWithdraw: Session._admin_funds,
     protocol.AdminMarket: Session._admin_market,
+}
+
+# Per request type, what ``on_frame`` needs: (handler, method name, public): one lookup.
+_DISPATCH: dict[type, tuple[Callable[[Session, Any], None], str, bool]] = {
+    kind: (handler, METHOD_OF[kind], METHOD_OF[kind] in PUBLIC_METHODS)
+    for kind, handler in _HANDLERS.items()
 }
