@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import shutil
 import signal
@@ -44,7 +45,13 @@ import msgspec
 
 from benchmarks.gateway.flow import CANCEL, OPEN_STATES, PLACE, OrderFlow, flow_prices
 from benchmarks.gateway.messages import Result, decode_response
-from gateway.app.serve import ServeOptions, open_engine_host, set_up_venue, with_secret_box
+from gateway.app.serve import (
+    ServeOptions,
+    _open_history,
+    open_engine_host,
+    set_up_venue,
+    with_secret_box,
+)
 from gateway.sequencer.venue import Venue
 from gateway.sessions.session import Gateway, Limits, Session
 
@@ -213,14 +220,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         host = await open_engine_host(options)
         venue = Venue(host)
+        history = None
+        if args.history:  # the history database, fed as alatau serve feeds it
+            history, _line = _open_history(options, host)
+            venue.on_published = history.offer
         setup = set_up_venue(venue, options, host)
         assert setup is not None
         gateway = Gateway(venue, admin_key=ADMIN_KEY, limits=options.limits)
+        gateway.history = history
+        if history is not None:
+            history.start()
         venue.start()
         try:
             return await _measure(gateway, args)
         finally:
             await venue.stop()
+            if history is not None:
+                history.close()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -245,6 +261,26 @@ STEPS: tuple[tuple[str, str, str, str], ...] = (
 )
 """What ``--steps`` times: each function wrapped in a timer for the measured orders (the
 wrappers cost some of what they measure, so the steps add up to more than a plain run)."""
+
+
+class CollectorTimer:
+    """A ``gc.callbacks`` entry: the time the cyclic garbage collector runs, per generation."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+        self.collections = [0, 0, 0]
+        self.longest_ns = [0, 0, 0]
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        else:
+            took = time.perf_counter_ns() - self._started
+            self.ns += took
+            generation = info["generation"]
+            self.collections[generation] += 1
+            self.longest_ns[generation] = max(self.longest_ns[generation], took)
 
 
 class StepTimer:
@@ -321,12 +357,18 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> dict[str, Any]
     await rounds(args.warmup)  # untimed: the book fills to its steady state
     for bot in bots:
         bot.rejects.clear()
+    gc.freeze()  # as ``alatau serve`` does once it has started
+    collector = CollectorTimer()
     timer: StepTimer | None = getattr(args, "timer", None)
     if timer is not None:
         timer.reset()
         timer.running = True
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    await rounds(args.warmup + per_bot)
+    gc.callbacks.append(collector)
+    try:
+        await rounds(args.warmup + per_bot)
+    finally:
+        gc.callbacks.remove(collector)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     if timer is not None:
         timer.running = False
@@ -342,7 +384,10 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> dict[str, Any]
     steps = {}
     if timer is not None:
         steps = {name: timer.ns[name] / 1000 / orders for name, *_ in STEPS}
+    steps["garbage collector"] = collector.ns / 1000 / orders
     return {
+        "gc_collections": collector.collections,
+        "gc_longest_ms": [round(ns / 1e6, 3) for ns in collector.longest_ns],
         "steps_us_per_order": steps,
         "orders": orders,
         "cpu_us_per_order": cpu / orders * 1e6,
@@ -351,6 +396,7 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> dict[str, Any]
         "rejects": rejects,
         "durability": args.durability,
         "engine_process": args.engine_process,
+        "history": args.history,
     }
 
 
@@ -369,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         "--engine-process",
         action="store_true",
         help="the engine in a second process (--engine-process): CPU is this process's only",
+    )
+    parser.add_argument(
+        "--no-history",
+        dest="history",
+        action="store_false",
+        help="without the history database (alatau serve always keeps one)",
     )
     parser.add_argument("--runs", type=int, default=3, help="the median of this many runs")
     parser.add_argument("--json", action="store_true")
@@ -403,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name, us in median["steps_us_per_order"].items():
             print(f"  {name:<45} {us:6.2f} us per order")
+        print(
+            f"  collections by generation: {median['gc_collections']}, the longest "
+            f"{median['gc_longest_ms']} ms"
+        )
     return 0
 
 

@@ -15,11 +15,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.app import serve as app
 from gateway.app.history import rebuild_history
 from gateway.hosts.build import VenueFiles
 from gateway.storage import history as hist
 from gateway.storage.history import HistoryWriter
+from gateway.storage.history_process import encode_batch
 from gateway.storage.sealing import resolve_secret_box
 from gateway.wire.auth import request_message, sign_request
 from gateway.wire.views import decimal_text
@@ -319,8 +322,18 @@ def test_retention_prunes_old_rows_only() -> None:
     writer.close()
 
 
-def test_a_full_queue_marks_the_history_stale_and_never_blocks(tmp_path: Path) -> None:
-    writer = HistoryWriter(tmp_path / "h.sqlite", queue_batches=1)  # not started: nothing drains
+@pytest.mark.parametrize("separate_process", [True, False])
+def test_a_full_queue_marks_the_history_stale_and_never_blocks(
+    tmp_path: Path, separate_process: bool
+) -> None:
+    # Not started: nothing drains; room for one batch (a thread's queue, a process's pipe).
+    frame_bytes = len(encode_batch(1, [[]]))
+    writer = HistoryWriter(
+        tmp_path / "h.sqlite",
+        queue_batches=1,
+        pending_bytes=frame_bytes,
+        separate_process=separate_process,
+    )
     writer.offer(1, [[]])
     writer.offer(2, [[]])  # full: dropped at once
     assert writer.behind

@@ -6,18 +6,24 @@ rebuild``).  One file, ``history.sqlite`` in the data directory (mode 0600), or 
 with ``--ephemeral``.
 
 Writing (``HistoryWriter``): the venue's publish step hands each durable batch's reports to
-``HistoryWriter.offer``, which only appends them to a bounded queue and never blocks.  A
-thread of its own, with its own connection (WAL mode), drains the queue and writes each
-drained chunk in one transaction, together with the last journal seq it applied (table
-``meta``).  Inserts are idempotent (trades keyed by ``(market, trade_id)``, fills by
+``HistoryWriter.offer``, which never blocks.  For a database on disk (the server's) the
+writer is a process of its own (``gateway.storage.history_process``): ``offer`` encodes the
+batch once and writes it to a pipe, and the process writes what has arrived in one
+transaction, with the last journal seq it applied (table ``meta``), so the server spends
+neither CPU nor its GIL on SQLite (the biggest cost on an order's path before: see that
+module).  For one in memory (``--ephemeral``, tests) a thread with the same connection does
+it, from a bounded queue.  Either way a chunk of batches is written with ``apply_chunk``:
+an order's reports folded into one statement, each table written with one
+``executemany``.  Inserts are idempotent (trades keyed by ``(market, trade_id)``, fills by
 ``(order_id, trade_id)``, orders by order id: an order's row is its latest state), so
 writing a batch twice changes nothing.
 
-When the queue is full, the batch is *not* waited for: it is dropped, the database is marked
-``stale`` in ``meta`` (at once, and for good until it is rebuilt) and ``HistoryWriter.behind``
-says so; queries go on answering from what was written, with ``stale`` true.  Matching is
-never slowed, and the loss is never silent: the next start finds the mark (or a last seq
-behind the journal's) and rebuilds the database from the journal before serving.
+When the queue (or the pipe and what waits for it) is full, the batch is *not* waited for:
+it is dropped, the database is marked ``stale`` in ``meta`` (at once, and for good until
+it is rebuilt) and ``HistoryWriter.behind`` says so; queries go on answering from what was
+written, with ``stale`` true. Matching is never slowed, and the loss is never silent: the
+next start finds the mark (or a last seq behind the journal's) and rebuilds the database
+from the journal before serving.
 
 Schema (integers in minor units, times in ms since the epoch):
 
@@ -49,6 +55,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.reports import FillReport, OrderReport, Report, TradePrinted
+from gateway.storage.history_process import (
+    PENDING_BYTES,
+    STALE_SEQ,
+    WriterProcess,
+    encode_batch,
+)
 
 log = logging.getLogger("alatau.history")
 
@@ -157,47 +169,71 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
 def apply_batch(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> None:
     """Write one batch's reports (each command's, in order; ``seq`` the journal seq of the
     batch's last command).  Call inside a transaction; idempotent."""
-    first_seq = seq - len(commands) + 1
-    for index, reports in enumerate(commands):
-        rejected = 0
-        for report in reports:
-            kind = type(report)
-            if kind is TradePrinted:
-                assert isinstance(report, TradePrinted)
-                conn.execute(
-                    "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        report.market,
-                        report.trade_id,
-                        report.ts,
-                        report.price,
-                        report.qty,
-                        report.taker_side,
-                    ),
-                )
-            elif kind is FillReport:
-                assert isinstance(report, FillReport)
-                conn.execute(
-                    "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        report.order_id,
-                        report.trade_id,
-                        report.participant_id,
-                        report.market,
-                        report.client_order_id,
-                        report.side,
-                        report.fill_price,
-                        report.fill_qty,
-                        report.fee,
-                        report.fee_asset,
-                        report.liquidity,
-                        report.ts,
-                    ),
-                )
-                conn.execute(
-                    _FILL_ORDER,
-                    (
-                        f"o{report.order_id}",
+    apply_chunk(conn, [(seq, commands)])
+
+
+# An order's pending row in a chunk: the statement that writes it and its parameters.
+# _UPSERT_ORDER: (key, order_id, participant_id, market, client_order_id, side, order_type,
+#                 price, qty, filled_qty, remaining_qty, status, reason, message, created_ts, ts)
+# _FILL_ORDER:   (key, order_id, participant_id, market, client_order_id, side, qty,
+#                 filled_qty, remaining_qty, status, created_ts, ts)
+_UPSERT, _FILL = 0, 1
+
+
+def apply_chunk(conn: sqlite3.Connection, chunk: list[tuple[int, list[list[Report]]]]) -> None:
+    """Write several batches' reports (``(seq, commands)`` each, in order) in one go.  Call
+    inside a transaction; idempotent; the same rows as ``apply_batch`` batch by batch.
+
+    Cheaper than a statement per report (measured: 10.8 against 8.0 µs of CPU per command
+    of the benchmark's flow, 64 batches a chunk): an order's reports within the chunk are
+    folded into the one statement that leaves its row as the reports one by one would (a
+    place and its cancel write one row, not two), and each table is written with one
+    ``executemany``.  The folding follows the two upserts' own rules: ``_UPSERT_ORDER``
+    keeps an earlier order type and price where the later report has none and never
+    changes ``created_ts``; ``_FILL_ORDER`` changes only the fill quantities, status and
+    time of a row that exists."""
+    trades: list[tuple[Any, ...]] = []
+    fills: list[tuple[Any, ...]] = []
+    orders: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    for seq, commands in chunk:
+        first_seq = seq - len(commands) + 1
+        for index, reports in enumerate(commands):
+            rejected = 0
+            for report in reports:
+                kind = type(report)
+                if kind is TradePrinted:
+                    assert isinstance(report, TradePrinted)
+                    trades.append(
+                        (
+                            report.market,
+                            report.trade_id,
+                            report.ts,
+                            report.price,
+                            report.qty,
+                            report.taker_side,
+                        )
+                    )
+                elif kind is FillReport:
+                    assert isinstance(report, FillReport)
+                    fills.append(
+                        (
+                            report.order_id,
+                            report.trade_id,
+                            report.participant_id,
+                            report.market,
+                            report.client_order_id,
+                            report.side,
+                            report.fill_price,
+                            report.fill_qty,
+                            report.fee,
+                            report.fee_asset,
+                            report.liquidity,
+                            report.ts,
+                        )
+                    )
+                    key = f"o{report.order_id}"
+                    row: tuple[Any, ...] = (
+                        key,
                         report.order_id,
                         report.participant_id,
                         report.market,
@@ -209,18 +245,16 @@ def apply_batch(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]
                         report.status,
                         report.ts,
                         report.ts,
-                    ),
-                )
-            elif kind is OrderReport:
-                assert isinstance(report, OrderReport)
-                if report.order_id is None:
-                    key = f"r{first_seq + index}.{rejected}"
-                    rejected += 1
-                else:
-                    key = f"o{report.order_id}"
-                conn.execute(
-                    _UPSERT_ORDER,
-                    (
+                    )
+                    orders[key] = _fold(orders.get(key), _FILL, row)
+                elif kind is OrderReport:
+                    assert isinstance(report, OrderReport)
+                    if report.order_id is None:
+                        key = f"r{first_seq + index}.{rejected}"
+                        rejected += 1
+                    else:
+                        key = f"o{report.order_id}"
+                    row = (
                         key,
                         report.order_id,
                         report.participant_id,
@@ -237,9 +271,51 @@ def apply_batch(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]
                         report.message,
                         report.ts,
                         report.ts,
-                    ),
-                )
-    set_meta(conn, "last_seq", str(seq))
+                    )
+                    orders[key] = _fold(orders.get(key), _UPSERT, row)
+    if trades:
+        conn.executemany("INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?)", trades)
+    if fills:
+        conn.executemany(
+            "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", fills
+        )
+    upserts = [row for statement, row in orders.values() if statement == _UPSERT]
+    if upserts:
+        conn.executemany(_UPSERT_ORDER, upserts)
+    fill_rows = [row for statement, row in orders.values() if statement == _FILL]
+    if fill_rows:
+        conn.executemany(_FILL_ORDER, fill_rows)
+    if chunk:
+        set_meta(conn, "last_seq", str(chunk[-1][0]))
+
+
+def _fold(
+    pending: tuple[int, tuple[Any, ...]] | None, statement: int, row: tuple[Any, ...]
+) -> tuple[int, tuple[Any, ...]]:
+    """The one statement that does what ``pending`` then (``statement``, ``row``) do."""
+    if pending is None:
+        return statement, row
+    before, old = pending
+    if before == _UPSERT and statement == _UPSERT:
+        # The later report's fields, the earlier's type and price where it has none, and
+        # the earlier's identity and created_ts (an upsert never changes them).
+        return (
+            _UPSERT,
+            (
+                *old[:6],  # what an upsert never changes: the first report's
+                row[6] if row[6] is not None else old[6],
+                row[7] if row[7] is not None else old[7],
+                *row[8:14],
+                old[14],
+                row[15],
+            ),
+        )
+    if before == _UPSERT:  # then a fill: its quantities, status and time
+        return _UPSERT, (*old[:9], row[7], row[8], row[9], *old[12:15], row[11])
+    if statement == _UPSERT:  # a fill, then an order report: created when the fill came
+        return _UPSERT, (*old[:6], *row[6:14], old[10], row[15])
+    # a fill, then another: the first's quantity and creation, the second's state
+    return _FILL, (*old[:7], row[7], row[8], row[9], old[10], row[11])
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
@@ -277,7 +353,8 @@ def prune(conn: sqlite3.Connection, before_ts: int) -> int:
 
 
 class HistoryWriter:
-    """The writer thread and what reads the database (see the module docstring)."""
+    """The writer (a process of its own for a database on disk, a thread for one in
+    memory) and what reads the database (see the module docstring)."""
 
     def __init__(
         self,
@@ -286,8 +363,18 @@ class HistoryWriter:
         retention_days: int = DEFAULT_RETENTION_DAYS,
         queue_batches: int = QUEUE_BATCHES,
         clock_ms: Callable[[], int] | None = None,
+        separate_process: bool | None = None,
+        pending_bytes: int = PENDING_BYTES,
     ) -> None:
         self.path = None if path is None else Path(path)
+        # On disk the writer is a process of its own (``gateway.storage.history_process``:
+        # off the server's GIL); in memory it must share the connection: a thread.
+        if separate_process is None:
+            separate_process = self.path is not None
+        if separate_process and self.path is None:
+            raise ValueError("a history database in memory cannot be written by another process")
+        self.separate_process = separate_process
+        self._offered_seq = 0
         self.retention_days = retention_days
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._conn = connect(self.path)
@@ -297,8 +384,12 @@ class HistoryWriter:
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.path is None else contextlib.nullcontext()
         )
-        self.behind = is_stale(self._conn)
-        self.written_seq = last_seq(self._conn)
+        self._behind = is_stale(self._conn)
+        self._written_seq = last_seq(self._conn)
+        self._process: WriterProcess | None = None
+        if separate_process:
+            assert self.path is not None
+            self._process = WriterProcess(self.path, retention_days, pending_bytes)
         self.pruned = 0
         self._queue: queue.Queue[tuple[int, list[list[Report]]] | None] = queue.Queue(queue_batches)
         self._thread: threading.Thread | None = None
@@ -308,13 +399,51 @@ class HistoryWriter:
 
     # -- the venue's side ----------------------------------------------------------------
 
+    @property
+    def behind(self) -> bool:
+        """Batches were dropped (or the writer process died): the database misses some."""
+        return self._behind or (self._process is not None and self._process.failed)
+
+    @behind.setter
+    def behind(self, value: bool) -> None:
+        self._behind = value
+
+    @property
+    def written_seq(self) -> int:
+        """The journal seq of the last batch written."""
+        if self._process is not None:
+            return max(self._written_seq, self._process.written_seq)
+        return self._written_seq
+
+    @written_seq.setter
+    def written_seq(self, value: int) -> None:
+        self._written_seq = value
+
     def start(self) -> None:
+        if self._process is not None:
+            self._process.start()
+            return
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
         self._thread.start()
 
     def offer(self, seq: int, commands: list[list[Report]]) -> None:
         """Queue one durable batch (``seq``: its last command's journal seq).  Never blocks:
         a full queue drops it and marks the database stale (rebuilt at the next start)."""
+        process = self._process
+        if process is not None:
+            self._offered_seq = seq
+            if not process.offer(encode_batch(seq, commands)) and not self._behind:
+                if not process.failed:
+                    log.error(
+                        "the history writer process is behind (%d bytes waiting): batch at "
+                        "seq %d is not written; the history database is marked stale and is "
+                        "rebuilt from the journal at the next start",
+                        process.pending_limit,
+                        seq,
+                    )
+                    process.offer(encode_batch(STALE_SEQ, []), force=True)
+                self._behind = True
+            return
         self._idle.clear()
         try:
             self._queue.put_nowait((seq, commands))
@@ -331,6 +460,8 @@ class HistoryWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown)."""
+        if self._process is not None:
+            return self._process.flush(self._offered_seq, timeout)
         deadline = time.monotonic() + timeout
         while not (self._queue.empty() and self._idle.is_set()):
             if time.monotonic() > deadline:
@@ -339,7 +470,10 @@ class HistoryWriter:
         return True
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread and close the connections."""
+        """Write what is queued, then stop the writer and close the connections."""
+        if self._process is not None:
+            self._process.close()
+            self._written_seq = self._process.written_seq
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
@@ -364,10 +498,10 @@ class HistoryWriter:
             stop = any(entry is None for entry in chunk)
             try:
                 with self._lock, transaction(conn):
-                    for entry in chunk:
-                        if entry is not None:
-                            apply_batch(conn, *entry)
-                            self.written_seq = entry[0]
+                    batches = [entry for entry in chunk if entry is not None]
+                    apply_chunk(conn, batches)
+                    if batches:
+                        self.written_seq = batches[-1][0]
                     if self.behind and not stale_written:
                         set_meta(conn, "stale", "1")
                         stale_written = True

@@ -1,0 +1,220 @@
+"""The history database's chunked writes (issue 16): ``apply_chunk`` folds an order's reports
+into one statement and writes each table with one ``executemany``; the rows must be exactly
+those of writing every report with its own statement, in order, whatever the chunking and
+whatever rows were there before.  The oracle below is that plain way."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.reports import FillReport, OrderReport, Report, TradePrinted
+from gateway.storage import history
+
+
+def oracle(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> None:
+    """Every report its own statement, in order (what the writer did before chunks)."""
+    first_seq = seq - len(commands) + 1
+    for index, reports in enumerate(commands):
+        rejected = 0
+        for r in reports:
+            if isinstance(r, TradePrinted):
+                conn.execute(
+                    "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?)",
+                    (r.market, r.trade_id, r.ts, r.price, r.qty, r.taker_side),
+                )
+            elif isinstance(r, FillReport):
+                conn.execute(
+                    "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.order_id,
+                        r.trade_id,
+                        r.participant_id,
+                        r.market,
+                        r.client_order_id,
+                        r.side,
+                        r.fill_price,
+                        r.fill_qty,
+                        r.fee,
+                        r.fee_asset,
+                        r.liquidity,
+                        r.ts,
+                    ),
+                )
+                conn.execute(
+                    history._FILL_ORDER,
+                    (
+                        f"o{r.order_id}",
+                        r.order_id,
+                        r.participant_id,
+                        r.market,
+                        r.client_order_id,
+                        r.side,
+                        r.filled_qty + r.remaining_qty,
+                        r.filled_qty,
+                        r.remaining_qty,
+                        r.status,
+                        r.ts,
+                        r.ts,
+                    ),
+                )
+            elif isinstance(r, OrderReport):
+                if r.order_id is None:
+                    key = f"r{first_seq + index}.{rejected}"
+                    rejected += 1
+                else:
+                    key = f"o{r.order_id}"
+                conn.execute(
+                    history._UPSERT_ORDER,
+                    (
+                        key,
+                        r.order_id,
+                        r.participant_id,
+                        r.market,
+                        r.client_order_id,
+                        r.side,
+                        r.order_type,
+                        r.price,
+                        r.qty,
+                        r.filled_qty,
+                        r.remaining_qty,
+                        r.status,
+                        r.reason,
+                        r.message,
+                        r.ts,
+                        r.ts,
+                    ),
+                )
+    history.set_meta(conn, "last_seq", str(seq))
+
+
+ORDER_IDS = st.sampled_from([None, 1, 2, 3])
+TS = st.integers(1, 50)
+QTY = st.integers(0, 9)
+
+
+@st.composite
+def a_report(draw: Any) -> Report:
+    kind = draw(st.sampled_from(["order", "order", "fill", "trade"]))
+    ts = draw(TS)
+    if kind == "trade":
+        return TradePrinted(
+            ts=ts,
+            market="BTC-KZT",
+            trade_id=draw(st.integers(1, 6)),
+            price=draw(QTY),
+            qty=draw(QTY),
+            taker_side="buy",
+        )
+    order_id = draw(ORDER_IDS)
+    if kind == "fill":
+        return FillReport(
+            ts=ts,
+            participant_id="bob",
+            market="BTC-KZT",
+            order_id=order_id or 1,
+            client_order_id=draw(st.sampled_from([None, "c1"])),
+            side="buy",
+            trade_id=draw(st.integers(1, 6)),
+            fill_price=draw(QTY),
+            fill_qty=draw(QTY),
+            fee=draw(QTY),
+            fee_asset="KZT",
+            liquidity=draw(st.sampled_from(["maker", "taker"])),
+            filled_qty=draw(QTY),
+            remaining_qty=draw(QTY),
+            status=draw(st.sampled_from(["partially_filled", "filled"])),
+        )
+    return OrderReport(
+        ts=ts,
+        participant_id="bob",
+        market="BTC-KZT",
+        order_id=order_id,
+        client_order_id=draw(st.sampled_from([None, "c1"])),
+        side="sell",
+        order_type=draw(st.sampled_from(["limit", "market"])),
+        price=draw(st.sampled_from([None, 5, 7])),
+        qty=draw(QTY),
+        filled_qty=draw(QTY),
+        remaining_qty=draw(QTY),
+        status=draw(st.sampled_from(["new", "canceled", "rejected", "filled"])),
+        reason=draw(st.sampled_from([None, "user"])),
+        message=draw(st.sampled_from([None, "why"])),
+    )
+
+
+def tables(conn: sqlite3.Connection) -> list[list[tuple[Any, ...]]]:
+    return [
+        conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+        for table in ("orders", "fills", "trades", "meta")
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=st.lists(st.lists(a_report(), max_size=4), max_size=4),
+    batches=st.lists(st.lists(st.lists(a_report(), max_size=5), min_size=1, max_size=3)),
+    cuts=st.lists(st.integers(1, 4), min_size=1, max_size=8),
+)
+def test_chunked_writes_leave_the_rows_that_report_by_report_writes_do(
+    before: list[list[Report]], batches: list[list[list[Report]]], cuts: list[int]
+) -> None:
+    plain, chunked = history.connect(None), history.connect(None)
+    seq = len(before)
+    for conn in (plain, chunked):  # the same rows already there
+        oracle(conn, seq, before)
+    numbered = []
+    for commands in batches:
+        seq += len(commands)
+        numbered.append((seq, commands))
+        oracle(plain, seq, commands)
+    at = 0
+    for cut in cuts * (len(numbered) + 1):
+        if at >= len(numbered):
+            break
+        history.apply_chunk(chunked, numbered[at : at + cut])
+        at += cut
+    assert tables(chunked) == tables(plain)
+
+
+def test_a_place_and_its_cancel_in_one_chunk_are_one_statement() -> None:
+    conn = history.connect(None)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    placed = OrderReport(
+        ts=1,
+        participant_id="bob",
+        market="BTC-KZT",
+        order_id=9,
+        client_order_id=None,
+        side="buy",
+        order_type="limit",
+        price=5,
+        qty=3,
+        filled_qty=0,
+        remaining_qty=3,
+        status="new",
+    )
+    canceled = OrderReport(
+        ts=2,
+        participant_id="bob",
+        market="BTC-KZT",
+        order_id=9,
+        client_order_id=None,
+        side="buy",
+        order_type="limit",
+        price=5,
+        qty=3,
+        filled_qty=0,
+        remaining_qty=0,
+        status="canceled",
+        reason="user",
+    )
+    history.apply_chunk(conn, [(1, [[placed]]), (2, [[canceled]])])
+    assert sum("INSERT INTO orders" in s for s in statements) == 1
+    assert conn.execute("SELECT status, created_ts, ts FROM orders").fetchall() == [
+        ("canceled", 1, 2)
+    ]
