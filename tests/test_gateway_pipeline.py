@@ -124,8 +124,8 @@ class ManualJournal:
         self.futures: list[asyncio.Future[None]] = []
         self._current: list[object] = []
 
-    def append(self, command: object, reports: object = None) -> None:
-        self._current.append(command)
+    def append_batch(self, commands: list[object], reports: object = None) -> None:
+        self._current.extend(commands)
 
     def sync_later(self) -> asyncio.Future[None]:
         self.batches.append(self._current)

@@ -41,8 +41,9 @@ class Journal(Protocol):
     @property
     def snapshot_due(self) -> bool: ...
 
-    def append(self, command: Command, reports: list[Report]) -> None:
-        """Journal an executed command (``reports``: what it did, for the audit trail)."""
+    def append_batch(self, commands: list[Command], reports: list[list[Report]]) -> None:
+        """Journal a batch's executed commands (``reports``: what each did, for the audit
+        trail), in order."""
 
     def sync_later(self) -> asyncio.Future[None] | None:
         """Make what was appended durable: None if it is on return, else a future done
@@ -114,14 +115,18 @@ class LocalHost:
         journal = self.journal
         execute = exchange.execute
         outcomes: Outcomes = []
+        commands: list[Command] = []
+        executed: list[list[Report]] = []
         for item in items:
             if isinstance(item, QUERY_TYPES):
                 outcomes.append(answer(exchange, item))
                 continue
             reports = execute(item)
-            if journal is not None:
-                journal.append(item, reports)
+            commands.append(item)
+            executed.append(reports)
             outcomes.append(reports)
+        if journal is not None and commands:
+            journal.append_batch(commands, executed)
         if journal is None:
             return outcomes
         durable = journal.sync_later()  # OSError: the venue stops

@@ -328,6 +328,19 @@ class Storage:
             self.trail.add(self.journal.last_seq, reports)
         self._since_snapshot += 1
 
+    def append_batch(self, commands: list[Command], reports: list[list[Report]]) -> None:
+        """``append`` for a batch at once (the one-process server's sequencer): the
+        commands join the journal's next frame in one step, and the audit trail takes the
+        decisions among each command's reports."""
+        assert self.journal is not None
+        first_seq = self.journal.next_seq
+        self.journal.extend(commands)
+        trail = self.trail
+        if trail is not None:
+            for offset, command_reports in enumerate(reports):
+                trail.add(first_seq + offset, command_reports)
+        self._since_snapshot += len(commands)
+
     def sync(self) -> None:
         """Everything appended so far is durable on return (flushed on this thread)."""
         assert self.journal is not None

@@ -493,6 +493,12 @@ class Journal:
         if self.mode != "off":
             self._pending.append(command)
 
+    def extend(self, commands: list[Command]) -> None:
+        """``append`` each of ``commands``, in order, at once."""
+        self.next_seq += len(commands)
+        if self.mode != "off":
+            self._pending.extend(commands)
+
     def sync(self) -> None:
         """Make everything appended so far durable (per the mode) before returning: one
         frame, one write.
