@@ -51,7 +51,7 @@ from typing import Any
 
 import msgspec
 
-from engine.commands import SetLicense, SetMarket, SetParticipant
+from engine.commands import Command, SetLicense, SetMarket, SetParticipant
 from engine.exchange import Exchange
 from engine.licensing import License, Participant, Registry
 from engine.markets import Market
@@ -233,6 +233,8 @@ def run_engine(sock: socket.socket, settings: EngineSettings) -> int:
 
 def _execute(exchange: Exchange, storage: Storage | None, items: list[Item]) -> BatchDone:
     results: list[Reports | Answer] = []
+    commands: list[Command] = []
+    executed: list[list[Report]] = []
     config_changed = False
     for item in items:
         if isinstance(item, QUERY_TYPES):
@@ -240,10 +242,12 @@ def _execute(exchange: Exchange, storage: Storage | None, items: list[Item]) -> 
             continue
         reports = exchange.execute(item)
         results.append(Reports(reports))
-        if storage is not None:
-            storage.append(item, reports)
+        commands.append(item)
+        executed.append(reports)
         if isinstance(item, _ADMIN_COMMANDS):
             config_changed = True
+    if storage is not None and commands:
+        storage.append_batch(commands, executed)
     return BatchDone(results, venue_config(exchange) if config_changed else None)
 
 
