@@ -17,7 +17,7 @@
 # dictionary work and the reports' construction.  Measured, that is where the time went
 # (benchmarks/RESULTS.md, Issue 16).
 
-from cpython.dict cimport PyDict_GetItem
+cimport cython
 from cpython.object cimport PyObject
 
 import msgspec
@@ -140,6 +140,60 @@ cdef dict _PREDICATES = {
 }
 
 
+cdef extern from *:
+    # GCC's and Clang's 128-bit integer.  Cython is told it is a long long, so it is only
+    # ever used in the C expressions of the helpers below, never converted implicitly.
+    ctypedef long long i128 "__int128"
+    ctypedef unsigned long long u64 "unsigned long long"
+
+cdef extern from "Python.h":
+    long long PyLong_AsLongLongAndOverflow(object value, int* overflow) except? -1
+    # A borrowed reference or NULL, without PyDict_GetItem's saving and restoring of the
+    # error state (a third of a lookup's cost); Cython checks for an error on NULL.
+    PyObject* PyDict_GetItem "PyDict_GetItemWithError" (object mp, object key) except? NULL
+
+cdef long long _MAX_AMOUNT_C = 10**15  # engine.exchange.MAX_AMOUNT (checked at import)
+if _MAX_AMOUNT_C != _reference.MAX_AMOUNT:
+    raise ImportError("engine._core.exchange: MAX_AMOUNT differs from engine.exchange's")
+cdef long long _DAY_MS_C = _reference.DAY_MS
+cdef long long _OFFSET_MS_C = _reference.ALMATY_OFFSET_MS
+
+
+cdef inline bint _small(object value, long long* out) except -1:
+    """Whether ``value`` is an int in [0, MAX_AMOUNT] (then stored in ``out``): the range
+    in which the amounts below are exact in 128 bits (10**15 x 10**15 x 10**6 < 2**127)."""
+    cdef int overflow = 0
+    if type(value) is not int:
+        return False
+    out[0] = PyLong_AsLongLongAndOverflow(value, &overflow)
+    return overflow == 0 and 0 <= out[0] <= _MAX_AMOUNT_C
+
+
+cdef object _i128_to_int(i128 value):
+    """A non-negative 128-bit integer as a Python int."""
+    if value <= <i128>0x7FFFFFFFFFFFFFFF:
+        return <long long>value
+    return (int(<u64>(value >> 64)) << 64) | int(<u64>value)
+
+
+@cython.cdivision(True)
+cdef inline i128 _div_i128(i128 numerator, i128 denominator) noexcept:
+    """``numerator // denominator`` for a non-negative numerator and a positive denominator
+    (C's division truncates, which is the floor for those)."""
+    return numerator / denominator
+
+
+cdef object _day_of(object ts):
+    """``engine.exchange.day_of``: the Almaty day of ``ts`` (ms), in C when it fits."""
+    cdef int overflow = 0
+    cdef long long ts_c
+    if type(ts) is int:
+        ts_c = PyLong_AsLongLongAndOverflow(ts, &overflow)
+        if overflow == 0 and -(1 << 62) < ts_c < (1 << 62):
+            return (ts_c + _OFFSET_MS_C) // _DAY_MS_C  # floor division: cdivision is off
+    return (ts + _ALMATY_OFFSET_MS) // _DAY_MS
+
+
 cdef inline object _ceil_div(object numerator, object denominator):
     """``ceil(numerator / denominator)`` for a positive denominator (the reference's
     ``(n + d - 1) // d``), in Python ints."""
@@ -149,6 +203,8 @@ cdef inline object _ceil_div(object numerator, object denominator):
 # -- records ----------------------------------------------------------------------------------
 
 
+@cython.no_gc
+@cython.freelist(256)
 cdef class OrderRecord:
     """The exchange's record of one open order: ``engine.exchange._Order``'s fields, typed.
 
@@ -156,6 +212,11 @@ cdef class OrderRecord:
     module comment).  The attributes are public under the reference's names, so the
     reference's own code (queries, ``engine.state.capture``) reads a record as it reads an
     ``_Order``.  The constructor takes the same arguments as ``_Order``'s.
+
+    ``no_gc``: it holds strings, integers and one tuple of two strings, so it can be in no
+    cycle, and the collector need not track the thousands of them a venue keeps open (the
+    reference's ``_Order`` is ``gc=False`` for the same reason).  ``hold_key`` is the
+    ledger's key of its hold, ``(participant_id, hold_asset)``, made once per order.
     """
 
     cdef public long long order_id
@@ -177,6 +238,7 @@ cdef class OrderRecord:
     cdef public object spent_num
     cdef public object fee_num
     cdef public object usage_notional
+    cdef tuple hold_key
 
     def __init__(
         self,
@@ -219,6 +281,7 @@ cdef class OrderRecord:
         self.spent_num = spent_num
         self.fee_num = fee_num
         self.usage_notional = usage_notional
+        self.hold_key = (participant_id, hold_asset)
 
     @property
     def remaining(self):
@@ -232,6 +295,7 @@ cdef class OrderRecord:
         )
 
 
+@cython.no_gc
 cdef class UsageRecord:
     """``engine.exchange.Usage``, compiled: a participant's open orders, today's notional
     and this month's retail purchases (tiyn), under the same attribute names."""
@@ -287,32 +351,33 @@ cdef class LedgerCore:
         self._net_deposits = {}
         self._changed = {}
 
-    cdef object c_available(self, str account, str asset):
-        cdef PyObject* entry = PyDict_GetItem(self._balances, (account, asset))
+    cdef object c_available(self, tuple key):
+        """What ``key`` = (account, asset) has available (``Ledger.available``)."""
+        cdef PyObject* entry = PyDict_GetItem(self._balances, key)
         if entry is NULL:
             return 0
         e = <list>entry
         return e[0] - e[1]
 
-    cdef int c_hold(self, str account, str asset, object amount) except -1:
+    cdef int c_hold(self, tuple key, object amount) except -1:
+        """``Ledger.hold`` of ``key`` = (account, asset): the order's key, made once."""
         if amount == 0:
             return 0
-        key = (account, asset)
         cdef PyObject* found = PyDict_GetItem(self._balances, key)
         if amount < 0 or found is NULL or (<list>found)[0] - (<list>found)[1] < amount:
-            raise _LedgerError(f"cannot hold {amount} {asset} for {account}")
+            raise _LedgerError(f"cannot hold {amount} {key[1]} for {key[0]}")
         entry = <list>found
         self._changed[key] = entry
         entry[1] = entry[1] + amount
         return 0
 
-    cdef int c_release(self, str account, str asset, object amount) except -1:
+    cdef int c_release(self, tuple key, object amount) except -1:
+        """``Ledger.release`` of ``key`` = (account, asset)."""
         if amount == 0:
             return 0
-        key = (account, asset)
         cdef PyObject* found = PyDict_GetItem(self._balances, key)
         if amount < 0 or found is NULL or (<list>found)[1] < amount:
-            raise _LedgerError(f"cannot release {amount} {asset} for {account}")
+            raise _LedgerError(f"cannot release {amount} {key[1]} for {key[0]}")
         entry = <list>found
         self._changed[key] = entry
         entry[1] = entry[1] - amount
@@ -374,6 +439,12 @@ cdef class _MarketView:
     cdef object min_notional_scaled  # min_notional * 10**base_scale
     cdef object band_bps
     cdef object reference_price
+    cdef long long scale_c  # 10**base_scale (base_scale <= 18: it fits)
+    cdef i128 fee_scale_c  # 10**base_scale * PPM
+    cdef long long max_rate_c
+    cdef bint fast  # the fee rates are in 0..PPM (Market validates it): the C path applies
+    cdef object band_last  # the last price band_view was made for (its object)
+    cdef _MarketView band_view  # the view of this market with band_last as its reference
 
     def __cinit__(self, market, book):
         self.market = market
@@ -394,6 +465,10 @@ cdef class _MarketView:
         self.min_notional_scaled = market.min_notional * self.scale
         self.band_bps = market.band_bps
         self.reference_price = market.reference_price
+        self.fast = type(self.max_rate) is int and 0 <= self.max_rate <= PPM
+        self.scale_c = self.scale
+        self.fee_scale_c = <i128>self.scale_c * <i128>PPM
+        self.max_rate_c = self.max_rate if self.fast else 0
 
 
 cdef class _BandViews:
@@ -487,13 +562,20 @@ cdef class _Intent:
     cdef str symbol
     cdef object market  # the market with the band's live reference, or None
     cdef _MarketView view
+    cdef _MarketView base_view  # of the market itself (its book, fees, scales)
     cdef int side
     cdef int order_type
     cdef int tif
+    cdef object side_obj  # the command's own values (enumerations), for the context
+    cdef object order_type_obj
+    cdef object tif_obj
+    cdef object post_only
+    cdef object client_order_id
     cdef object price
     cdef object qty
     cdef object notional
     cdef object funds_asset
+    cdef tuple funds_key  # (participant_id, funds_asset): the ledger's key
     cdef object funds_required
     cdef object funds_available
     cdef UsageRecord usage
@@ -603,7 +685,6 @@ cdef class ExchangeCore:
         cdef dict changed = ledger._changed
         if not changed:
             return 0
-        ledger._changed = {}
         for key, entry in changed.items():
             account = (<tuple>key)[0]
             if account != _VENUE:
@@ -618,6 +699,7 @@ cdef class ExchangeCore:
                         held=held,
                     )
                 )
+        changed.clear()  # the reference hands it out and starts another: here nobody holds it
         return 0
 
     # -- what the reference creates, made here -----------------------------------------------
@@ -651,12 +733,18 @@ cdef class ExchangeCore:
         self._views[symbol] = view
         return view
 
-    cdef _MarketView _c_view_for_checks(self, str symbol):
-        """``Exchange._market_for_checks``'s market (the band's live reference), as a view."""
-        cdef _MarketView view = self._c_view(symbol)
+    cdef _MarketView _c_view_for_checks(self, _MarketView view):
+        """``Exchange._market_for_checks``'s market (the band's live reference), as a view
+        (``view``: the market's own)."""
+        symbol = view.symbol
         market = view.market
-        last = self.last_price.get(symbol)
-        if last is None or last == view.reference_price:
+        cdef PyObject* found_last = PyDict_GetItem(self.last_price, symbol)
+        if found_last is NULL:
+            return view
+        last = <object>found_last
+        if last is view.band_last:  # the common case: no trade since the last order
+            return view.band_view
+        if last == view.reference_price:
             return view
         cdef PyObject* found = PyDict_GetItem(self._band_views, symbol)
         cdef _BandViews band
@@ -665,27 +753,37 @@ cdef class ExchangeCore:
             self._band_views[symbol] = band
         else:
             band = <_BandViews>found
+        cdef _MarketView band_view
         found = PyDict_GetItem(band.copies, last)
         if found is not NULL:
-            return <_MarketView>found
-        if len(band.copies) >= _BAND_COPIES:
-            band.copies.clear()
-        view = _MarketView(market.with_reference(last), view.book)
-        band.copies[last] = view
-        return view
+            band_view = <_MarketView>found
+        else:
+            if len(band.copies) >= _BAND_COPIES:
+                band.copies.clear()
+            band_view = _MarketView(market.with_reference(last), view.book)
+            band.copies[last] = band_view
+        view.band_last = last
+        view.band_view = band_view
+        return band_view
 
     # -- place -------------------------------------------------------------------------------
 
     cdef int _c_place(self, object cmd) except -1:
+        # Every field read once (a Struct attribute read is a generic getattr).
         participant_id = cmd.participant_id
         symbol = cmd.market
-        market = self.markets.get(symbol)
-        cdef int order_type = cmd.order_type
-        cdef int tif = cmd.tif
+        cdef PyObject* found_market = PyDict_GetItem(self.markets, symbol)
+        market = None if found_market is NULL else <object>found_market
+        side = cmd.side
+        qty = cmd.qty
+        order_type_obj = cmd.order_type
+        tif_obj = cmd.tif
+        cdef int order_type = order_type_obj
+        cdef int tif = tif_obj
         post_only = cmd.post_only
         price = cmd.price
         client_order_id = cmd.client_order_id
-        ts = cmd.ts
+        ts = self._ts
         # Exchange._precheck: the request's own shape, before the licensing chain.
         code = None
         message = ""
@@ -701,13 +799,14 @@ cdef class ExchangeCore:
             code, message, check = "INVALID_TIF", "post_only needs a limit GTC order", "order_type"
         elif order_type == LIMIT and price is None:
             code, message, check = "INVALID_PRICE", "a limit order needs a price", "order_type"
-        elif cmd.qty > _MAX_AMOUNT or (price or 0) > _MAX_AMOUNT:
+        elif qty > _MAX_AMOUNT or (price or 0) > _MAX_AMOUNT:
             code = "ORDER_SIZE_LIMIT"
             message = f"price and qty must be at most {_MAX_AMOUNT} units"
             check = "size"
         elif order_type == MARKET:
             if price is not None:
-                code, message, check = "INVALID_PRICE", "a market order takes no price", "order_type"
+                code, message = "INVALID_PRICE", "a market order takes no price"
+                check = "order_type"
             elif market is not None and self.reference_price(symbol) is None:
                 code = "NO_REFERENCE_PRICE"
                 message = f"{symbol} has no reference price yet: market orders are refused"
@@ -716,11 +815,26 @@ cdef class ExchangeCore:
         cdef _Admission admission = None
         limit = None
         if code is None:
-            day = (ts + _ALMATY_OFFSET_MS) // _DAY_MS
+            day = _day_of(ts)
             admission = self._c_admission(participant_id, day)
             if market is not None:
                 limit = price if order_type == LIMIT else self._limit_price(cmd, market)
-            intent = self._c_intent(cmd, market, limit, day, order_type, tif)
+            intent = self._intent
+            intent.cmd = cmd
+            intent.ts = ts
+            intent.participant_id = participant_id
+            intent.symbol = symbol
+            intent.side_obj = side
+            intent.side = side
+            intent.order_type_obj = order_type_obj
+            intent.order_type = order_type
+            intent.tif_obj = tif_obj
+            intent.tif = tif
+            intent.post_only = post_only
+            intent.price = price
+            intent.qty = qty
+            intent.client_order_id = client_order_id
+            self._c_intent(intent, market, limit, day)
             rejection = self._c_evaluate(intent, admission)
             if rejection is not None:
                 check, code, message = rejection
@@ -754,10 +868,10 @@ cdef class ExchangeCore:
                     market=symbol,
                     order_id=None,
                     client_order_id=client_order_id,
-                    side=_SIDE_NAMES[cmd.side],
+                    side=_SIDE_NAMES[side],
                     order_type="market" if order_type == MARKET else "limit",
                     price=price,
-                    qty=cmd.qty,
+                    qty=qty,
                     filled_qty=0,
                     remaining_qty=0,
                     status="rejected",
@@ -766,7 +880,7 @@ cdef class ExchangeCore:
                 )
             )
             return 0
-        self._c_accept(cmd, intent, admission, limit or 0)
+        self._c_accept(cmd.stp, intent, admission, limit or 0)
         return 0
 
     cdef _Admission _c_admission(self, str participant_id, object day):
@@ -811,12 +925,10 @@ cdef class ExchangeCore:
             self._cadmissions[participant_id] = admission
         return admission
 
-    cdef _Intent _c_intent(
-        self, object cmd, object market, object limit, object day, int order_type, int tif
-    ):
-        """``Exchange._intent``: the new order's numbers, reserved nothing yet."""
-        cdef _Intent intent = self._intent
-        participant_id = cmd.participant_id
+    cdef int _c_intent(self, _Intent intent, object market, object limit, object day) except -1:
+        """``Exchange._intent``: the new order's numbers, reserved nothing yet (``intent``
+        holds the command's fields)."""
+        participant_id = intent.participant_id
         cdef UsageRecord usage
         cdef PyObject* found = PyDict_GetItem(self._usage, participant_id)
         if found is NULL:
@@ -824,16 +936,7 @@ cdef class ExchangeCore:
         else:
             usage = <UsageRecord>found
         if usage.day != day:
-            usage._roll(cmd.ts)
-        intent.cmd = cmd
-        intent.ts = cmd.ts
-        intent.participant_id = participant_id
-        intent.symbol = cmd.market
-        intent.side = cmd.side
-        intent.order_type = order_type
-        intent.tif = tif
-        intent.price = cmd.price
-        intent.qty = cmd.qty
+            usage._roll(intent.ts)
         intent.usage = usage
         intent.context = None
         cdef _MarketView view
@@ -844,42 +947,62 @@ cdef class ExchangeCore:
             intent.funds_asset = ""
             intent.funds_required = 0
             intent.funds_available = 0
-            return intent
-        view = self._c_view_for_checks(intent.symbol)
+            return 0
+        intent.base_view = self._c_view(intent.symbol)
+        view = self._c_view_for_checks(intent.base_view)
         intent.view = view
         intent.market = view.market
         # _new_order_amounts: the notional at the limit, the asset and amount to hold.
         qty = intent.qty
         price = limit or 0
-        gross = price * qty
-        scale = view.scale
-        cost = (gross + scale - 1) // scale
-        intent.notional = cost if limit is not None and limit > 0 else 0
-        if intent.side == SELL:
-            intent.funds_asset = view.base
-            intent.funds_required = qty
+        cdef long long price_c, qty_c
+        cdef i128 gross_c, cost_c
+        if view.fast and _small(price, &price_c) and _small(qty, &qty_c):
+            # Exact in 128 bits: price x qty x rate < 10**36 (see _small); all non-negative,
+            # so C's truncating division is the floor division the reference does.
+            gross_c = <i128>price_c * <i128>qty_c
+            cost_c = _div_i128(gross_c + view.scale_c - 1, view.scale_c)
+            cost = _i128_to_int(cost_c)
+            intent.notional = cost if price_c > 0 else 0
+            if intent.side == SELL:
+                intent.funds_asset = view.base
+                intent.funds_required = qty
+            else:
+                intent.funds_asset = view.quote
+                intent.funds_required = _i128_to_int(
+                    cost_c
+                    + _div_i128(gross_c * view.max_rate_c + view.fee_scale_c - 1, view.fee_scale_c)
+                )
         else:
-            fee_scale = view.fee_scale
-            intent.funds_asset = view.quote
-            intent.funds_required = cost + (gross * view.max_rate + fee_scale - 1) // fee_scale
-        intent.funds_available = self.ledger.c_available(participant_id, intent.funds_asset)
-        return intent
+            gross = price * qty
+            scale = view.scale
+            cost = (gross + scale - 1) // scale
+            intent.notional = cost if limit is not None and limit > 0 else 0
+            if intent.side == SELL:
+                intent.funds_asset = view.base
+                intent.funds_required = qty
+            else:
+                fee_scale = view.fee_scale
+                intent.funds_asset = view.quote
+                intent.funds_required = cost + (gross * view.max_rate + fee_scale - 1) // fee_scale
+        intent.funds_key = (participant_id, intent.funds_asset)
+        intent.funds_available = self.ledger.c_available(intent.funds_key)
+        return 0
 
     cdef object _c_context(self, _Intent intent, _Admission admission):
         """The ``OrderContext`` the reference builds for this order (made once, on demand)."""
         if intent.context is not None:
             return intent.context
-        cmd = intent.cmd
         usage = intent.usage
         intent.context = _replace(
             admission.blank,
             ts=intent.ts,
             market_symbol=intent.symbol,
             market=intent.market,
-            side=cmd.side,
-            order_type=cmd.order_type,
-            tif=cmd.tif,
-            post_only=cmd.post_only,
+            side=intent.side_obj,
+            order_type=intent.order_type_obj,
+            tif=intent.tif_obj,
+            post_only=intent.post_only,
             price=intent.price,
             qty=intent.qty,
             notional=intent.notional,
@@ -900,16 +1023,29 @@ cdef class ExchangeCore:
         The plan per shape of order is ``CheckChain.plan``'s, compiled (``_Plan``).  A step
         the core decides passes without a call; one that does not pass is called (the
         reference words the rejection); every other step is called as it is."""
-        shape = (intent.symbol, intent.order_type, intent.tif)
-        cdef PyObject* found = PyDict_GetItem(admission.plans, shape)
+        # The plans of one market in a list of six, by order type and time in force: no key
+        # tuple per order.  Values outside the enumerations have a tuple key of their own.
+        cdef Py_ssize_t slot = -1
+        if 0 <= intent.order_type <= 1 and 0 <= intent.tif <= 2:
+            slot = intent.order_type * 3 + intent.tif
+        key = intent.symbol if slot >= 0 else (intent.symbol, intent.order_type, intent.tif)
+        cdef PyObject* found = PyDict_GetItem(admission.plans, key)
+        cdef object cached = None
+        if found is not NULL:
+            cached = (<list>found)[slot] if slot >= 0 else <object>found
         cdef _Plan plan
-        if found is NULL:
+        if cached is None:
             steps = self.chain.plan(self._c_context(intent, admission))
             plan = _Plan(steps, admission.participant, self.chain.profile)
-            if intent.market is not None:
-                admission.plans[shape] = plan
+            if intent.market is not None:  # known markets only: a client may send any symbol
+                if slot < 0:
+                    admission.plans[key] = plan
+                else:
+                    if found is NULL:
+                        admission.plans[key] = [None] * 6
+                    admission.plans[key][slot] = plan
         else:
-            plan = <_Plan>found
+            plan = <_Plan>cached
         cdef const unsigned char* kinds = plan.kinds
         cdef Py_ssize_t i
         cdef int kind
@@ -974,11 +1110,13 @@ cdef class ExchangeCore:
             return False
         return best[0] <= price if side == BUY else best[0] >= price
 
-    cdef int _c_accept(self, object cmd, _Intent intent, _Admission admission, object limit) except -1:
+    cdef int _c_accept(
+        self, object stp, _Intent intent, _Admission admission, object limit
+    ) except -1:
         """``Exchange._accept``: hold the funds, record the order and its usage, and hand it
         to the book.  ``limit``: the worst price it may trade at, quote minor units."""
         participant_id = intent.participant_id
-        client_order_id = cmd.client_order_id
+        client_order_id = intent.client_order_id
         cdef long long order_id = self._next_order_id
         self._next_order_id = order_id + 1
         cdef UsageRecord usage = intent.usage
@@ -1004,7 +1142,8 @@ cdef class ExchangeCore:
         order.spent_num = 0
         order.fee_num = 0
         order.usage_notional = notional
-        self.ledger.c_hold(participant_id, order.hold_asset, order.hold)
+        order.hold_key = intent.funds_key
+        self.ledger.c_hold(order.hold_key, order.hold)
         self._orders[order_id] = order
         if client_order_id is not None:
             self._by_client_id[(participant_id, client_order_id)] = order_id
@@ -1012,13 +1151,22 @@ cdef class ExchangeCore:
         usage.daily_notional = usage.daily_notional + notional
         if counts_retail:
             usage.monthly_retail_buys = usage.monthly_retail_buys + notional
-        owner = self._owner_numbers.get(participant_id)
-        if owner is None:
+        cdef PyObject* found_owner = PyDict_GetItem(self._owner_numbers, participant_id)
+        if found_owner is NULL:
             owner = self._owner_numbers[participant_id] = len(self._owner_numbers) + 1
-        cdef _MarketView view = self._c_view(intent.symbol)
+        else:
+            owner = <object>found_owner
+        cdef _MarketView view = intent.base_view
         events = view.book.place(
-            order_id, owner, cmd.side, limit, intent.qty, cmd.order_type, cmd.tif, cmd.post_only,
-            cmd.stp
+            order_id,
+            owner,
+            intent.side_obj,
+            limit,
+            intent.qty,
+            intent.order_type_obj,
+            intent.tif_obj,
+            intent.post_only,
+            stp,
         )
         self._c_apply(view, events, "cancel_all")
         intent.cmd = None
@@ -1073,8 +1221,8 @@ cdef class ExchangeCore:
 
     cdef int _c_apply(self, _MarketView view, list events, object cancel_reason) except -1:
         """``Exchange._apply_book_events``: settle and report one book call's events."""
-        cdef list bids = []
-        cdef list asks = []
+        cdef list bids = None
+        cdef list asks = None
         seq = 0
         cdef dict orders = self._orders
         cdef list reports = self._reports
@@ -1082,10 +1230,18 @@ cdef class ExchangeCore:
         for event in events:
             kind = type(event)
             if kind is _BookLevel:
-                (bids if event.side == "buy" else asks).append((event.price, event.qty))
+                if event.side == "buy":
+                    if bids is None:
+                        bids = []
+                    bids.append((event.price, event.qty))
+                else:
+                    if asks is None:
+                        asks = []
+                    asks.append((event.price, event.qty))
                 seq = event.seq
             elif kind is _OrderAccepted:
-                reports.append(self._c_order_report(<OrderRecord>orders[event.order_id], "new", None))
+                order = <OrderRecord>orders[event.order_id]
+                reports.append(self._c_order_report(order, "new", None))
             elif kind is _OrderCanceled:
                 reason = event.reason
                 if reason != "self_trade":
@@ -1108,7 +1264,14 @@ cdef class ExchangeCore:
             elif kind in _REFUSALS:
                 raise _BookIntegrityError(f"the book refused a checked command: {event}")
         if seq:
-            reports.append(_BookChanged(market=view.symbol, seq=seq, bids=bids, asks=asks))
+            reports.append(
+                _BookChanged(
+                    market=view.symbol,
+                    seq=seq,
+                    bids=[] if bids is None else bids,
+                    asks=[] if asks is None else asks,
+                )
+            )
         return 0
 
     cdef int _c_settle(self, _MarketView view, object trade) except -1:
@@ -1217,7 +1380,7 @@ cdef class ExchangeCore:
     ) except -1:
         """``Exchange._close``: release the hold and the usage the open part reserved."""
         participant_id = order.participant_id
-        self.ledger.c_release(participant_id, order.hold_asset, order.hold)
+        self.ledger.c_release(order.hold_key, order.hold)
         order.hold = 0
         if order.side == BUY:
             filled_notional = order.paid
