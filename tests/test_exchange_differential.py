@@ -636,7 +636,7 @@ def test_amounts_past_64_bits_are_exact() -> None:
     )
     for command in _big_orders():
         assert _outcome(reference, command) == _outcome(compiled, command), command
-    assert_same_state(reference, compiled)
+        assert_same_state(reference, compiled)
     wide = [
         order
         for order in capture(compiled).orders
