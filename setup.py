@@ -1,7 +1,8 @@
 """Build the Cython core of the matching engine.
 
-`pip install -e .` compiles ``engine/_core/*.pyx`` and the journal's flush thread
-(``gateway/storage/_flush.pyx``) into C extensions.  Set
+`pip install -e .` compiles ``engine/_core/*.pyx`` into C extensions: the order book
+(``book.pyx``) and the exchange's per-order path (``exchange.pyx``); and the journal's
+flush thread (``gateway/storage/_flush.pyx``).  Set
 ``ENGINE_DEBUG=1`` to build with bounds checks and assertions on, for chasing
 a crash in the core (slower; never for benchmarks).
 """
@@ -17,6 +18,12 @@ extensions = [
     Extension(
         "engine._core.book",
         ["engine/_core/book.pyx"],
+        language="c",
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    ),
+    Extension(
+        "engine._core.exchange",
+        ["engine/_core/exchange.pyx"],
         language="c",
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     ),

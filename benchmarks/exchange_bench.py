@@ -3,8 +3,13 @@
     python -m benchmarks.exchange_bench --commands 100000 --seed 7 --runs 3
 
 The book benchmark (``engine_bench``) measures the Cython core alone; this one measures the
-pure-Python layer above it, which is what an end-to-end load spends most of its engine time
-in: the licensing check chain, the ledger, usage accounting and the reports.  The venue is
+layer above it, which is what an end-to-end load spends most of its engine time in: the
+licensing check chain, the ledger, usage accounting and the reports.  It runs both exchanges
+(``--exchange both``, the default): the Python reference (``engine.exchange.Exchange``) and
+the compiled one the gateway runs (``engine.compiled.CompiledExchange``), run by run in
+turn on the same stream, and prints each one's figures and the ratio (the headline: the
+machine is shared, and a ratio taken in one run drifts far less than either figure).  Both
+must print the same checksum; ``--exchange python`` or ``compiled`` runs one.  The venue is
 ``tests.kit.venues.licensed_venue`` (the ALATAU chain, a venue licence, resident
 PROFESSIONAL clients), 8 participants funded with far more than they can spend, and one
 market, USDT-KZT.  The command mix is the one a market-making load sends:
@@ -24,7 +29,7 @@ The checksum is a SHA-256 of the ``repr`` of every report of every command (warm
 included) followed by the final ``engine.state.digest``: two versions of the engine that
 print the same checksum for the same seed and counts behaved identically.  Figures are
 medians over ``--runs`` fresh venues replaying the same seed; the checksum must be the same
-for every run.
+for every run, and for both exchanges.
 
 A micro-benchmark of the wire conversions follows (``Market.parse_price``, ``parse_qty``,
 ``format_price``, ``format_qty`` and ``engine.fixedpoint`` directly), because the gateway
@@ -46,6 +51,7 @@ from typing import Any
 from benchmarks import common
 from benchmarks.common import percentile
 from engine.commands import CancelOrder, Command, Deposit, PlaceOrder
+from engine.compiled import CompiledExchange
 from engine.exchange import Exchange
 from engine.fixedpoint import format_units, parse_units
 from engine.markets import load_markets
@@ -75,6 +81,7 @@ DEFAULT_WARMUP = 20_000
 DEFAULT_SEED = 7
 DEFAULT_RUNS = 3
 MICRO_CALLS = 200_000
+EXCHANGES: dict[str, type[Exchange]] = {"python": Exchange, "compiled": CompiledExchange}
 
 
 class OpenOrders:
@@ -106,9 +113,9 @@ class OpenOrders:
         return self._ids[rnd.randrange(len(self._ids))]
 
 
-def funded_venue() -> Exchange:
+def funded_venue(exchange_type: type[Exchange] = Exchange) -> Exchange:
     """``licensed_venue`` with the bench's participants, each funded in KZT and USDT."""
-    exchange = licensed_venue(PARTICIPANTS)
+    exchange = licensed_venue(PARTICIPANTS, exchange_type=exchange_type)
     for participant_id in PARTICIPANTS:
         for asset, amount in FUNDING.items():
             exchange.execute(
@@ -152,10 +159,12 @@ def track(reports: list[Any], open_orders: dict[str, OpenOrders]) -> None:
             open_orders[report.participant_id].discard(report.order_id)
 
 
-def run_once(commands: int, warmup: int, seed: int) -> dict[str, Any]:
+def run_once(
+    commands: int, warmup: int, seed: int, exchange_type: type[Exchange] = Exchange
+) -> dict[str, Any]:
     """One fresh venue, ``warmup`` untimed commands then ``commands`` timed ones."""
     rnd = random.Random(seed)
-    exchange = funded_venue()
+    exchange = funded_venue(exchange_type)
     open_orders = {p: OpenOrders() for p in PARTICIPANTS}
     checksum = hashlib.sha256()
     times = [0] * commands
@@ -225,6 +234,16 @@ def micro(calls: int = MICRO_CALLS) -> dict[str, float]:
     }
 
 
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over runs of one exchange."""
+    return {
+        "commands_per_s": statistics.median(r["commands_per_s"] for r in runs),
+        "mean_us": statistics.median(r["mean_us"] for r in runs),
+        "p50_us": statistics.median(r["p50_us"] for r in runs),
+        "p99_us": statistics.median(r["p99_us"] for r in runs),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=DEFAULT_COMMANDS)
@@ -232,26 +251,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
     parser.add_argument("--micro-calls", type=int, default=MICRO_CALLS)
+    parser.add_argument(
+        "--exchange",
+        choices=["both", *EXCHANGES],
+        default="both",
+        help="the reference (python), the compiled one, or both in turn (default)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    runs = [run_once(args.commands, args.warmup, args.seed) for _ in range(args.runs)]
-    checksums = {r["checksum"] for r in runs}
+    names = list(EXCHANGES) if args.exchange == "both" else [args.exchange]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for _ in range(args.runs):  # in turn, so that both see the machine's same moments
+        for name in names:
+            runs[name].append(run_once(args.commands, args.warmup, args.seed, EXCHANGES[name]))
+    every = [r for name in names for r in runs[name]]
+    checksums = {r["checksum"] for r in every}
+    head = names[-1]  # the compiled one when both run: the gateway's
     result: dict[str, Any] = {
         "commands": args.commands,
         "warmup": args.warmup,
         "seed": args.seed,
         "runs": args.runs,
-        "commands_per_s": statistics.median(r["commands_per_s"] for r in runs),
-        "mean_us": statistics.median(r["mean_us"] for r in runs),
-        "p50_us": statistics.median(r["p50_us"] for r in runs),
-        "p99_us": statistics.median(r["p99_us"] for r in runs),
-        "mix": runs[0]["mix"],
-        "open_orders_at_end": runs[0]["open_orders"],
-        "checksum": runs[0]["checksum"],
+        "exchange": head,
+        **_summary(runs[head]),
+        "exchanges": {name: _summary(runs[name]) for name in names},
+        "mix": every[0]["mix"],
+        "open_orders_at_end": every[0]["open_orders"],
+        "checksum": every[0]["checksum"],
         "checksum_stable": len(checksums) == 1,
         "micro_ns_per_call": micro(args.micro_calls) if args.micro_calls else {},
         "machine": common.machine_info(["msgspec"]),
     }
+    if len(names) == 2:
+        # Per run, the reference's time over the compiled one's; the median of those.
+        result["speedup"] = statistics.median(
+            p["mean_us"] / c["mean_us"]
+            for p, c in zip(runs["python"], runs["compiled"], strict=True)
+            if c["mean_us"]
+        )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0 if result["checksum_stable"] else 1
@@ -260,14 +297,19 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {args.seed}, median of {args.runs} runs"
     )
     print(f"  mix               {result['mix']}")
-    print(f"  commands/s        {result['commands_per_s']:,.0f}")
-    print(f"  mean              {result['mean_us']:.2f} us")
-    print(f"  p50               {result['p50_us']:.2f} us")
-    print(f"  p99               {result['p99_us']:.2f} us")
+    print(f"  {'':16}  {'commands/s':>11} {'mean us':>8} {'p50 us':>8} {'p99 us':>8}")
+    for name in names:
+        figures = result["exchanges"][name]
+        print(
+            f"  {name:16}  {figures['commands_per_s']:11,.0f} {figures['mean_us']:8.2f} "
+            f"{figures['p50_us']:8.2f} {figures['p99_us']:8.2f}"
+        )
+    if "speedup" in result:
+        print(f"  compiled/python   {result['speedup']:.2f}x (median of per-run ratios)")
     print(f"  open at end       {result['open_orders_at_end']}")
     print(f"  checksum          {result['checksum']}")
     if not result["checksum_stable"]:
-        print("  CHECKSUM DIFFERS BETWEEN RUNS: the exchange is not deterministic")
+        print("  CHECKSUM DIFFERS BETWEEN RUNS OR EXCHANGES: not deterministic, or not the same")
     for name, ns in result["micro_ns_per_call"].items():
         print(f"  {name:28} {ns:8.0f} ns/call")
     return 0 if result["checksum_stable"] else 1

@@ -303,6 +303,11 @@ class Book(Protocol):
 class Exchange:
     """The venue's state machine.  Feed it commands in sequence order; read its reports."""
 
+    # What a snapshot's open orders and usage counters are rebuilt as (``engine.state``):
+    # the compiled exchange (``engine.compiled``) keeps its own, typed, records.
+    _ORDER_RECORD: ClassVar[type[Any]] = _Order
+    _USAGE_RECORD: ClassVar[type[Any]] = Usage
+
     def __init__(
         self,
         markets: Mapping[str, Market],

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from .exchange import Exchange, Usage, _Order
+from .exchange import Exchange
 from .licensing import CheckChain, License, Participant, Registry
 from .markets import Market
 
@@ -163,12 +163,29 @@ def capture(exchange: Exchange) -> ExchangeState:
     )
 
 
-def rebuild(state: ExchangeState, chain: CheckChain, **exchange_options: Any) -> Exchange:
-    """An exchange in exactly the captured state (see the module docstring)."""
+def rebuild(
+    state: ExchangeState,
+    chain: CheckChain,
+    *,
+    exchange_type: type[Exchange] | None = None,
+    **exchange_options: Any,
+) -> Exchange:
+    """An exchange in exactly the captured state (see the module docstring).
+
+    ``exchange_type``: the reference ``Exchange`` or ``engine.compiled.CompiledExchange``;
+    by default the one ``engine.compiled.exchange_type()`` names (the compiled one unless
+    ``ALATAU_EXCHANGE=python``), as the gateway builds a fresh one.  Either reads what
+    either captured: the state is the same."""
     if state.version != STATE_VERSION:
         raise ValueError(f"state version {state.version}, this engine reads {STATE_VERSION}")
+    if exchange_type is None:
+        from .compiled import exchange_type as default_type
+
+        exchange_type = default_type()
     registry = Registry(state.venue_license_id, state.licenses, state.participants)
-    exchange = Exchange({m.symbol: m for m in state.markets}, registry, chain, **exchange_options)
+    exchange = exchange_type(
+        {m.symbol: m for m in state.markets}, registry, chain, **exchange_options
+    )
     exchange._ts = state.ts
     exchange._next_order_id = state.next_order_id
     exchange.last_price = dict(state.last_price)
@@ -179,7 +196,7 @@ def rebuild(state: ExchangeState, chain: CheckChain, **exchange_options: Any) ->
     ledger.drain_changed()
     exchange._owner_numbers = dict(state.owner_numbers)
     for u in state.usage:
-        usage = Usage()
+        usage = exchange._USAGE_RECORD()
         usage.open_orders, usage.day = u.open_orders, u.day
         usage.daily_notional = narrow(u.daily_notional)
         usage.month, usage.monthly_retail_buys = u.month, narrow(u.monthly_retail_buys)
@@ -188,7 +205,7 @@ def rebuild(state: ExchangeState, chain: CheckChain, **exchange_options: Any) ->
         fields = {name: getattr(o, name) for name in _ORDER_FIELDS}
         for name in _WIDE_ORDER_FIELDS:
             fields[name] = narrow(fields[name])
-        order = _Order(**fields)
+        order = exchange._ORDER_RECORD(**fields)
         exchange._orders[order.order_id] = order
         if order.client_order_id is not None:
             exchange._by_client_id[(order.participant_id, order.client_order_id)] = order.order_id

@@ -44,7 +44,12 @@ def test_extension_is_the_one_in_this_checkout() -> None:
     )
 
 
-SOURCES = sorted(path for pattern in ("*.pyx", "*.pxd", "*.h") for path in CORE.glob(pattern))
+SOURCES = sorted(
+    path
+    for pattern in ("*.pyx", "*.pxd", "*.h")
+    for path in CORE.glob(pattern)
+    if path.name != "exchange.pyx"  # the compiled exchange's: its own extension, below
+)
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
@@ -53,6 +58,21 @@ def test_extension_is_not_older_than_its_sources(source: Path) -> None:
     built = _module_file()
     assert built.stat().st_mtime >= source.stat().st_mtime, (
         f"{built.name} is older than {source.relative_to(REPO)}: the compiled order book is "
+        f"stale, {REBUILD}"
+    )
+
+
+def test_compiled_exchange_is_built_from_the_current_source() -> None:
+    """engine._core.exchange (the compiled exchange) is an extension in this checkout, at
+    least as new as exchange.pyx."""
+    module = importlib.import_module("engine._core.exchange")
+    assert module.__file__ is not None
+    built = Path(module.__file__).resolve()
+    assert built.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), built
+    assert built.parent == CORE.resolve(), f"{built} is not in {CORE}: {REBUILD}"
+    source = CORE / "exchange.pyx"
+    assert built.stat().st_mtime >= source.stat().st_mtime, (
+        f"{built.name} is older than {source.relative_to(REPO)}: the compiled exchange is "
         f"stale, {REBUILD}"
     )
 

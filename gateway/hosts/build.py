@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.compiled import exchange_type as default_exchange_type
 from engine.errors import ConfigError
 from engine.exchange import Exchange
 from engine.licensing import Registry, load_chain, load_registry
@@ -52,10 +53,16 @@ def venue_registry(options: EngineSetup) -> Registry:
     return load_registry(options.venue_file)
 
 
-def build_exchange(options: EngineSetup) -> Exchange:
+def build_exchange(options: EngineSetup, exchange_type: type[Exchange] | None = None) -> Exchange:
     """The exchange at seq 0.  A plaintext HMAC secret of the venue file is sealed with
     ``options.secret_box`` first; without a box such a file is a ``ConfigError``, so no
-    plaintext secret ever reaches the engine, the journal or a snapshot."""
+    plaintext secret ever reaches the engine, the journal or a snapshot.
+
+    ``exchange_type``: by default ``engine.compiled.exchange_type()``, the compiled exchange
+    (``ALATAU_EXCHANGE=python`` picks the reference ``engine.exchange.Exchange``); snapshot
+    recovery (``engine.state.rebuild``) makes the same choice."""
+    if exchange_type is None:
+        exchange_type = default_exchange_type()
     registry = venue_registry(options)
     if options.secret_box is not None:
         registry = options.secret_box.seal_registry(registry)
@@ -64,4 +71,6 @@ def build_exchange(options: EngineSetup) -> Exchange:
             "the venue file has api_secret values: they are sealed with the server's secrets "
             "key, and none was given"
         )
-    return Exchange(load_markets(options.markets_file), registry, load_chain(options.venue_file))
+    return exchange_type(
+        load_markets(options.markets_file), registry, load_chain(options.venue_file)
+    )

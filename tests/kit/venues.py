@@ -26,15 +26,20 @@ VENUE_LICENSE = License(
 )
 
 
-def licensed_venue(participants: Iterable[str], profile: str = "ALATAU") -> Exchange:
+def licensed_venue(
+    participants: Iterable[str],
+    profile: str = "ALATAU",
+    exchange_type: type[Exchange] = Exchange,
+) -> Exchange:
     """The default markets and a chain of ``profile``, with resident professional clients
-    (full KYC, no limits of their own) trading under an active venue licence."""
+    (full KYC, no limits of their own) trading under an active venue licence, in an
+    ``exchange_type`` (the reference ``Exchange`` or ``engine.compiled.CompiledExchange``)."""
     clients = [
         Participant(participant_id=p, category="PROFESSIONAL", residency="KZ", kyc_level=3)
         for p in participants
     ]
     registry = Registry("VENUE", [VENUE_LICENSE], clients)
-    return Exchange(load_markets(), registry, CheckChain(profile))
+    return exchange_type(load_markets(), registry, CheckChain(profile))
 
 
 def professional(participant_id: str) -> Participant:
