@@ -435,8 +435,12 @@ async def serve(
     gc.freeze()
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
-    server, (bound_host, port) = await listen(gateway, options, tls, stop)
-    http_server, (http_host, http_port) = await listen_http(gateway, options, tls, stop, server)
+    try:
+        server, (bound_host, port) = await listen(gateway, options, tls, stop)
+        http_server, (http_host, http_port) = await listen_http(gateway, options, tls, stop, server)
+    except BaseException:
+        history.close()  # its writer process ends with what it was given
+        raise
     if not options.quiet:
         print(f"markets: {', '.join(venue.markets)}")
         for line in banner:

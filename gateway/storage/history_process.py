@@ -308,7 +308,10 @@ def run_child(path: str, retention_days: int) -> int:
                 history.set_meta(conn, "stale", "1")
                 stale_written = True
         if batches:
-            os.write(stdout, ACK.pack(batches[-1][0]))
+            try:
+                os.write(stdout, ACK.pack(batches[-1][0]))
+            except BrokenPipeError:  # the server is gone: write what arrived, then end
+                stdout = os.open(os.devnull, os.O_WRONLY)
         now = time.monotonic()
         if retention_days > 0 and now - last_prune >= PRUNE_EVERY_S:
             last_prune = now
