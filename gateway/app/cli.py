@@ -37,7 +37,8 @@ BENCHMARKS = {
     "engine": (
         "benchmarks.engine_bench",
         "the matching engine on the standard order flow: the compiled book per call and in "
-        "batches against the plain-Python reference book, each run in a fresh process",
+        "batches against a plain sortedcontainers book and the reference book, each run in a "
+        "fresh process",
     ),
     "gateway": (
         "benchmarks.gateway_bench",
