@@ -28,6 +28,17 @@ from libc.string cimport memcpy, memmove
 
 from engine._core.idmap cimport IdMap, idmap_del, idmap_free, idmap_get, idmap_init, idmap_put
 
+
+cdef extern from "eventobjects.h":
+    # Builds the per-call API's event objects from records (see the header's notes).
+    int evo_register(int kind, object type, Py_ssize_t nfields,
+                     const Py_ssize_t* offsets) except -1
+    Py_ssize_t evo_member_offset(object descr)
+    int evo_set_names(object buy, object sell, object maker, object taker, object reasons,
+                      object reject_names, object integrity_error) except -1
+    void evo_int_seed(int64_t value, object obj)
+    list evo_list(const int64_t* records, Py_ssize_t n, Py_ssize_t width)
+
 import array as py_array
 
 from engine import reject as _reject
@@ -124,29 +135,75 @@ cdef enum:
     R_UNKNOWN_ORDER = 5
     R_INVALID_TIF = 6
 
-# C-level references: no module-dict lookup per event on the hot path.
-cdef object _OrderAccepted = OrderAccepted
-cdef object _OrderRejected = OrderRejected
-cdef object _OrderFilled = OrderFilled
-cdef object _OrderCanceled = OrderCanceled
-cdef object _OrderExpired = OrderExpired
-cdef object _OrderAmended = OrderAmended
-cdef object _AmendRejected = AmendRejected
-cdef object _CancelRejected = CancelRejected
-cdef object _Trade = Trade
-cdef object _BookLevel = BookLevel
+# The event types by record kind, with the field order the records (and evo_list) use.
+_EVENT_TYPES = (
+    (EV_ACCEPTED, OrderAccepted, ("order_id", "side", "price", "qty")),
+    (EV_REJECTED, OrderRejected, ("order_id", "code")),
+    (EV_FILLED, OrderFilled,
+     ("order_id", "counter_order_id", "price", "qty", "remaining_qty", "liquidity")),
+    (EV_CANCELED, OrderCanceled, ("order_id", "remaining_qty", "reason")),
+    (EV_EXPIRED, OrderExpired, ("order_id", "remaining_qty")),
+    (EV_AMENDED, OrderAmended, ("order_id", "price", "qty", "priority_kept")),
+    (EV_AMEND_REJECTED, AmendRejected, ("order_id", "code")),
+    (EV_CANCEL_REJECTED, CancelRejected, ("order_id", "code")),
+    (EV_TRADE, Trade, ("trade_id", "price", "qty", "maker_order_id", "taker_order_id",
+                       "taker_side")),
+    (EV_LEVEL, BookLevel, ("side", "price", "qty", "seq")),
+)
 
-cdef object _BUY_NAME = "buy"
-cdef object _SELL_NAME = "sell"
-cdef object _MAKER_NAME = "maker"
-cdef object _TAKER_NAME = "taker"
-cdef tuple _REASON_NAMES = ("user", "self_trade", "cancel_all")
+
+cdef int _register_event_types() except -1:
+    """Hand every event type's slot offsets to eventobjects.h, then build one event of each
+    kind both ways (from a record, and by calling the type) and require them equal."""
+    cdef Py_ssize_t offsets[6]
+    cdef Py_ssize_t i
+    cdef int64_t records[10 * EVENT_WIDTH]
+    evo_set_names("buy", "sell", "maker", "taker", ("user", "self_trade", "cancel_all"),
+                  (None,) + tuple(_reject.code_name(code) for code in range(1, 7)),
+                  BookIntegrityError)
+    for kind, cls, names in _EVENT_TYPES:
+        if tuple(cls.__struct_fields__) != names or hasattr(cls, "__post_init__"):
+            raise ImportError(f"{cls.__name__} has fields {cls.__struct_fields__}, the "
+                              f"compiled book builds {names}")
+        for i, name in enumerate(names):
+            offsets[i] = evo_member_offset(cls.__dict__[name])
+            if offsets[i] < 0:
+                raise ImportError(f"{cls.__name__}.{name} is not an object slot")
+        evo_register(kind, cls, len(names), offsets)
+    samples = (
+        (EV_ACCEPTED, 1_000_001, SELL, 4_500_000_100, 7_000, 0, 0, 0),
+        (EV_REJECTED, 1_000_002, R_UNKNOWN_ORDER, 0, 0, 0, 0, 0),
+        (EV_FILLED, 1_000_003, 1_000_004, 4_500_000_200, 3_000, 4_000, TAKER, 0),
+        (EV_CANCELED, 1_000_005, 6_000, REASON_CANCEL_ALL, 0, 0, 0, 0),
+        (EV_EXPIRED, 1_000_006, 9_000, 0, 0, 0, 0, 0),
+        (EV_AMENDED, 1_000_007, 4_500_000_300, 2_000, 1, 0, 0, 0),
+        (EV_AMEND_REJECTED, 1_000_008, R_INVALID_QTY, 0, 0, 0, 0, 0),
+        (EV_CANCEL_REJECTED, 1_000_009, R_UNKNOWN_ORDER, 0, 0, 0, 0, 0),
+        (EV_TRADE, 77, 4_500_000_400, 5_000, 1_000_010, 1_000_011, BUY, 0),
+        (EV_LEVEL, SELL, 4_500_000_500, 12_000, 88, 0, 0, 0),
+    )
+    for i, sample in enumerate(samples):
+        for j, value in enumerate(sample):
+            records[i * EVENT_WIDTH + j] = value
+    built = evo_list(records, len(samples), EVENT_WIDTH)
+    expected = [
+        OrderAccepted(1_000_001, "sell", 4_500_000_100, 7_000),
+        OrderRejected(1_000_002, "UNKNOWN_ORDER"),
+        OrderFilled(1_000_003, 1_000_004, 4_500_000_200, 3_000, 4_000, "taker"),
+        OrderCanceled(1_000_005, 6_000, "cancel_all"),
+        OrderExpired(1_000_006, 9_000),
+        OrderAmended(1_000_007, 4_500_000_300, 2_000, True),
+        AmendRejected(1_000_008, "INVALID_QTY"),
+        CancelRejected(1_000_009, "UNKNOWN_ORDER"),
+        Trade(77, 4_500_000_400, 5_000, 1_000_010, 1_000_011, "buy"),
+        BookLevel("sell", 4_500_000_500, 12_000, 88),
+    ]
+    if built != expected or [repr(e) for e in built] != [repr(e) for e in expected]:
+        raise ImportError(f"events built from records differ from the types' own: {built}")
+    return 0
+
 
 cdef array.array _INT64_TEMPLATE = py_array.array("q")
-
-
-cdef inline object _side_name(int64_t side):
-    return _BUY_NAME if side == BUY else _SELL_NAME
 
 
 cdef inline int64_t _key(int side, int64_t price) noexcept nogil:
@@ -264,11 +321,11 @@ cdef class OrderBook:
 
     def place(
         self,
-        int64_t order_id,
+        order_id,
         int64_t owner,
         int64_t side,
-        int64_t price,
-        int64_t qty,
+        price,
+        qty,
         int64_t order_type=LIMIT,
         int64_t tif=GTC,
         bint post_only=False,
@@ -276,22 +333,33 @@ cdef class OrderBook:
     ):
         """Enter a new order and return its events.  ``price`` in tiyn (0 on a market order
         means no limit), ``qty`` in base minor units.  O(log L + fills) for L levels."""
+        # order_id, price and qty stay objects too: their events reuse the caller's ints.
+        cdef int64_t c_order_id = order_id, c_price = price, c_qty = qty
         _check_enums(side, order_type, tif, stp)
         self._events_len = 0
-        self._place(order_id, owner, <int>side, price, qty, <int>order_type, <int>tif, post_only,
-                    <int>stp)
+        self._place(c_order_id, owner, <int>side, c_price, c_qty, <int>order_type, <int>tif,
+                    post_only, <int>stp)
+        evo_int_seed(c_order_id, order_id)
+        evo_int_seed(c_price, price)
+        evo_int_seed(c_qty, qty)
         return self._event_list(0, self._events_len)
 
-    def cancel(self, int64_t order_id):
+    def cancel(self, order_id):
         """Cancel an open order and return its events.  O(1), or O(L) if its level empties."""
+        cdef int64_t c_order_id = order_id
         self._events_len = 0
-        self._cancel(order_id)
+        self._cancel(c_order_id)
+        evo_int_seed(c_order_id, order_id)
         return self._event_list(0, self._events_len)
 
-    def amend(self, int64_t order_id, int64_t price, int64_t qty):
+    def amend(self, order_id, price, qty):
         """Change an open order's price (tiyn) and/or open qty; see ReferenceBook.amend."""
+        cdef int64_t c_order_id = order_id, c_price = price, c_qty = qty
         self._events_len = 0
-        self._amend(order_id, price, qty)
+        self._amend(c_order_id, c_price, c_qty)
+        evo_int_seed(c_order_id, order_id)
+        evo_int_seed(c_price, price)
+        evo_int_seed(c_qty, qty)
         return self._event_list(0, self._events_len)
 
     def cancel_all(self, int64_t owner, side=None):
@@ -1030,39 +1098,12 @@ cdef class OrderBook:
         return 0
 
     cdef list _event_list(self, Py_ssize_t start, Py_ssize_t end):
-        """The records start..end as ``engine.events`` objects."""
-        cdef list out = []
-        cdef Py_ssize_t i
-        cdef int64_t* r
-        cdef int64_t kind
-        for i in range(start, end):
-            r = &self._events[i * EVENT_WIDTH]
-            kind = r[0]
-            if kind == EV_LEVEL:
-                out.append(_BookLevel(_side_name(r[1]), r[2], r[3], r[4]))
-            elif kind == EV_FILLED:
-                out.append(_OrderFilled(r[1], r[2], r[3], r[4], r[5],
-                                        _MAKER_NAME if r[6] == MAKER else _TAKER_NAME))
-            elif kind == EV_TRADE:
-                out.append(_Trade(r[1], r[2], r[3], r[4], r[5], _side_name(r[6])))
-            elif kind == EV_ACCEPTED:
-                out.append(_OrderAccepted(r[1], _side_name(r[2]), r[3], r[4]))
-            elif kind == EV_CANCELED:
-                out.append(_OrderCanceled(r[1], r[2], _REASON_NAMES[r[3]]))
-            elif kind == EV_EXPIRED:
-                out.append(_OrderExpired(r[1], r[2]))
-            elif kind == EV_AMENDED:
-                out.append(_OrderAmended(r[1], r[2], r[3], r[4] != 0))
-            elif kind == EV_REJECTED:
-                out.append(_OrderRejected(r[1], _reject.code_name(r[2])))
-            elif kind == EV_AMEND_REJECTED:
-                out.append(_AmendRejected(r[1], _reject.code_name(r[2])))
-            elif kind == EV_CANCEL_REJECTED:
-                out.append(_CancelRejected(r[1], _reject.code_name(r[2])))
-            else:
-                raise BookIntegrityError(f"unknown event record kind {kind}")
-        return out
+        """The records start..end as ``engine.events`` objects (eventobjects.h)."""
+        return evo_list(&self._events[start * EVENT_WIDTH], end - start, EVENT_WIDTH)
 
     cdef tuple _order_tuple(self, int32_t slot):
         cdef Order* order = &self._orders[slot]
         return (order.order_id, order.owner, order.side, order.price, order.qty)
+
+
+_register_event_types()
