@@ -79,6 +79,7 @@ cdef struct Level:
     int32_t head         # oldest order (first to trade)
     int32_t tail         # newest order
     int32_t count        # orders on the level; also the free-list link when unused
+    int32_t touched      # its entry in OrderBook._touched while epoch is the current command's
     int8_t side
 
 
@@ -126,7 +127,7 @@ cdef enum:
     REASON_SELF_TRADE = 1
     REASON_CANCEL_ALL = 2
 
-    TOUCHED_WIDTH = 4  # side, price, aggregate before, aggregate after
+    TOUCHED_WIDTH = 5  # side, price, aggregate before, aggregate after, level slot (-1: gone)
 
     R_DUPLICATE_ORDER_ID = 1
     R_INVALID_PRICE = 2
@@ -832,13 +833,6 @@ cdef class OrderBook:
                 hi = mid
         return lo
 
-    cdef int32_t _find_level(self, int side, int64_t price) noexcept:
-        cdef Py_ssize_t pos = self._level_position(side, price)
-        if pos < self._side_len[side]:
-            if self._levels[self._sides[side][pos]].price == price:
-                return self._sides[side][pos]
-        return -1
-
     cdef int32_t _open_level(self, int side, int64_t price) except -2:
         """The level at ``price``, created (and marked touched at 0) if missing."""
         cdef Py_ssize_t pos = self._level_position(side, price)
@@ -854,7 +848,7 @@ cdef class OrderBook:
         level.count = 0
         level.side = side
         level.epoch = self._epoch
-        self._touch_new(side, price)
+        self._touch_new(slot)
         if self._side_len[side] == self._side_cap[side]:
             self._side_cap[side] *= 2
             self._sides[side] = <int32_t*>_grow(
@@ -873,6 +867,8 @@ cdef class OrderBook:
         cdef int32_t* levels = self._sides[side]
         memmove(&levels[pos], &levels[pos + 1], (self._side_len[side] - pos - 1) * sizeof(int32_t))
         self._side_len[side] -= 1
+        if level.epoch == self._epoch:  # its L2 entry now reads 0 (see _emit_levels)
+            self._touched[level.touched * TOUCHED_WIDTH + 4] = -1
         level.count = self._levels_free
         self._levels_free = slot
 
@@ -1025,15 +1021,18 @@ cdef class OrderBook:
         self._epoch += 1
         self._touched_len = 0
 
-    cdef int _touched_append(self, int64_t side, int64_t price, int64_t before) except -1:
+    cdef int _touched_append(self, int32_t level_slot, int64_t before) except -1:
         if self._touched_len == self._touched_cap:
             self._touched_cap *= 2
             self._touched = <int64_t*>_grow(
                 self._touched, self._touched_cap * TOUCHED_WIDTH, sizeof(int64_t))
+        cdef Level* level = &self._levels[level_slot]
         cdef int64_t* entry = &self._touched[self._touched_len * TOUCHED_WIDTH]
-        entry[0] = side
-        entry[1] = price
+        entry[0] = level.side
+        entry[1] = level.price
         entry[2] = before
+        entry[4] = level_slot
+        level.touched = <int32_t>self._touched_len
         self._touched_len += 1
         return 0
 
@@ -1042,18 +1041,23 @@ cdef class OrderBook:
         cdef Level* level = &self._levels[level_slot]
         if level.epoch != self._epoch:
             level.epoch = self._epoch
-            self._touched_append(level.side, level.price, level.total)
+            self._touched_append(level_slot, level.total)
         return 0
 
-    cdef int _touch_new(self, int side, int64_t price) except -1:
+    cdef int _touch_new(self, int32_t level_slot) except -1:
         """A level was created: its 'before' is 0, unless this command already saw a level
-        at that price (emptied and closed earlier in the same command)."""
+        at that price (emptied and closed earlier in the same command), whose entry then
+        follows the new level."""
         cdef Py_ssize_t i
+        cdef Level* level = &self._levels[level_slot]
+        cdef int64_t* entry
         for i in range(self._touched_len):
-            if (self._touched[i * TOUCHED_WIDTH] == side
-                    and self._touched[i * TOUCHED_WIDTH + 1] == price):
+            entry = &self._touched[i * TOUCHED_WIDTH]
+            if entry[0] == level.side and entry[1] == level.price:
+                entry[4] = level_slot
+                level.touched = <int32_t>i
                 return 0
-        self._touched_append(side, price, 0)
+        self._touched_append(level_slot, 0)
         return 0
 
     cdef int _emit_levels(self) except -1:
@@ -1064,7 +1068,7 @@ cdef class OrderBook:
         cdef bint changed = False
         for i in range(self._touched_len):
             entry = &self._touched[i * TOUCHED_WIDTH]
-            slot = self._find_level(<int>entry[0], entry[1])
+            slot = <int32_t>entry[4]
             entry[3] = self._levels[slot].total if slot != -1 else 0
             if entry[3] != entry[2]:
                 changed = True
