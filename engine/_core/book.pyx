@@ -36,7 +36,6 @@ cdef extern from "eventobjects.h":
     Py_ssize_t evo_member_offset(object descr)
     int evo_set_names(object buy, object sell, object maker, object taker, object reasons,
                       object reject_names, object integrity_error) except -1
-    void evo_int_seed(int64_t value, object obj)
     list evo_list(const int64_t* records, Py_ssize_t n, Py_ssize_t width)
 
 import array as py_array
@@ -322,11 +321,11 @@ cdef class OrderBook:
 
     def place(
         self,
-        order_id,
+        int64_t order_id,
         int64_t owner,
         int64_t side,
-        price,
-        qty,
+        int64_t price,
+        int64_t qty,
         int64_t order_type=LIMIT,
         int64_t tif=GTC,
         bint post_only=False,
@@ -334,33 +333,22 @@ cdef class OrderBook:
     ):
         """Enter a new order and return its events.  ``price`` in tiyn (0 on a market order
         means no limit), ``qty`` in base minor units.  O(log L + fills) for L levels."""
-        # order_id, price and qty stay objects too: their events reuse the caller's ints.
-        cdef int64_t c_order_id = order_id, c_price = price, c_qty = qty
         _check_enums(side, order_type, tif, stp)
         self._events_len = 0
-        self._place(c_order_id, owner, <int>side, c_price, c_qty, <int>order_type, <int>tif,
-                    post_only, <int>stp)
-        evo_int_seed(c_order_id, order_id)
-        evo_int_seed(c_price, price)
-        evo_int_seed(c_qty, qty)
+        self._place(order_id, owner, <int>side, price, qty, <int>order_type, <int>tif, post_only,
+                    <int>stp)
         return self._event_list(0, self._events_len)
 
-    def cancel(self, order_id):
+    def cancel(self, int64_t order_id):
         """Cancel an open order and return its events.  O(1), or O(L) if its level empties."""
-        cdef int64_t c_order_id = order_id
         self._events_len = 0
-        self._cancel(c_order_id)
-        evo_int_seed(c_order_id, order_id)
+        self._cancel(order_id)
         return self._event_list(0, self._events_len)
 
-    def amend(self, order_id, price, qty):
+    def amend(self, int64_t order_id, int64_t price, int64_t qty):
         """Change an open order's price (tiyn) and/or open qty; see ReferenceBook.amend."""
-        cdef int64_t c_order_id = order_id, c_price = price, c_qty = qty
         self._events_len = 0
-        self._amend(c_order_id, c_price, c_qty)
-        evo_int_seed(c_order_id, order_id)
-        evo_int_seed(c_price, price)
-        evo_int_seed(c_qty, qty)
+        self._amend(order_id, price, qty)
         return self._event_list(0, self._events_len)
 
     def cancel_all(self, int64_t owner, side=None):
