@@ -10,6 +10,11 @@ state the call consumes, so the book stays the same size however many rounds run
 * match: an aggressive buy taking 30 lots at the ask touch, which setup first refills with
   three 10-lot asks at the back of the queue, so the call fills the head of the queue.
 
+``test_flow`` times the first ``WARM_OPS`` commands of the standard flow in each of the
+engine benchmark's modes, the plain book (``benchmarks/plain_book.py``, the spec's baseline)
+first; with the benchmarks enabled the module ends by printing every mode as a ratio against
+the plain book, the reference book a second column (also in each test's ``extra_info``).
+
 With ``--benchmark-disable`` (the project's default ``addopts``, so CI and a plain
 ``pytest`` run every test once and they keep working) each test is one quick round; time
 them with ``pytest benchmarks/bench_book.py --benchmark-enable``.  The whole-flow figures
@@ -24,13 +29,22 @@ from typing import Any
 
 import pytest
 
-from benchmarks.flow import DEFAULT_SEED, LOT, TICK, load_flow, per_call_ops, replay_batch
+from benchmarks.flow import (
+    DEFAULT_SEED,
+    LOT,
+    TICK,
+    TradeTally,
+    load_flow,
+    per_call_ops,
+    replay_batch,
+)
+from benchmarks.plain_book import PlainBook
 from engine import OrderBook, ReferenceBook
 from engine.batch import COMMAND_WIDTH
 
 WARM_OPS = 20_000
 ROUNDS = 2_000
-FLOW_ROUNDS = 3
+FLOW_ROUNDS = 7
 BOOKS: dict[str, type[OrderBook] | type[ReferenceBook]] = {
     "reference": ReferenceBook,
     "cython": OrderBook,
@@ -119,38 +133,111 @@ def test_match(benchmark: Any, warm_book: Any) -> None:
     assert any(e.__class__.__name__ == "Trade" for e in events)
 
 
-@pytest.mark.parametrize("kind", sorted(BOOKS))
-def test_flow_per_call(benchmark: Any, warm_commands: Any, kind: str) -> None:
-    """The first WARM_OPS commands of the standard flow, one call each, on a fresh book."""
-    ops = per_call_ops(warm_commands)
+FLOW_MODES = ("plain", "reference", "cython", "cython-batch")
+"""The whole-flow tests, the baseline first: its median is what the ratios divide by."""
 
-    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return (BOOKS[kind](),), {}
+
+class _FlowRatios:
+    """A pytest plugin, registered once the whole-flow tests have run, that prints every mode
+    as a ratio against the plain book (the performance spec's baseline), the reference book
+    a second column, after pytest-benchmark's tables."""
+
+    def __init__(self, medians: dict[str, float]) -> None:
+        self.medians = medians
+
+    @pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        medians = self.medians
+        terminalreporter.write_line(
+            f"whole-flow ratios, {WARM_OPS:,} commands of the standard flow"
+            " (median time of the plain book / median time of the mode):"
+        )
+        for mode, median in medians.items():
+            terminalreporter.write_line(
+                f"  {mode:<13} {WARM_OPS / median:>12,.0f} ops/s"
+                f"  {medians['plain'] / median:>6.2f}x the plain book"
+                f"  {medians['reference'] / median:>6.2f}x the reference book"
+            )
+
+
+@pytest.fixture(scope="module")
+def flow_medians(request: pytest.FixtureRequest) -> Any:
+    """Collects each whole-flow test's median time (only with the benchmarks enabled)."""
+    medians: dict[str, float] = {}
+    yield medians
+    if "plain" in medians and "reference" in medians:
+        request.config.pluginmanager.register(_FlowRatios(medians))
+
+
+def _flow_run(mode: str, commands: Any) -> Any:
+    """The function timed by the whole-flow test of ``mode``: it runs the commands on the
+    book it is given, consuming every result as ``alatau bench engine`` does."""
+    if mode == "cython-batch":
+        view = memoryview(commands)
+        step = 1024 * COMMAND_WIDTH
+
+        def run_batch(book: Any) -> int:
+            tally, execute = TradeTally(), book.execute_batch
+            for start in range(0, len(view), step):
+                events, _offsets = execute(view[start : start + step])
+                tally.add_records(events)
+            return len(book)
+
+        return run_batch
+    ops = per_call_ops(commands)
+    if mode == "plain":
+
+        def run_plain(book: Any) -> int:
+            tally = TradeTally()
+            place, cancel, add = book.place, book.cancel, tally.add_fills
+            for op in ops:
+                if op.__class__ is tuple:
+                    fills = place(*op)
+                    if fills:
+                        add(fills)
+                else:
+                    cancel(op)
+            return len(book)
+
+        return run_plain
 
     def run(book: Any) -> int:
-        place, cancel = book.place, book.cancel
+        tally = TradeTally()
+        place, cancel, add = book.place, book.cancel, tally.add_events
         for op in ops:
-            if op.__class__ is tuple:
-                place(*op)
-            else:
-                cancel(op)
+            events = place(*op) if op.__class__ is tuple else cancel(op)
+            if len(events) > 2:
+                add(events)
         return len(book)
 
-    assert benchmark.pedantic(run, setup=setup, rounds=FLOW_ROUNDS, iterations=1) > 0
+    return run
 
 
-def test_flow_batch(benchmark: Any, warm_commands: Any) -> None:
-    """The first WARM_OPS commands of the standard flow through execute_batch (1024 a call)."""
-    view = memoryview(warm_commands)
-    step = 1024 * COMMAND_WIDTH
+@pytest.mark.parametrize("mode", FLOW_MODES)
+def test_flow(
+    benchmark: Any, warm_commands: Any, flow_medians: dict[str, float], mode: str
+) -> None:
+    """The first WARM_OPS commands of the standard flow on a fresh book: one call per command
+    (plain, reference, cython) or execute_batch in chunks of 1024 (cython-batch)."""
+    new_book = (
+        PlainBook if mode == "plain" else BOOKS["reference" if mode == "reference" else "cython"]
+    )
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return (OrderBook(),), {}
+        return (new_book(),), {}
 
-    def run(book: Any) -> int:
-        execute = book.execute_batch
-        for start in range(0, len(view), step):
-            execute(view[start : start + step])
-        return len(book)
-
-    assert benchmark.pedantic(run, setup=setup, rounds=FLOW_ROUNDS, iterations=1) > 0
+    benchmark.group = "flow"
+    assert (
+        benchmark.pedantic(
+            _flow_run(mode, warm_commands), setup=setup, rounds=FLOW_ROUNDS, iterations=1
+        )
+        > 0
+    )
+    if benchmark.stats is not None:  # None with --benchmark-disable
+        flow_medians[mode] = benchmark.stats.stats.median
+        if "plain" in flow_medians:
+            benchmark.extra_info["vs_plain"] = round(flow_medians["plain"] / flow_medians[mode], 2)
+        if "reference" in flow_medians:
+            benchmark.extra_info["vs_reference"] = round(
+                flow_medians["reference"] / flow_medians[mode], 2
+            )

@@ -425,6 +425,13 @@ class TradeTally:
                 self.qty += event.qty
                 self.notional += event.price * event.qty
 
+    def add_fills(self, fills: Iterable[tuple[int, int, int, int]]) -> None:
+        """Count the fills of one ``PlainBook.place`` result: (maker, taker, price, qty)."""
+        for _maker, _taker, price, qty in fills:
+            self.trades += 1
+            self.qty += qty
+            self.notional += price * qty
+
     def add_records(self, records: array[int] | memoryview) -> None:
         """Count the TRADE records of a batch's flat event array (``engine.batch`` format).
 

@@ -107,7 +107,7 @@ def test_flow_cache_round_trip(tmp_path, monkeypatch):
 
 
 def test_cli_bench_engine_json():
-    """`alatau bench engine --json` runs all three modes and their checksums agree."""
+    """`alatau bench engine --json` runs all four modes and their checksums agree."""
     result = subprocess.run(
         [sys.executable, "-m", "gateway.app.cli", *CLI_ARGS],
         cwd=ROOT,
@@ -120,13 +120,17 @@ def test_cli_bench_engine_json():
     for key in (
         "ops_per_sec",
         "batch_ops_per_sec",
+        "plain_ops_per_sec",
         "reference_ops_per_sec",
         "ratio",
         "batch_ratio",
+        "reference_ratio",
+        "batch_reference_ratio",
         "p50_us",
         "p99_us",
         "p999_us",
         "checksum",
+        "plain_checksum",
         "reference_checksum",
         "batch_checksum",
         "ops",
@@ -135,4 +139,6 @@ def test_cli_bench_engine_json():
         assert key in report, key
     assert report["ops"] == OPS and report["runs"] == 1
     assert report["checksum"] == report["reference_checksum"] == report["batch_checksum"]
+    assert report["plain_checksum"] == report["checksum"]
+    assert set(report["modes"]) == {"plain", "reference", "cython", "cython-batch"}
     assert report["checksums_agree"] is True

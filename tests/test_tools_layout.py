@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARK_TESTS = {
     # test module: the benchmark modules (and packages) it tests
     "test_bench_engine.py": {"benchmarks.engine_bench", "benchmarks.flow"},
+    "test_plain_book.py": {"benchmarks.plain_book", "benchmarks.flow"},
+    "test_bench_chart.py": {"benchmarks.gateway"},
     "test_bench_gateway.py": {"benchmarks.gateway_bench", "benchmarks.gateway"},
     "test_gateway_bench_client.py": {"benchmarks.gateway_bench", "benchmarks.gateway"},
     "test_exchange_bench.py": {"benchmarks.exchange_bench"},

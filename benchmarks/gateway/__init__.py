@@ -15,11 +15,13 @@ one job per module.  What it measures and how is in the docstring of
     messages     the typed decoders of what the workers read
     results      the workers' results combined into the report's figures
     report       progress lines and the report as text
+    chart        latency percentile charts of runs (--chart; ``alatau bench chart``)
     profiling    py-spy on the server, and where its time goes
 
 The imports run one way, from the entry down: ``cli`` -> ``driver`` -> ``cluster``,
 ``server``,
-``workers``, ``results``, ``profiling``, ``report``; the workers' side, ``bots`` and
+``workers``, ``results``, ``profiling``, ``report``, ``chart`` (matplotlib only inside
+``chart.draw``); the workers' side, ``bots`` and
 ``subscribers`` -> ``flow``, ``ticker``, ``client``, ``messages``, ``workers`` (``ticker``
 names ``Bot`` only in annotations).  Nothing imports ``tests``: ``alatau bench`` runs the
 benchmark from an installed ``benchmarks`` package (``tests/test_tools_layout.py``).

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 
 from benchmarks.common import machine_info
+from benchmarks.gateway import chart
 from benchmarks.gateway.bots import bots_worker
 from benchmarks.gateway.driver import run_once
 from benchmarks.gateway.flow import MAX_BATCH
@@ -151,6 +153,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile-native", action="store_true", help="py-spy --native (Cython frames too)"
     )
+    parser.add_argument(
+        "--chart",
+        metavar="FILE",
+        type=Path,
+        help="also draw the run's latency percentiles into FILE (.png; needs the chart extra;"
+        " saved runs together: alatau bench chart)",
+    )
+    parser.add_argument("--label", help="the run's name in charts (saved in --json too)")
     # Internal: the worker processes.
     parser.add_argument("--worker", choices=("bots", "subscribers"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -263,12 +273,24 @@ def run(args: argparse.Namespace) -> int:
     if argv[:1] == ["--prog"]:  # run by `alatau bench gateway` (see main)
         argv = argv[2:]
     command = shlex.join(["alatau", "bench", "gateway", *argv])
+    if args.chart and importlib.util.find_spec("matplotlib") is None:  # before, not after, a run
+        print(f"--chart: matplotlib is not installed: {chart.EXTRA_HINT}", file=sys.stderr)
+        return 2
     try:
         report = uvloop.run(_main(args, command))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted: the server and the workers were stopped", file=sys.stderr)
         return 130
+    if args.label:
+        report["label"] = args.label
     print(json.dumps(report, indent=1) if args.json else format_report(report))
+    if args.chart:
+        try:
+            chart.draw([(args.label or "this run", report)], args.chart)
+        except chart.ChartError as exc:
+            print(f"--chart: {exc}", file=sys.stderr)
+            return 2
+        progress(f"latency chart: {args.chart}")
     return 0 if healthy(report) else 1
 
 

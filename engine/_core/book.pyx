@@ -28,6 +28,16 @@ from libc.string cimport memcpy, memmove
 
 from engine._core.idmap cimport IdMap, idmap_del, idmap_free, idmap_get, idmap_init, idmap_put
 
+
+cdef extern from "eventobjects.h":
+    # Builds the per-call API's event objects from records (see the header's notes).
+    int evo_register(int kind, object type, Py_ssize_t nfields,
+                     const Py_ssize_t* offsets) except -1
+    Py_ssize_t evo_member_offset(object descr)
+    int evo_set_names(object buy, object sell, object maker, object taker, object reasons,
+                      object reject_names, object integrity_error) except -1
+    list evo_list(const int64_t* records, Py_ssize_t n, Py_ssize_t width)
+
 import array as py_array
 
 from engine import reject as _reject
@@ -68,6 +78,7 @@ cdef struct Level:
     int32_t head         # oldest order (first to trade)
     int32_t tail         # newest order
     int32_t count        # orders on the level; also the free-list link when unused
+    int32_t touched      # its entry in OrderBook._touched while epoch is the current command's
     int8_t side
 
 
@@ -115,7 +126,7 @@ cdef enum:
     REASON_SELF_TRADE = 1
     REASON_CANCEL_ALL = 2
 
-    TOUCHED_WIDTH = 4  # side, price, aggregate before, aggregate after
+    TOUCHED_WIDTH = 5  # side, price, aggregate before, aggregate after, level slot (-1: gone)
 
     R_DUPLICATE_ORDER_ID = 1
     R_INVALID_PRICE = 2
@@ -124,29 +135,75 @@ cdef enum:
     R_UNKNOWN_ORDER = 5
     R_INVALID_TIF = 6
 
-# C-level references: no module-dict lookup per event on the hot path.
-cdef object _OrderAccepted = OrderAccepted
-cdef object _OrderRejected = OrderRejected
-cdef object _OrderFilled = OrderFilled
-cdef object _OrderCanceled = OrderCanceled
-cdef object _OrderExpired = OrderExpired
-cdef object _OrderAmended = OrderAmended
-cdef object _AmendRejected = AmendRejected
-cdef object _CancelRejected = CancelRejected
-cdef object _Trade = Trade
-cdef object _BookLevel = BookLevel
+# The event types by record kind, with the field order the records (and evo_list) use.
+_EVENT_TYPES = (
+    (EV_ACCEPTED, OrderAccepted, ("order_id", "side", "price", "qty")),
+    (EV_REJECTED, OrderRejected, ("order_id", "code")),
+    (EV_FILLED, OrderFilled,
+     ("order_id", "counter_order_id", "price", "qty", "remaining_qty", "liquidity")),
+    (EV_CANCELED, OrderCanceled, ("order_id", "remaining_qty", "reason")),
+    (EV_EXPIRED, OrderExpired, ("order_id", "remaining_qty")),
+    (EV_AMENDED, OrderAmended, ("order_id", "price", "qty", "priority_kept")),
+    (EV_AMEND_REJECTED, AmendRejected, ("order_id", "code")),
+    (EV_CANCEL_REJECTED, CancelRejected, ("order_id", "code")),
+    (EV_TRADE, Trade, ("trade_id", "price", "qty", "maker_order_id", "taker_order_id",
+                       "taker_side")),
+    (EV_LEVEL, BookLevel, ("side", "price", "qty", "seq")),
+)
 
-cdef object _BUY_NAME = "buy"
-cdef object _SELL_NAME = "sell"
-cdef object _MAKER_NAME = "maker"
-cdef object _TAKER_NAME = "taker"
-cdef tuple _REASON_NAMES = ("user", "self_trade", "cancel_all")
+
+cdef int _register_event_types() except -1:
+    """Hand every event type's slot offsets to eventobjects.h, then build one event of each
+    kind both ways (from a record, and by calling the type) and require them equal."""
+    cdef Py_ssize_t offsets[6]
+    cdef Py_ssize_t i
+    cdef int64_t records[10 * EVENT_WIDTH]
+    evo_set_names("buy", "sell", "maker", "taker", ("user", "self_trade", "cancel_all"),
+                  (None,) + tuple(_reject.code_name(code) for code in range(1, 7)),
+                  BookIntegrityError)
+    for kind, cls, names in _EVENT_TYPES:
+        if tuple(cls.__struct_fields__) != names or hasattr(cls, "__post_init__"):
+            raise ImportError(f"{cls.__name__} has fields {cls.__struct_fields__}, the "
+                              f"compiled book builds {names}")
+        for i, name in enumerate(names):
+            offsets[i] = evo_member_offset(cls.__dict__[name])
+            if offsets[i] < 0:
+                raise ImportError(f"{cls.__name__}.{name} is not an object slot")
+        evo_register(kind, cls, len(names), offsets)
+    samples = (
+        (EV_ACCEPTED, 1_000_001, SELL, 4_500_000_100, 7_000, 0, 0, 0),
+        (EV_REJECTED, 1_000_002, R_UNKNOWN_ORDER, 0, 0, 0, 0, 0),
+        (EV_FILLED, 1_000_003, 1_000_004, 4_500_000_200, 3_000, 4_000, TAKER, 0),
+        (EV_CANCELED, 1_000_005, 6_000, REASON_CANCEL_ALL, 0, 0, 0, 0),
+        (EV_EXPIRED, 1_000_006, 9_000, 0, 0, 0, 0, 0),
+        (EV_AMENDED, 1_000_007, 4_500_000_300, 2_000, 1, 0, 0, 0),
+        (EV_AMEND_REJECTED, 1_000_008, R_INVALID_QTY, 0, 0, 0, 0, 0),
+        (EV_CANCEL_REJECTED, 1_000_009, R_UNKNOWN_ORDER, 0, 0, 0, 0, 0),
+        (EV_TRADE, 77, 4_500_000_400, 5_000, 1_000_010, 1_000_011, BUY, 0),
+        (EV_LEVEL, SELL, 4_500_000_500, 12_000, 88, 0, 0, 0),
+    )
+    for i, sample in enumerate(samples):
+        for j, value in enumerate(sample):
+            records[i * EVENT_WIDTH + j] = value
+    built = evo_list(records, len(samples), EVENT_WIDTH)
+    expected = [
+        OrderAccepted(1_000_001, "sell", 4_500_000_100, 7_000),
+        OrderRejected(1_000_002, "UNKNOWN_ORDER"),
+        OrderFilled(1_000_003, 1_000_004, 4_500_000_200, 3_000, 4_000, "taker"),
+        OrderCanceled(1_000_005, 6_000, "cancel_all"),
+        OrderExpired(1_000_006, 9_000),
+        OrderAmended(1_000_007, 4_500_000_300, 2_000, True),
+        AmendRejected(1_000_008, "INVALID_QTY"),
+        CancelRejected(1_000_009, "UNKNOWN_ORDER"),
+        Trade(77, 4_500_000_400, 5_000, 1_000_010, 1_000_011, "buy"),
+        BookLevel("sell", 4_500_000_500, 12_000, 88),
+    ]
+    if built != expected or [repr(e) for e in built] != [repr(e) for e in expected]:
+        raise ImportError(f"events built from records differ from the types' own: {built}")
+    return 0
+
 
 cdef array.array _INT64_TEMPLATE = py_array.array("q")
-
-
-cdef inline object _side_name(int64_t side):
-    return _BUY_NAME if side == BUY else _SELL_NAME
 
 
 cdef inline int64_t _key(int side, int64_t price) noexcept nogil:
@@ -764,13 +821,6 @@ cdef class OrderBook:
                 hi = mid
         return lo
 
-    cdef int32_t _find_level(self, int side, int64_t price) noexcept:
-        cdef Py_ssize_t pos = self._level_position(side, price)
-        if pos < self._side_len[side]:
-            if self._levels[self._sides[side][pos]].price == price:
-                return self._sides[side][pos]
-        return -1
-
     cdef int32_t _open_level(self, int side, int64_t price) except -2:
         """The level at ``price``, created (and marked touched at 0) if missing."""
         cdef Py_ssize_t pos = self._level_position(side, price)
@@ -786,7 +836,7 @@ cdef class OrderBook:
         level.count = 0
         level.side = side
         level.epoch = self._epoch
-        self._touch_new(side, price)
+        self._touch_new(slot)
         if self._side_len[side] == self._side_cap[side]:
             self._side_cap[side] *= 2
             self._sides[side] = <int32_t*>_grow(
@@ -805,6 +855,8 @@ cdef class OrderBook:
         cdef int32_t* levels = self._sides[side]
         memmove(&levels[pos], &levels[pos + 1], (self._side_len[side] - pos - 1) * sizeof(int32_t))
         self._side_len[side] -= 1
+        if level.epoch == self._epoch:  # its L2 entry now reads 0 (see _emit_levels)
+            self._touched[level.touched * TOUCHED_WIDTH + 4] = -1
         level.count = self._levels_free
         self._levels_free = slot
 
@@ -957,15 +1009,18 @@ cdef class OrderBook:
         self._epoch += 1
         self._touched_len = 0
 
-    cdef int _touched_append(self, int64_t side, int64_t price, int64_t before) except -1:
+    cdef int _touched_append(self, int32_t level_slot, int64_t before) except -1:
         if self._touched_len == self._touched_cap:
             self._touched_cap *= 2
             self._touched = <int64_t*>_grow(
                 self._touched, self._touched_cap * TOUCHED_WIDTH, sizeof(int64_t))
+        cdef Level* level = &self._levels[level_slot]
         cdef int64_t* entry = &self._touched[self._touched_len * TOUCHED_WIDTH]
-        entry[0] = side
-        entry[1] = price
+        entry[0] = level.side
+        entry[1] = level.price
         entry[2] = before
+        entry[4] = level_slot
+        level.touched = <int32_t>self._touched_len
         self._touched_len += 1
         return 0
 
@@ -974,18 +1029,23 @@ cdef class OrderBook:
         cdef Level* level = &self._levels[level_slot]
         if level.epoch != self._epoch:
             level.epoch = self._epoch
-            self._touched_append(level.side, level.price, level.total)
+            self._touched_append(level_slot, level.total)
         return 0
 
-    cdef int _touch_new(self, int side, int64_t price) except -1:
+    cdef int _touch_new(self, int32_t level_slot) except -1:
         """A level was created: its 'before' is 0, unless this command already saw a level
-        at that price (emptied and closed earlier in the same command)."""
+        at that price (emptied and closed earlier in the same command), whose entry then
+        follows the new level."""
         cdef Py_ssize_t i
+        cdef Level* level = &self._levels[level_slot]
+        cdef int64_t* entry
         for i in range(self._touched_len):
-            if (self._touched[i * TOUCHED_WIDTH] == side
-                    and self._touched[i * TOUCHED_WIDTH + 1] == price):
+            entry = &self._touched[i * TOUCHED_WIDTH]
+            if entry[0] == level.side and entry[1] == level.price:
+                entry[4] = level_slot
+                level.touched = <int32_t>i
                 return 0
-        self._touched_append(side, price, 0)
+        self._touched_append(level_slot, 0)
         return 0
 
     cdef int _emit_levels(self) except -1:
@@ -996,7 +1056,7 @@ cdef class OrderBook:
         cdef bint changed = False
         for i in range(self._touched_len):
             entry = &self._touched[i * TOUCHED_WIDTH]
-            slot = self._find_level(<int>entry[0], entry[1])
+            slot = <int32_t>entry[4]
             entry[3] = self._levels[slot].total if slot != -1 else 0
             if entry[3] != entry[2]:
                 changed = True
@@ -1030,39 +1090,12 @@ cdef class OrderBook:
         return 0
 
     cdef list _event_list(self, Py_ssize_t start, Py_ssize_t end):
-        """The records start..end as ``engine.events`` objects."""
-        cdef list out = []
-        cdef Py_ssize_t i
-        cdef int64_t* r
-        cdef int64_t kind
-        for i in range(start, end):
-            r = &self._events[i * EVENT_WIDTH]
-            kind = r[0]
-            if kind == EV_LEVEL:
-                out.append(_BookLevel(_side_name(r[1]), r[2], r[3], r[4]))
-            elif kind == EV_FILLED:
-                out.append(_OrderFilled(r[1], r[2], r[3], r[4], r[5],
-                                        _MAKER_NAME if r[6] == MAKER else _TAKER_NAME))
-            elif kind == EV_TRADE:
-                out.append(_Trade(r[1], r[2], r[3], r[4], r[5], _side_name(r[6])))
-            elif kind == EV_ACCEPTED:
-                out.append(_OrderAccepted(r[1], _side_name(r[2]), r[3], r[4]))
-            elif kind == EV_CANCELED:
-                out.append(_OrderCanceled(r[1], r[2], _REASON_NAMES[r[3]]))
-            elif kind == EV_EXPIRED:
-                out.append(_OrderExpired(r[1], r[2]))
-            elif kind == EV_AMENDED:
-                out.append(_OrderAmended(r[1], r[2], r[3], r[4] != 0))
-            elif kind == EV_REJECTED:
-                out.append(_OrderRejected(r[1], _reject.code_name(r[2])))
-            elif kind == EV_AMEND_REJECTED:
-                out.append(_AmendRejected(r[1], _reject.code_name(r[2])))
-            elif kind == EV_CANCEL_REJECTED:
-                out.append(_CancelRejected(r[1], _reject.code_name(r[2])))
-            else:
-                raise BookIntegrityError(f"unknown event record kind {kind}")
-        return out
+        """The records start..end as ``engine.events`` objects (eventobjects.h)."""
+        return evo_list(&self._events[start * EVENT_WIDTH], end - start, EVENT_WIDTH)
 
     cdef tuple _order_tuple(self, int32_t slot):
         cdef Order* order = &self._orders[slot]
         return (order.order_id, order.owner, order.side, order.price, order.qty)
+
+
+_register_event_types()

@@ -10,6 +10,7 @@
     alatau audit [DATA_DIR] [--participant ID] [--market SYMBOL] [--decision D] [--from-seq N]
     alatau bench engine [--json] [--quick] [--ops N] [--runs N] [--seed N] [--growth]
     alatau bench gateway [--json] [--quick] [--clients N] [--rate R] [--durability MODE] [...]
+    alatau bench chart RUN.json [RUN.json ...] -o CHART.png [--label NAME ...] [--title T]
 
 Each command lives in its own module and is imported only when it runs (or, for its
 options, when its parser is built), so ``alatau --help`` stays fast and a command's heavy
@@ -37,12 +38,18 @@ BENCHMARKS = {
     "engine": (
         "benchmarks.engine_bench",
         "the matching engine on the standard order flow: the compiled book per call and in "
-        "batches against the plain-Python reference book, each run in a fresh process",
+        "batches against a plain sortedcontainers book and the reference book, each run in a "
+        "fresh process",
     ),
     "gateway": (
         "benchmarks.gateway_bench",
         "the exchange end to end: `alatau serve` in its own process, bots in others placing "
         "and canceling orders over websockets on 127.0.0.1",
+    ),
+    "chart": (
+        "benchmarks.gateway.chart",
+        "saved `bench gateway --json` runs' latency percentiles in one chart (HDR style; "
+        "needs the chart extra)",
     ),
 }
 
