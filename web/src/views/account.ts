@@ -75,16 +75,16 @@ export class AccountView {
       ),
     );
     this.balances.replaceChildren(
-      header("Asset", "Total", "Available", "Held"),
+      // the total is available + held: shown on hover, and read out with the asset's name
+      header("Asset", "Available", "Held"),
       h(
         "tbody",
         {},
         ...account.balanceList().map((balance) =>
           h(
             "tr",
-            { "data-asset": balance.asset },
-            h("th", { scope: "row" }, balance.asset),
-            h("td", { class: "num" }, balance.total),
+            { "data-asset": balance.asset, "data-total": balance.total, title: `total ${balance.total}` },
+            h("th", { scope: "row" }, balance.asset, h("span", { class: "visually-hidden" }, `, total ${balance.total}`)),
             h("td", { class: "num" }, balance.available),
             h("td", { class: "num" }, balance.held),
           ),
