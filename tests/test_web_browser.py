@@ -307,6 +307,9 @@ def test_accessible_names_and_screenshots_at_desktop_and_phone_width(page: Page)
         ("button", "Log out"),
     ]:
         expect(page.get_by_role(role, name=name, exact=True)).to_have_count(1)  # type: ignore[arg-type]
+    page.locator('button[data-market="USDT-KZT"]').click()  # the busy demo market
+    expect(_rows(page, "Asks of USDT-KZT").first).to_be_visible()
+    expect(_rows(page, "Recent trades of USDT-KZT").first).to_be_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.set_viewport_size({"width": 1280, "height": 800})
     page.screenshot(path=ARTIFACTS / "web-desktop.png")
@@ -314,6 +317,6 @@ def test_accessible_names_and_screenshots_at_desktop_and_phone_width(page: Page)
     page.wait_for_timeout(300)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow} px wider than a 390 px phone"
-    expect(page.get_by_role("button", name="Buy BTC")).to_be_visible()
+    expect(page.get_by_role("button", name="Buy USDT")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "web-phone.png", full_page=True)
     page.set_viewport_size({"width": 1280, "height": 800})
