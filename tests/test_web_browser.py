@@ -246,16 +246,16 @@ def test_every_reject_shows_the_servers_message(page: Page) -> None:
 
 
 def test_a_trade_with_another_client_arrives(page: Page, demo: Demo) -> None:
-    """broker1's resting buy is taken by bob's sell from the Python SDK: the trade shows in
-    the trades, broker1's fill in its fills, the order leaves open orders and the book, and
-    the BTC balance rises by exactly the quantity."""
+    """bob's sell from the Python SDK takes part of broker1's resting buy: the trade shows in
+    the trades, broker1's fill in its fills, the order stays open partly filled with the rest
+    in the book, the BTC balance rises by exactly the quantity; Cancel all takes the rest."""
     page.get_by_label("Price").fill("44500000")
-    page.get_by_label("Amount").fill("0.002")
+    page.get_by_label("Amount").fill("0.003")
     page.get_by_label("Post-only").check()
     page.get_by_role("button", name="Buy BTC").click()
     expect(page.locator("#order-result")).to_have_text(re.compile(r": new, filled 0\.00000000$"))
-    bids = page.get_by_role("table", name=f"Bids of {BTC}")
-    expect(bids.locator('tr[data-price="44500000.00"]')).to_have_count(1)
+    level = page.get_by_role("table", name=f"Bids of {BTC}").locator('tr[data-price="44500000.00"]')
+    expect(level.locator("td").nth(1)).to_have_text("0.00300000")
     [sold] = _other_client(
         demo.ws_url,
         (
@@ -273,15 +273,18 @@ def test_a_trade_with_another_client_arrives(page: Page, demo: Demo) -> None:
     fill = page.get_by_role("table", name="Fills").locator(f'tr[data-trade-id="{trade_id}"]')
     expect(fill).to_contain_text("maker")
     expect(fill).to_contain_text("44500000.00")
-    expect(
-        page.get_by_role("table", name="Open orders").locator("tr[data-order-id]")
-    ).to_have_count(0)
-    expect(bids.locator('tr[data-price="44500000.00"]')).to_have_count(0)
+    open_orders = page.get_by_role("table", name="Open orders").locator("tr[data-order-id]")
+    expect(open_orders).to_have_count(1)
+    expect(open_orders.locator("td").nth(4)).to_have_text("0.00200000")
+    expect(open_orders.locator("td").nth(5)).to_have_text("partially filled")
+    expect(level.locator("td").nth(1)).to_have_text("0.00100000")
     balances = page.get_by_role("table", name="Balances")
     expect(balances.locator('tr[data-asset="BTC"] td').first).to_have_text("100.00200000")
     expect(balances.locator('tr[data-asset="BTC"]')).to_have_attribute("data-total", "100.00200000")
-    btc = page.locator(f'button[data-market="{BTC}"] .last')
-    expect(btc).to_have_text("44500000.00")
+    expect(page.locator(f'button[data-market="{BTC}"] .last')).to_have_text("44500000.00")
+    page.get_by_role("button", name="Cancel all").click()
+    expect(open_orders).to_have_count(0)
+    expect(level).to_have_count(0)
 
 
 def test_accessible_names_and_screenshots_at_desktop_and_phone_width(page: Page) -> None:

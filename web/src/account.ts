@@ -20,6 +20,10 @@ export interface FillMessage {
   fee: string;
   fee_asset: string;
   liquidity: "maker" | "taker";
+  /** The order as it stands after this fill. */
+  filled_qty: string;
+  remaining_qty: string;
+  status: string;
   ts: number;
 }
 
@@ -73,6 +77,12 @@ export class Account {
     if (data.type === "order") {
       this.applyOrder(data);
     } else if (data.type === "fill") {
+      // a resting order that is hit gets a fill, with its new state, and no order message
+      const order = this.orders.get(data.order_id);
+      if (order !== undefined) {
+        const { filled_qty, remaining_qty, status } = data;
+        this.applyOrder({ ...order, filled_qty, remaining_qty, status });
+      }
       this.addFills([
         {
           trade_id: data.trade_id,

@@ -44,6 +44,9 @@ describe("the account", () => {
       fee: "180.00",
       fee_asset: "KZT",
       liquidity: "taker" as const,
+      filled_qty: "0.00400000",
+      remaining_qty: "0.00000000",
+      status: "filled",
       ts: 10,
     };
     account.apply(fill);
@@ -52,6 +55,31 @@ describe("the account", () => {
     account.apply({ ...fill, trade_id: 9, ts: 12 });
     expect(account.fillList().map((f) => f.trade_id)).toEqual([9, 8]);
     expect(account.fillList()[0].price).toBe("45000000.00");
+  });
+
+  it("updates a resting order from its fills: partly filled, then gone", () => {
+    const account = new Account();
+    account.setOpenOrders([{ ...order(5, "new"), qty: "0.01000000" }]);
+    const fill = {
+      type: "fill" as const,
+      order_id: 5,
+      market: "BTC-KZT",
+      side: "buy" as const,
+      trade_id: 1,
+      fill_price: "44000000.00",
+      fill_qty: "0.00400000",
+      fee: "176.00",
+      fee_asset: "KZT",
+      liquidity: "maker" as const,
+      filled_qty: "0.00400000",
+      remaining_qty: "0.00600000",
+      status: "partially_filled",
+      ts: 5,
+    };
+    account.apply(fill);
+    expect(account.openOrders()[0]).toMatchObject({ filled_qty: "0.00400000", remaining_qty: "0.00600000", status: "partially_filled" });
+    account.apply({ ...fill, trade_id: 2, fill_qty: "0.00600000", filled_qty: "0.01000000", remaining_qty: "0.00000000", status: "filled" });
+    expect(account.openOrders()).toEqual([]);
   });
 
   it("replaces a balance with the stream's newer one", () => {
