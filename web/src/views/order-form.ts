@@ -49,6 +49,10 @@ export class OrderFormView {
   }
 
   setMarket(market: Market): void {
+    if (this.market?.symbol !== market.symbol) {
+      this.price.value = ""; // another market's price and amount mean nothing here
+      this.qty.value = "";
+    }
     this.market = market;
     byId("order-price-unit").textContent = market.quote;
     byId("order-qty-unit").textContent = market.base;
