@@ -5,7 +5,8 @@ live ``alatau demo`` (its bots quote and trade USDT-KZT).
 The page shows the demo market's book and trades filling in; a participant logs in with an
 Ed25519 key signed in the page, places an order and sees it in open orders and in the book,
 cancels it, sees a reject with the server's message, and sees a trade with an order from
-another client (the Python SDK) arrive in the trades, its fills and its balances.  Screenshots
+another client (the Python SDK) arrive in the trades, its fills and its balances; and a page
+whose server restarts connects and logs in again by itself.  Screenshots
 at desktop and phone width go to ``test-artifacts/`` (ignored by git).
 
 Without ``/usr/bin/chromium`` the tests are skipped, except in CI (``CI`` set), where that is
@@ -19,6 +20,7 @@ import concurrent.futures
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -52,7 +54,7 @@ BTC = "BTC-KZT"
 def _missing(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI: .ci/run installs it)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 if not CHROMIUM.exists():
@@ -323,3 +325,71 @@ def test_accessible_names_and_screenshots_at_desktop_and_phone_width(page: Page)
     expect(page.get_by_role("button", name="Buy USDT")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "web-phone.png", full_page=True)
     page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(port: int, http_port: int) -> subprocess.Popen[str]:
+    """``alatau serve --ephemeral`` on these ports, once it listens."""
+    options = ["--ephemeral", "--quiet", "--port", str(port), "--http-port", str(http_port)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.app.cli", "serve", *options],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "web page on" in line:
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return process
+    raise AssertionError("".join(lines))
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_the_page_reconnects_and_logs_in_again_after_a_restart(browser: Browser) -> None:
+    """The server restarts under a logged-in page: it says so, connects again, logs in again
+    with the key it kept in memory, and trades; Log out leaves it connected, logged out."""
+    port, http_port = _free_port(), _free_port()
+    server = _serve(port, http_port)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"http://127.0.0.1:{http_port}/#{BTC}")
+        page.get_by_label("API key").fill("demo-bob-key")
+        page.get_by_label("Ed25519 private key (hex)").fill(DEMO_PRIVATE_KEYS["demo-bob-key"])
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("#session-who")).to_have_text("logged in as bob (PROFESSIONAL)")
+        _stop(server)
+        expect(page.locator("#status")).to_contain_text("reconnecting")
+        server = _serve(port, http_port)
+        expect(page.locator("#status")).to_have_text("live")
+        page.get_by_label("Price").fill("44000000")
+        page.get_by_label("Amount").fill("0.001")
+        page.get_by_role("button", name="Buy BTC").click()
+        expect(page.locator("#order-result")).to_have_text(re.compile(r"^order 1 buy .*: new"))
+        bids = page.get_by_role("table", name=f"Bids of {BTC}")
+        expect(bids.locator('tr[data-price="44000000.00"]')).to_have_count(1)
+        page.get_by_role("button", name="Log out").click()
+        expect(page.get_by_role("button", name="Log in")).to_be_visible()
+        expect(page.locator("#status")).to_have_text("live")
+        assert page.evaluate("localStorage.length") == 0  # nothing was remembered
+    finally:
+        context.close()
+        _stop(server)
