@@ -6,7 +6,8 @@ The page shows the demo market's book and trades filling in; a participant logs 
 Ed25519 key signed in the page, places an order and sees it in open orders and in the book,
 cancels it, sees a reject with the server's message, and sees a trade with an order from
 another client (the Python SDK) arrive in the trades, its fills and its balances; and a page
-whose server restarts connects and logs in again by itself.  Screenshots
+whose server restarts connects and logs in again by itself, and one that loses a book update
+resyncs.  Screenshots
 at desktop and phone width go to ``test-artifacts/`` (ignored by git).
 
 Without ``/usr/bin/chromium`` the tests are skipped, except in CI (``CI`` set), where that is
@@ -390,6 +391,63 @@ def test_the_page_reconnects_and_logs_in_again_after_a_restart(browser: Browser)
         expect(page.get_by_role("button", name="Log in")).to_be_visible()
         expect(page.locator("#status")).to_have_text("live")
         assert page.evaluate("localStorage.length") == 0  # nothing was remembered
+    finally:
+        context.close()
+        _stop(server)
+
+
+def test_a_lost_book_update_makes_the_page_resync(browser: Browser) -> None:
+    """One ``book`` update is taken out of the page's websocket on the way (Playwright's
+    websocket routing): the next update's ``first_seq`` shows the gap, the page subscribes
+    again, and the new snapshot gives it the whole book, with the level it never saw."""
+    port, http_port = _free_port(), _free_port()
+    server = _serve(port, http_port)
+    sent: list[str] = []
+    dropped: list[str] = []
+
+    def route(page_side: Any) -> None:
+        venue_side = page_side.connect_to_server()
+
+        def to_venue(message: str | bytes) -> None:
+            sent.append(str(message))
+            venue_side.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            text = str(message)
+            if not dropped and '"channel":"book"' in text and '"type":"update"' in text:
+                dropped.append(text)
+                return
+            page_side.send(message)
+
+        page_side.on_message(to_venue)
+        venue_side.on_message(to_page)
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.route_web_socket(re.compile(r"^ws://"), route)
+        page.goto(f"http://127.0.0.1:{http_port}/#ETH-KZT")
+        expect(page.locator(".spread")).to_have_text("the book is empty")
+        _other_client(
+            f"ws://127.0.0.1:{port}",
+            (
+                "order.place",
+                {"market": "ETH-KZT", "side": "sell", "price": "1710000", "qty": "0.01"},
+            ),
+            (
+                "order.place",
+                {"market": "ETH-KZT", "side": "sell", "price": "1720000", "qty": "0.02"},
+            ),
+        )
+        asks = page.get_by_role("table", name="Asks of ETH-KZT").locator("tbody tr")
+        expect(asks).to_have_count(2)
+        expect(asks.nth(1)).to_have_attribute("data-price", "1710000.00")  # best at the bottom
+        expect(asks.nth(1).locator("td").nth(1)).to_have_text("0.01000000")
+        expect(asks.nth(0).locator("td").nth(2)).to_have_text("0.03000000")
+        assert len(dropped) == 1 and '"first_seq":1' in dropped[0]
+        subscribes = [f for f in sent if '"subscribe"' in f and "book:ETH-KZT" in f]
+        assert len(subscribes) == 2, sent
     finally:
         context.close()
         _stop(server)
