@@ -365,7 +365,8 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 def test_the_page_reconnects_and_logs_in_again_after_a_restart(browser: Browser) -> None:
     """The server restarts under a logged-in page: it says so, connects again, logs in again
-    with the key it kept in memory, and trades; Log out leaves it connected, logged out."""
+    with the key it kept in memory, and trades; Log out leaves it connected, logged out.  The
+    key is stored in the browser only when asked to (then a reload logs in), until Log out."""
     port, http_port = _free_port(), _free_port()
     server = _serve(port, http_port)
     context = browser.new_context()
@@ -391,6 +392,15 @@ def test_the_page_reconnects_and_logs_in_again_after_a_restart(browser: Browser)
         expect(page.get_by_role("button", name="Log in")).to_be_visible()
         expect(page.locator("#status")).to_have_text("live")
         assert page.evaluate("localStorage.length") == 0  # nothing was remembered
+        # asked to, the page keeps the key and logs in with it on the next load
+        page.get_by_label("Ed25519 private key (hex)").fill(DEMO_PRIVATE_KEYS["demo-bob-key"])
+        page.get_by_label("Remember the key in this browser").check()
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("#session-who")).to_have_text("logged in as bob (PROFESSIONAL)")
+        page.reload()
+        expect(page.locator("#session-who")).to_have_text("logged in as bob (PROFESSIONAL)")
+        page.get_by_role("button", name="Log out").click()
+        assert page.evaluate("localStorage.length") == 0
     finally:
         context.close()
         _stop(server)

@@ -112,7 +112,11 @@ export class TradingPage {
       this.clockOffsetMs = pong.time - Math.round((sent + Date.now()) / 2);
       const infos = await this.connection.call<MarketInfo[]>("markets.list");
       this.markets = infos.map(withScales);
-      await this.connection.call("subscribe", { channels: this.markets.map((m) => `ticker:${m.symbol}`) });
+      const tickers = this.markets.map((m) => `ticker:${m.symbol}`);
+      for (let at = 0; at < tickers.length; at += 64) {
+        // a subscribe names at most 64 channels
+        await this.connection.call("subscribe", { channels: tickers.slice(at, at + 64) });
+      }
       const wanted = decodeURIComponent(location.hash.slice(1));
       const symbol = this.markets.some((m) => m.symbol === wanted) ? wanted : this.market?.symbol ?? this.markets[0]?.symbol;
       this.market = null; // a new connection follows nothing yet
@@ -174,7 +178,6 @@ export class TradingPage {
       }
       await this.loadCandles(market, request);
     } catch (error) {
-      this.bookView.render(null, null);
       byId("status").textContent = `${market.symbol}: ${String(error)}`;
     }
   }
