@@ -208,7 +208,7 @@ async def test_bad_input_gets_its_status_and_changes_nothing() -> None:
             ("GET", "/api/v1/time?x=1", 400, "INVALID_PARAMS"),
             ("GET", "/api/v1/markets?x=1", 400, "INVALID_PARAMS"),
             ("GET", "/api/v1/nothing", 404, "NOT_FOUND"),
-            ("GET", "/", 404, "NOT_FOUND"),
+            ("GET", "/no-such-page", 404, "NOT_FOUND"),  # outside /api/: the web page's
             ("POST", f"/api/v1/depth?market={BTC}", 405, "METHOD_NOT_ALLOWED"),
             ("DELETE", "/api/v1/trades", 405, "METHOD_NOT_ALLOWED"),
         ]

@@ -10,6 +10,9 @@ with the client SDK:
 * a watcher that follows ``trades:MARKET`` and ``book:MARKET`` (through a ``LocalBook``)
   and prints every trade and the top of the book as it changes.
 
+It prints the URL of the trading page (``docs/web.md``), opened on MARKET, and demo keys
+to log in there with.
+
 Everything stops after ``--duration`` seconds, or at Ctrl-C, with the bots' orders
 canceled.
 """
@@ -121,11 +124,18 @@ def _level(level: tuple[Decimal, Decimal] | None) -> str:
 
 async def demo(duration: float, market: str, port: int) -> int:
     started: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+    http_started: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
     server_stop = asyncio.Event()
     server = asyncio.create_task(
-        serve(ServeOptions(port=port, quiet=True), started=started, stop=server_stop)
+        serve(
+            ServeOptions(port=port, quiet=True),
+            started=started,
+            stop=server_stop,
+            http_started=http_started,
+        )
     )
     host, bound_port = await started
+    http_host, http_port = await http_started
     url = f"ws://{host}:{bound_port}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -136,6 +146,13 @@ async def demo(duration: float, market: str, port: int) -> int:
         info = next(m for m in await probe.markets() if m["symbol"] == market)
     tick = Decimal(info["tick"])
     print(f"demo: {market} on {url}; bots mm1 (maker), bob and alice (takers); Ctrl-C stops")
+    print(f"demo: watch and trade in a browser: http://{http_host}:{http_port}/#{market}")
+    print(
+        f"demo: log in there with api key demo-broker1-key and Ed25519 private key "
+        f"{DEMO_PRIVATE_KEYS['demo-broker1-key']} (BTC-KZT, ETH-KZT), or demo-bob-key and "
+        f"{DEMO_PRIVATE_KEYS['demo-bob-key']} (every market; the bob bot uses it too)",
+        flush=True,
+    )
     bots = [
         asyncio.create_task(market_maker(url, market, tick, stop)),
         asyncio.create_task(taker("bob", url, market, tick, stop)),

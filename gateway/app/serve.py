@@ -437,7 +437,9 @@ async def serve(
     _stop_on_signals(stop)
     try:
         server, (bound_host, port) = await listen(gateway, options, tls, stop)
-        http_server, (http_host, http_port) = await listen_http(gateway, options, tls, stop, server)
+        http_server, (http_host, http_port) = await listen_http(
+            gateway, options, tls, stop, server, websocket_port=port
+        )
     except BaseException:
         history.close()  # its writer process ends with what it was given
         raise
@@ -449,6 +451,7 @@ async def serve(
     print(f"alatau: listening on {scheme}://{bound_host}:{port}", flush=True)
     http_scheme = "http" if tls is None else "https"
     print(f"alatau: HTTP on {http_scheme}://{http_host}:{http_port}/api/v1", flush=True)
+    print(f"alatau: web page on {http_scheme}://{http_host}:{http_port}/", flush=True)
     if started is not None and not started.done():
         started.set_result((bound_host, port))
     if http_started is not None and not http_started.done():
@@ -617,12 +620,20 @@ async def listen_http(
     tls: ssl.SSLContext | None,
     stop: asyncio.Event,
     websocket_server: asyncio.Task[None],
+    *,
+    websocket_port: int,
 ) -> tuple[asyncio.Task[None], tuple[str, int]]:
-    """Start the HTTP API beside the websocket server (``gateway.transport.http_server``):
-    its task and bound address.  If it cannot listen, the websocket server and the venue
-    stop and ``StartupError`` says why."""
+    """Start the HTTP API and the trading page beside the websocket server on
+    ``websocket_port`` (``gateway.transport.http_server``, ``web_page``): its task and
+    bound address.  If it cannot listen, the websocket server and the venue stop and
+    ``StartupError`` says why."""
     from gateway.sessions.http import HttpApi
     from gateway.transport.http_server import run_http_server
+    from gateway.transport.web_page import WebPage
+
+    page = WebPage.load(
+        websocket_port=websocket_port, websocket_scheme="ws" if tls is None else "wss"
+    )
 
     bound: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
     server = asyncio.create_task(
@@ -633,6 +644,7 @@ async def listen_http(
             started=bound,
             stop=stop,
             ssl=tls,
+            page=page,
         )
     )
     first: set[asyncio.Future[Any]] = {bound, server}

@@ -11,7 +11,8 @@ it runs on the loop it is given, without taking over the process's signals.
 
 This module only maps: aiohttp's request to an ``HttpRequest`` (method, path, raw query,
 headers, body, peer address) and the ``HttpResponse`` back.  Only the first
-``MAX_BODY_BYTES`` of a body are read (``POST /order`` takes one order).
+``MAX_BODY_BYTES`` of a body are read (``POST /order`` takes one order).  With a ``page``
+(``gateway.transport.web_page``), every path outside ``/api/`` is the trading page's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 from gateway.sessions.http import HttpApi, HttpRequest
+from gateway.transport.web_page import WebPage
 
 MAX_BODY_BYTES = 64 * 1024
 SHUTDOWN_TIMEOUT_S = 2.0
@@ -42,11 +44,15 @@ async def run_http_server(
     started: asyncio.Future[tuple[str, int]] | None = None,
     stop: asyncio.Event | None = None,
     ssl: SSLContext | None = None,
+    page: WebPage | None = None,
 ) -> None:
     """Serve ``api`` until ``stop`` is set (or forever); ``started`` gets the bound (host,
-    port).  ``ssl``: serve ``https://``."""
+    port).  ``ssl``: serve ``https://``.  ``page``: serve the trading page outside ``/api/``."""
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
+        if page is not None and not request.path.startswith("/api/"):
+            answer = page.respond(request.method, request.path, request.headers)
+            return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
         body = await request.content.read(MAX_BODY_BYTES) if request.body_exists else b""
         response = await api.respond(
             HttpRequest(
