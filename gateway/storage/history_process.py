@@ -54,6 +54,8 @@ STALE_SEQ = -1
 PENDING_BYTES = 64 << 20  # batches waiting for room in the pipe, at most
 PIPE_BYTES = 1 << 20  # the pipe's buffer, asked of the kernel (F_SETPIPE_SZ)
 READ_BYTES = 1 << 20
+GATHER_S = 0.005  # batches are gathered this long (or to GATHER_BYTES) before a write
+GATHER_BYTES = 256 << 10
 CHUNK_BYTES = 4 << 20  # the child writes at most this much in one transaction
 PRUNE_EVERY_S = 60.0
 DAY_MS = 86_400_000
@@ -84,6 +86,9 @@ class WriterProcess:
         self._pending: deque[memoryview] = deque()
         self._pending_bytes = 0
         self._ack_buffer = b""
+        self._gathered: list[bytes] = []
+        self._gathered_bytes = 0
+        self._gather_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer_registered = False
 
@@ -125,24 +130,55 @@ class WriterProcess:
     def offer(self, frame: bytes, *, force: bool = False) -> bool:
         """Send one frame, or keep it until the pipe has room; False (dropped) if more than
         ``PENDING_BYTES`` are waiting already (``force``: keep it anyway) or the child is
-        gone."""
+        gone.  Under an event loop frames are gathered for up to ``GATHER_S`` (or
+        ``GATHER_BYTES``) and written together: one write and one wake-up of the child for
+        many batches, not one per batch."""
         if self.failed:
             return False
-        if self._pending or self._out < 0:  # waiting for room, or not started yet
-            if self._pending_bytes + len(frame) > self.pending_limit and not force:
-                return False
+        waiting = self._pending_bytes + self._gathered_bytes
+        if waiting + len(frame) > self.pending_limit and not force:
+            return False
+        if self._out < 0:  # not started yet
             self._keep(memoryview(frame))
             return True
+        loop = self._loop
+        if loop is None:
+            self._send(frame)
+            return True
+        self._gathered.append(frame)
+        self._gathered_bytes += len(frame)
+        if self._gathered_bytes >= GATHER_BYTES:
+            self.send_gathered()
+        elif self._gather_timer is None:
+            self._gather_timer = loop.call_later(GATHER_S, self.send_gathered)
+        return True
+
+    def send_gathered(self) -> None:
+        """Write the frames gathered so far (see ``offer``)."""
+        if self._gather_timer is not None:
+            self._gather_timer.cancel()
+            self._gather_timer = None
+        gathered = self._gathered
+        if not gathered:
+            return
+        self._gathered = []
+        self._gathered_bytes = 0
+        if not self.failed:
+            self._send(gathered[0] if len(gathered) == 1 else b"".join(gathered))
+
+    def _send(self, frame: bytes) -> None:
+        if self._pending:  # waiting for room: in order, after what waits
+            self._keep(memoryview(frame))
+            return
         try:
             written = os.write(self._out, frame)
         except BlockingIOError:
             written = 0
         except OSError as exc:  # the child is gone
             self._gone(exc)
-            return False
+            return
         if written < len(frame):
             self._keep(memoryview(frame)[written:])
-        return True
 
     def _keep(self, rest: memoryview) -> None:
         self._pending.append(rest)
@@ -183,6 +219,8 @@ class WriterProcess:
         self.failed = True
         self._pending.clear()
         self._pending_bytes = 0
+        self._gathered = []
+        self._gathered_bytes = 0
 
     # -- acknowledgements ------------------------------------------------------------------
 
@@ -210,6 +248,7 @@ class WriterProcess:
 
     def flush(self, seq: int, timeout: float) -> bool:
         """Block until the child has written up to ``seq`` (tests, shutdown)."""
+        self.send_gathered()
         deadline = time.monotonic() + timeout
         while self._pending and not self.failed:
             if time.monotonic() > deadline:
@@ -228,6 +267,7 @@ class WriterProcess:
         process = self._process
         if process is None:
             return
+        self.send_gathered()
         self._process = None
         if self._loop is not None and not self._loop.is_closed():
             if self._writer_registered:

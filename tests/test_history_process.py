@@ -1,0 +1,97 @@
+"""The history writer process (issue 16): batches reach the database through a pipe to a
+process of its own, gathered into few writes; everything offered is written before it
+exits; a dead writer is noticed, said (``behind``) and never blocks the server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from engine.reports import TradePrinted
+from gateway.storage import history, history_process
+from gateway.storage.history import HistoryWriter
+
+
+def trade(trade_id: int) -> TradePrinted:
+    return TradePrinted(
+        ts=1_000 + trade_id, market="BTC-KZT", trade_id=trade_id, price=5, qty=1, taker_side="buy"
+    )
+
+
+def rows(path: Path) -> list[tuple[Any, ...]]:
+    conn = history.connect(path)
+    try:
+        return conn.execute("SELECT trade_id FROM trades ORDER BY trade_id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_batches_offered_in_one_turn_go_out_in_one_write_and_are_all_written(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: Any) -> int:
+        writes.append(fd)
+        return real_write(fd, data)
+
+    async def body() -> None:
+        writer = HistoryWriter(tmp_path / "h.sqlite", retention_days=0)
+        writer.start()
+        process = writer._process
+        assert process is not None
+        monkeypatch.setattr(history_process.os, "write", counting_write)
+        for seq in range(1, 51):
+            writer.offer(seq, [[trade(seq)]])
+        assert writes == []  # gathered, not yet written
+        await asyncio.sleep(history_process.GATHER_S * 4)
+        assert writes.count(process._out) == 1
+        assert writer.flush(10.0) and writer.written_seq == 50
+        writer.close()
+
+    asyncio.run(body())
+    assert rows(tmp_path / "h.sqlite") == [(i,) for i in range(1, 51)]
+    conn = history.connect(tmp_path / "h.sqlite")
+    assert history.last_seq(conn) == 50 and not history.is_stale(conn)
+    conn.close()
+
+
+def test_close_writes_what_was_offered_and_the_process_ends(tmp_path: Path) -> None:
+    async def body() -> None:
+        writer = HistoryWriter(tmp_path / "h.sqlite", retention_days=0)
+        writer.start()
+        for seq in range(1, 6):
+            writer.offer(seq, [[trade(seq)]])
+        process = writer._process
+        assert process is not None and process._process is not None
+        child = process._process
+        writer.close()  # at once: what was gathered is sent, then the input ends
+        assert child.returncode == 0
+        assert writer.written_seq == 5 and not writer.behind
+
+    asyncio.run(body())
+    assert rows(tmp_path / "h.sqlite") == [(i,) for i in range(1, 6)]
+
+
+def test_a_dead_writer_process_is_behind_and_never_blocks(tmp_path: Path) -> None:
+    async def body() -> None:
+        writer = HistoryWriter(tmp_path / "h.sqlite", retention_days=0)
+        writer.start()
+        writer.offer(1, [[trade(1)]])
+        assert writer.flush(10.0)
+        process = writer._process
+        assert process is not None and process._process is not None
+        process._process.kill()
+        process._process.wait()
+        for seq in range(2, 200):  # the pipe is gone: dropped, never waited for
+            writer.offer(seq, [[trade(seq)]])
+        await asyncio.sleep(history_process.GATHER_S * 4)
+        assert writer.behind
+        assert not writer.flush(1.0)
+        writer.close()
+
+    asyncio.run(body())
+    assert rows(tmp_path / "h.sqlite") == [(1,)]  # what was acknowledged before it died
