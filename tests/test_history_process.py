@@ -43,7 +43,7 @@ def test_batches_offered_in_one_turn_go_out_in_one_write_and_are_all_written(
         writer.start()
         process = writer._process
         assert process is not None
-        monkeypatch.setattr(history_process.os, "write", counting_write)
+        monkeypatch.setattr(os, "write", counting_write)
         for seq in range(1, 51):
             writer.offer(seq, [[trade(seq)]])
         assert writes == []  # gathered, not yet written
