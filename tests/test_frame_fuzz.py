@@ -431,7 +431,7 @@ def test_an_unexpected_exception_is_an_internal_answer(monkeypatch: Any, log_lin
 
     from gateway.sessions import session as session_module
 
-    monkeypatch.setitem(session_module._DISPATCH, protocol.Ping, (broken, "ping", True))
+    monkeypatch.setitem(session_module._DISPATCH, protocol.Ping, (broken, True, False))
     for index in range(50):
         session.on_frame(json.dumps({"id": index, "method": "ping"}))
     answers = connection.take()

@@ -377,11 +377,11 @@ class Session:
                     request_id,
                     retry_after_ms=_ms(wait),
                 )
-            handler, method, public = _DISPATCH[type(request)]
-            if not public and not self._may_call(method):
+            handler, public, admin = _DISPATCH[type(request)]
+            if not public and not (self.is_admin if admin else self.participant_id is not None):
                 raise WireError(
                     "UNAUTHENTICATED",
-                    "admin login required" if method.startswith("admin.") else "log in first",
+                    "admin login required" if admin else "log in first",
                     request_id,
                 )
             handler(self, request)
@@ -457,11 +457,6 @@ class Session:
         if participant_id is None:
             raise WireError("UNAUTHENTICATED", "log in first", request_id)
         return participant_id
-
-    def _may_call(self, method: str) -> bool:
-        if method.startswith("admin."):
-            return self.is_admin
-        return self.participant_id is not None
 
     def _market(self, symbol: str, request_id: Any) -> Market:
         market = self.venue.markets.get(symbol)
@@ -1144,8 +1139,9 @@ _HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     protocol.AdminMarket: Session._admin_market,
 }
 
-# Per request type, what ``on_frame`` needs: (handler, method name, public): one lookup.
-_DISPATCH: dict[type, tuple[Callable[[Session, Any], None], str, bool]] = {
-    kind: (handler, METHOD_OF[kind], METHOD_OF[kind] in PUBLIC_METHODS)
+# Per request type, what ``on_frame`` needs, in one lookup: (handler, public: no login
+# needed, admin: an admin login needed).
+_DISPATCH: dict[type, tuple[Callable[[Session, Any], None], bool, bool]] = {
+    kind: (handler, METHOD_OF[kind] in PUBLIC_METHODS, METHOD_OF[kind].startswith("admin."))
     for kind, handler in _HANDLERS.items()
 }

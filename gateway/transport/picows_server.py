@@ -113,27 +113,25 @@ class PicowsConnection(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         """One frame from picows.  Never raises: picows would close the connection with
         1011 and log a traceback (a session answers a bad request itself; this guard is for
-        a bug of ours in the framing below)."""
+        a bug of ours in the framing below).  One frame, one Python call: the common case,
+        a whole text frame, goes straight to the session."""
         try:
-            self._on_ws_frame(transport, frame)
+            session = self.session
+            if session is None:
+                return
+            msg_type = frame.msg_type
+            if msg_type is WSMsgType.TEXT and frame.fin and self._fragments is None:
+                session.on_frame(frame.get_payload_as_bytes())
+            elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
+                self._start_fragments(session, frame)
+            elif msg_type is WSMsgType.CONTINUATION:
+                self._continue_fragments(session, frame)
+            elif msg_type is WSMsgType.CLOSE:
+                self.flush()  # answers already queued go out before the closing handshake
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
         except Exception:
             _frame_failures.log(logging.ERROR, "a websocket frame failed", exc_info=True)
-
-    def _on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        session = self.session
-        if session is None:
-            return
-        msg_type = frame.msg_type
-        if msg_type is WSMsgType.TEXT and frame.fin and self._fragments is None:
-            session.on_frame(frame.get_payload_as_bytes())
-        elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
-            self._start_fragments(session, frame)
-        elif msg_type is WSMsgType.CONTINUATION:
-            self._continue_fragments(session, frame)
-        elif msg_type is WSMsgType.CLOSE:
-            self.flush()  # answers already queued go out before the closing handshake
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
-            transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.session is not None:
