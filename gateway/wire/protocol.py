@@ -439,8 +439,17 @@ def encode(message: Any) -> bytes:
     return _encoder.encode(message)
 
 
+class _OkAnswer(msgspec.Struct):
+    """A successful answer's envelope: a Struct, so it is encoded without building a dict
+    (field names encoded once, by msgspec)."""
+
+    id: RequestId
+    ok: bool
+    result: Any
+
+
 def ok(request_id: RequestId, result: Any) -> bytes:
-    return _encoder.encode({"id": request_id, "ok": True, "result": result})
+    return _encoder.encode(_OkAnswer(request_id, True, result))
 
 
 def error(request_id: RequestId, code: str, message: str, **extra: Any) -> bytes:
