@@ -2,7 +2,7 @@
 
 Sessions turn requests into commands and hand them to ``Venue.submit`` together with a
 callback.  Commands are executed strictly in the order they were submitted, by a single
-task (the sequencer), which stamps each with the time (never going backwards).  All the
+task (the sequencer), which stamps each batch with the time (never going backwards).  All the
 commands that arrive within one turn of the event loop form one batch, handed to the
 engine host (``gateway.sequencer.host``: the exchange and its journal in this process, or
 an engine process) to execute and make durable (one write and one fsync for the whole
@@ -271,9 +271,9 @@ class Venue:
         items: list[Item] = []
         dones: list[Done | None] = []
         queries: list[int] = []
-        stamp = self._stamp
+        ts = self._stamp()  # one reading of the clock for the batch: it runs at once
         for build, done in batch:
-            item: Item = build(stamp())
+            item: Item = build(ts)
             if isinstance(item, QUERY_TYPES):
                 queries.append(len(items))
             items.append(item)
