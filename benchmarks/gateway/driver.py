@@ -209,6 +209,11 @@ async def run_once(
             "engine_cpu_percent": round(100 * engine_cpu / wall, 1)
             if engine_cpu is not None and options["engine_process"]
             else None,
+            # the share of cpu_percent in the server's child processes: the history
+            # database's writer, and the engine process with --engine-process
+            "children_cpu_percent": round(100 * engine_cpu / wall, 1)
+            if engine_cpu is not None
+            else None,
             "cpu_us_per_order": round(1e6 * cpu / orders, 2) if cpu is not None else None,
             "cpu_us_per_request": round(1e6 * cpu / requests, 1) if cpu is not None else None,
             "exit_status": status,

@@ -124,8 +124,11 @@ def _format_run(r: dict[str, Any]) -> list[str]:
             f"{r.get('client_cpu_us_per_order')} us per order,"
             f" {r.get('client_cpu_us_per_request')} per request"
         )
-    engine = server.get("engine_cpu_percent")
-    engine_part = f", of which the engine process {engine}%" if engine is not None else ""
+    children = server.get("children_cpu_percent")
+    engine_part = ""
+    if children is not None:
+        who = "the engine and history writer" if r.get("engine_process") else "the history writer"
+        engine_part = f", of which its child processes ({who}) {children}%"
     lines.append(
         f"CPU: server {server.get('cpu_percent')}% of a core{engine_part} ({server_per}), client"
         f" process(es) {cpu} ({client_per}), machine {r.get('machine_busy_percent')}% busy"
