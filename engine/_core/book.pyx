@@ -22,6 +22,7 @@ command reaches the book.
 """
 
 from cpython cimport array
+from cpython.object cimport PyObject
 from libc.stdint cimport int8_t, int32_t, int64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove
@@ -37,6 +38,8 @@ cdef extern from "eventobjects.h":
     int evo_set_names(object buy, object sell, object maker, object taker, object reasons,
                       object reject_names, object integrity_error) except -1
     list evo_list(const int64_t* records, Py_ssize_t n, Py_ssize_t width)
+    list evo_list_args(const int64_t* records, Py_ssize_t n, Py_ssize_t width,
+                       PyObject* const* args, const int64_t* values, Py_ssize_t nargs)
 
 import array as py_array
 
@@ -319,13 +322,16 @@ cdef class OrderBook:
 
     # -- commands: the per-call API ---------------------------------------------------------
 
+    # order_id, price and qty arrive as objects, converted here: the events reuse the
+    # argument objects for fields of equal value (evo_list_args) rather than new ints.
+
     def place(
         self,
-        int64_t order_id,
+        order_id,
         int64_t owner,
         int64_t side,
-        int64_t price,
-        int64_t qty,
+        price,
+        qty,
         int64_t order_type=LIMIT,
         int64_t tif=GTC,
         bint post_only=False,
@@ -333,23 +339,41 @@ cdef class OrderBook:
     ):
         """Enter a new order and return its events.  ``price`` in tiyn (0 on a market order
         means no limit), ``qty`` in base minor units.  O(log L + fills) for L levels."""
+        cdef int64_t values[3]
+        values[0] = order_id
+        values[1] = price
+        values[2] = qty
         _check_enums(side, order_type, tif, stp)
         self._events_len = 0
-        self._place(order_id, owner, <int>side, price, qty, <int>order_type, <int>tif, post_only,
-                    <int>stp)
-        return self._event_list(0, self._events_len)
+        self._place(values[0], owner, <int>side, values[1], values[2], <int>order_type, <int>tif,
+                    post_only, <int>stp)
+        cdef PyObject* args[3]
+        args[0] = <PyObject*>order_id
+        args[1] = <PyObject*>price
+        args[2] = <PyObject*>qty
+        return evo_list_args(self._events, self._events_len, EVENT_WIDTH, args, values, 3)
 
-    def cancel(self, int64_t order_id):
+    def cancel(self, order_id):
         """Cancel an open order and return its events.  O(1), or O(L) if its level empties."""
+        cdef int64_t value = order_id
         self._events_len = 0
-        self._cancel(order_id)
-        return self._event_list(0, self._events_len)
+        self._cancel(value)
+        cdef PyObject* arg = <PyObject*>order_id
+        return evo_list_args(self._events, self._events_len, EVENT_WIDTH, &arg, &value, 1)
 
-    def amend(self, int64_t order_id, int64_t price, int64_t qty):
+    def amend(self, order_id, price, qty):
         """Change an open order's price (tiyn) and/or open qty; see ReferenceBook.amend."""
+        cdef int64_t values[3]
+        values[0] = order_id
+        values[1] = price
+        values[2] = qty
         self._events_len = 0
-        self._amend(order_id, price, qty)
-        return self._event_list(0, self._events_len)
+        self._amend(values[0], values[1], values[2])
+        cdef PyObject* args[3]
+        args[0] = <PyObject*>order_id
+        args[1] = <PyObject*>price
+        args[2] = <PyObject*>qty
+        return evo_list_args(self._events, self._events_len, EVENT_WIDTH, args, values, 3)
 
     def cancel_all(self, int64_t owner, side=None):
         """Cancel the owner's open orders (one side if given) in the order they were
