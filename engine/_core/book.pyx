@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, binding=False
 """The Cython order book: price-time priority, one instance per market.
 
 Same interface and same events as ``engine.reference.ReferenceBook`` (the oracle of the
