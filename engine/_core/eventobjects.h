@@ -106,9 +106,9 @@ static Py_ssize_t evo_member_offset(PyObject *descr) {
  * field, free the memory, drop the type), but the memory goes on a short free list for
  * the next event of the type rather than back to the allocator.  One function per kind
  * (EVO_DEALLOC below), so each knows its type's fields without a lookup. */
-static inline void evo_dealloc(PyObject *self, EvoType *t) {
+static inline void evo_dealloc(PyObject *self, EvoType *t, const Py_ssize_t nfields) {
     PyTypeObject *tp = Py_TYPE(self);
-    for (Py_ssize_t i = 0; i < t->nfields; i++) {
+    for (Py_ssize_t i = 0; i < nfields; i++) {
         PyObject **slot = (PyObject **)((char *)self + t->offsets[i]);
         PyObject *value = *slot;
         if (value != NULL) {  /* NULL once the attribute was deleted */
@@ -124,9 +124,13 @@ static inline void evo_dealloc(PyObject *self, EvoType *t) {
     Py_DECREF(tp);
 }
 
-#define EVO_DEALLOC(k) static void evo_dealloc_##k(PyObject *self) { evo_dealloc(self, &evo_types[k]); }
-EVO_DEALLOC(1) EVO_DEALLOC(2) EVO_DEALLOC(3) EVO_DEALLOC(4) EVO_DEALLOC(5)
-EVO_DEALLOC(6) EVO_DEALLOC(7) EVO_DEALLOC(8) EVO_DEALLOC(9) EVO_DEALLOC(10)
+/* Fields per record kind (book.pyx's _EVENT_TYPES; evo_register checks them): constants,
+ * so each kind's dealloc loop is unrolled. */
+static const Py_ssize_t evo_nfields[EVO_KINDS] = {0, 4, 2, 6, 3, 2, 4, 2, 2, 6, 4};
+#define EVO_DEALLOC(k, n) \
+    static void evo_dealloc_##k(PyObject *self) { evo_dealloc(self, &evo_types[k], n); }
+EVO_DEALLOC(1, 4) EVO_DEALLOC(2, 2) EVO_DEALLOC(3, 6) EVO_DEALLOC(4, 3) EVO_DEALLOC(5, 2)
+EVO_DEALLOC(6, 4) EVO_DEALLOC(7, 2) EVO_DEALLOC(8, 2) EVO_DEALLOC(9, 6) EVO_DEALLOC(10, 4)
 static const destructor evo_deallocs[EVO_KINDS] = {
     NULL, evo_dealloc_1, evo_dealloc_2, evo_dealloc_3, evo_dealloc_4, evo_dealloc_5,
     evo_dealloc_6, evo_dealloc_7, evo_dealloc_8, evo_dealloc_9, evo_dealloc_10,
@@ -138,7 +142,7 @@ static const destructor evo_deallocs[EVO_KINDS] = {
  * no finalizer and nothing in it but the fields' slots.  ImportError otherwise (book.pyx
  * registers every type when the module loads). */
 static int evo_register(int kind, PyObject *type, Py_ssize_t nfields, const Py_ssize_t *offsets) {
-    if (kind <= 0 || kind >= EVO_KINDS || nfields <= 0 || nfields > EVO_MAX_FIELDS
+    if (kind <= 0 || kind >= EVO_KINDS || nfields != evo_nfields[kind]
             || !PyType_Check(type)) {
         PyErr_SetString(PyExc_ValueError, "evo_register: bad event type registration");
         return -1;
@@ -266,7 +270,7 @@ static PyObject *evo_list_args(const int64_t *records, Py_ssize_t n, Py_ssize_t 
         case 10:  /* EV_LEVEL: BookLevel(side, price, qty, seq) */
             f[k++] = evo_side(r[1]);
             f[k++] = evo_int2(r[2], &t_price, &price);
-            f[k++] = PyLong_FromLongLong(r[3]);
+            f[k++] = evo_int1(r[3], &qty);  /* a new level holding just the order */
             f[k] = evo_int1(r[4], &seq);
             evo_ref(&seq, r[4], f[k]);
             k++;
@@ -285,7 +289,7 @@ static PyObject *evo_list_args(const int64_t *records, Py_ssize_t n, Py_ssize_t 
             f[k++] = PyLong_FromLongLong(r[1]);
             f[k] = evo_int1(r[2], &t_price);
             evo_ref(&t_price, r[2], f[k++]);
-            f[k] = PyLong_FromLongLong(r[3]);
+            f[k] = evo_int1(r[3], &qty);  /* the whole order in one fill */
             evo_ref(&t_qty, r[3], f[k++]);
             f[k] = PyLong_FromLongLong(r[4]);
             evo_ref(&t_maker, r[4], f[k++]);
