@@ -14,6 +14,7 @@ import datetime
 import importlib.machinery
 import random
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -36,7 +37,7 @@ from engine.commands import (
 )
 from engine.compiled import CompiledExchange, CompiledLedger, exchange_type
 from engine.errors import ConfigError
-from engine.exchange import ALMATY_OFFSET_MS, DAY_MS, MAX_AMOUNT, Exchange
+from engine.exchange import ALMATY_OFFSET_MS, DAY_MS, MAX_AMOUNT, Book, Exchange
 from engine.licensing import (
     CheckChain,
     CustomCheckError,
@@ -47,6 +48,7 @@ from engine.licensing import (
     Registry,
 )
 from engine.markets import Market, Rejection, load_markets
+from engine.reference import ReferenceBook
 from engine.reports import OrderReport, Report
 from engine.state import ExchangeState, capture, digest, rebuild
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
@@ -148,13 +150,18 @@ def _licenses() -> list[License]:
 
 
 def venue(
-    exchange_class: type[Exchange], profile: str = "ALATAU", chain: CheckChain | None = None
+    exchange_class: type[Exchange],
+    profile: str = "ALATAU",
+    chain: CheckChain | None = None,
+    book_factory: Callable[[], Book] | None = None,
 ) -> Exchange:
     """The test venue: the default markets and BIG-KZT, a varied registry, funded accounts."""
     markets = dict(load_markets())
     markets[BIG.symbol] = BIG
     registry = Registry("VENUE", _licenses(), _participants())
-    exchange = exchange_class(markets, registry, chain or CheckChain(profile))
+    exchange = exchange_class(
+        markets, registry, chain or CheckChain(profile), book_factory=book_factory
+    )
     for who in PARTICIPANTS[:-1]:
         for asset, amount in (("KZT", 10**14), ("BTC", 10**9), ("USDT", 10**12), ("BIG", 10**15)):
             exchange.execute(Deposit(ts=TS0, participant_id=who, asset=asset, amount=amount))
@@ -410,6 +417,14 @@ def test_seeded_streams_give_identical_reports_and_state(seed: int) -> None:
     """Seeded streams of every command, good and bad: equal reports, balances, digests."""
     profile = ("ALATAU", "NBK", "AFSA")[seed % 3]
     run_both(venue(Exchange, profile), venue(CompiledExchange, profile), Stream(seed), 2_500)
+
+
+def test_the_compiled_exchange_on_the_reference_book() -> None:
+    """With a book that is not the compiled one (here ReferenceBook), the compiled exchange
+    takes the book's events as objects rather than through its C API: the same reports."""
+    compiled = venue(CompiledExchange, book_factory=ReferenceBook)
+    assert all(type(book) is ReferenceBook for book in compiled.books.values())
+    run_both(venue(Exchange), compiled, Stream(11), 1_500)
 
 
 @settings(

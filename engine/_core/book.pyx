@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, binding=False
 """The Cython order book: price-time priority, one instance per market.
 
 Same interface and same events as ``engine.reference.ReferenceBook`` (the oracle of the
@@ -22,11 +22,12 @@ command reaches the book.
 """
 
 from cpython cimport array
-from libc.stdint cimport int8_t, int32_t, int64_t
+from cpython.object cimport PyObject
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove
 
-from engine._core.idmap cimport IdMap, idmap_del, idmap_free, idmap_get, idmap_init, idmap_put
+from engine._core.idmap cimport idmap_del, idmap_free, idmap_get, idmap_init, idmap_put
 
 
 cdef extern from "eventobjects.h":
@@ -37,6 +38,8 @@ cdef extern from "eventobjects.h":
     int evo_set_names(object buy, object sell, object maker, object taker, object reasons,
                       object reject_names, object integrity_error) except -1
     list evo_list(const int64_t* records, Py_ssize_t n, Py_ssize_t width)
+    list evo_list_args(const int64_t* records, Py_ssize_t n, Py_ssize_t width,
+                       PyObject* const* args, const int64_t* values, Py_ssize_t nargs)
 
 import array as py_array
 
@@ -54,86 +57,6 @@ from engine.events import (
     OrderRejected,
     Trade,
 )
-
-cdef struct Order:
-    int64_t order_id
-    int64_t owner
-    int64_t price        # quote minor units (tiyn)
-    int64_t qty          # open quantity, base minor units
-    int32_t prev         # neighbours in the level's FIFO queue (-1: none)
-    int32_t next         # also the free-list link while the slot is unused
-    int32_t owner_prev   # neighbours in the owner's list of open orders
-    int32_t owner_next
-    int32_t owner_slot   # the owner's list in OrderBook._owner_lists
-    int32_t level        # the level slot, -1 while the order is not on a level
-    int8_t side
-    int8_t post_only
-    int8_t stp
-
-
-cdef struct Level:
-    int64_t price
-    int64_t total        # aggregate open quantity of the level's orders
-    int64_t epoch        # the command that last touched it (for L2 change tracking)
-    int32_t head         # oldest order (first to trade)
-    int32_t tail         # newest order
-    int32_t count        # orders on the level; also the free-list link when unused
-    int32_t touched      # its entry in OrderBook._touched while epoch is the current command's
-    int8_t side
-
-
-cdef struct OwnerList:
-    int32_t head
-    int32_t tail
-    int64_t owner
-
-
-# Enumerations (engine.types) and record kinds (engine.batch): the numbers are a format.
-cdef enum:
-    BUY = 0
-    SELL = 1
-    LIMIT = 0
-    MARKET = 1
-    GTC = 0
-    IOC = 1
-    FOK = 2
-    STP_NONE = 0
-    STP_CANCEL_NEWEST = 1
-    STP_CANCEL_OLDEST = 2
-    STP_CANCEL_BOTH = 3
-
-    OP_PLACE = 1
-    OP_CANCEL = 2
-    OP_AMEND = 3
-    OP_CANCEL_ALL = 4
-    COMMAND_WIDTH = 10
-
-    EV_ACCEPTED = 1
-    EV_REJECTED = 2
-    EV_FILLED = 3
-    EV_CANCELED = 4
-    EV_EXPIRED = 5
-    EV_AMENDED = 6
-    EV_AMEND_REJECTED = 7
-    EV_CANCEL_REJECTED = 8
-    EV_TRADE = 9
-    EV_LEVEL = 10
-    EVENT_WIDTH = 8
-
-    MAKER = 0
-    TAKER = 1
-    REASON_USER = 0
-    REASON_SELF_TRADE = 1
-    REASON_CANCEL_ALL = 2
-
-    TOUCHED_WIDTH = 5  # side, price, aggregate before, aggregate after, level slot (-1: gone)
-
-    R_DUPLICATE_ORDER_ID = 1
-    R_INVALID_PRICE = 2
-    R_INVALID_QTY = 3
-    R_POST_ONLY_WOULD_TRADE = 4
-    R_UNKNOWN_ORDER = 5
-    R_INVALID_TIF = 6
 
 # The event types by record kind, with the field order the records (and evo_list) use.
 _EVENT_TYPES = (
@@ -243,40 +166,6 @@ cdef int _check_enums(int64_t side, int64_t order_type, int64_t tif, int64_t stp
 cdef class OrderBook:
     """One market's limit order book with price-time priority (the compiled core)."""
 
-    # Pools of orders, levels and owner lists; slots are reused through free lists.
-    cdef Order* _orders
-    cdef int32_t _orders_cap
-    cdef int32_t _orders_free
-    cdef int32_t _orders_used
-    cdef Level* _levels
-    cdef int32_t _levels_cap
-    cdef int32_t _levels_free
-    cdef OwnerList* _owner_lists
-    cdef int32_t _owner_lists_cap
-    cdef int32_t _owner_lists_free
-
-    # Each side: level slots sorted so that the best price is the last element.
-    cdef int32_t* _sides[2]
-    cdef int32_t _side_len[2]
-    cdef int32_t _side_cap[2]
-
-    cdef IdMap _index         # order_id -> order slot
-    cdef IdMap _owner_index   # owner -> owner list slot
-
-    # Event records of the current call (EVENT_WIDTH int64 each).
-    cdef int64_t* _events
-    cdef Py_ssize_t _events_len
-    cdef Py_ssize_t _events_cap
-
-    # Levels touched by the current command: side, price, aggregate before, after.
-    cdef int64_t* _touched
-    cdef Py_ssize_t _touched_len
-    cdef Py_ssize_t _touched_cap
-
-    cdef int64_t _epoch
-    cdef int64_t _seq
-    cdef int64_t _last_trade_id
-
     def __cinit__(self):
         self._orders_cap = 1024
         self._orders = <Order*>_grow(NULL, self._orders_cap, sizeof(Order))
@@ -319,13 +208,16 @@ cdef class OrderBook:
 
     # -- commands: the per-call API ---------------------------------------------------------
 
+    # order_id, price and qty arrive as objects, converted here: the events reuse the
+    # argument objects for fields of equal value (evo_list_args) rather than new ints.
+
     def place(
         self,
-        int64_t order_id,
+        order_id,
         int64_t owner,
         int64_t side,
-        int64_t price,
-        int64_t qty,
+        price,
+        qty,
         int64_t order_type=LIMIT,
         int64_t tif=GTC,
         bint post_only=False,
@@ -333,23 +225,41 @@ cdef class OrderBook:
     ):
         """Enter a new order and return its events.  ``price`` in tiyn (0 on a market order
         means no limit), ``qty`` in base minor units.  O(log L + fills) for L levels."""
+        cdef int64_t values[3]
+        values[0] = order_id
+        values[1] = price
+        values[2] = qty
         _check_enums(side, order_type, tif, stp)
         self._events_len = 0
-        self._place(order_id, owner, <int>side, price, qty, <int>order_type, <int>tif, post_only,
-                    <int>stp)
-        return self._event_list(0, self._events_len)
+        self._place(values[0], owner, <int>side, values[1], values[2], <int>order_type, <int>tif,
+                    post_only, <int>stp)
+        cdef PyObject* args[3]
+        args[0] = <PyObject*>order_id
+        args[1] = <PyObject*>price
+        args[2] = <PyObject*>qty
+        return evo_list_args(self._events, self._events_len, EVENT_WIDTH, args, values, 3)
 
-    def cancel(self, int64_t order_id):
+    def cancel(self, order_id):
         """Cancel an open order and return its events.  O(1), or O(L) if its level empties."""
+        cdef int64_t value = order_id
         self._events_len = 0
-        self._cancel(order_id)
-        return self._event_list(0, self._events_len)
+        self._cancel(value)
+        cdef PyObject* arg = <PyObject*>order_id
+        return evo_list_args(self._events, self._events_len, EVENT_WIDTH, &arg, &value, 1)
 
-    def amend(self, int64_t order_id, int64_t price, int64_t qty):
+    def amend(self, order_id, price, qty):
         """Change an open order's price (tiyn) and/or open qty; see ReferenceBook.amend."""
+        cdef int64_t values[3]
+        values[0] = order_id
+        values[1] = price
+        values[2] = qty
         self._events_len = 0
-        self._amend(order_id, price, qty)
-        return self._event_list(0, self._events_len)
+        self._amend(values[0], values[1], values[2])
+        cdef PyObject* args[3]
+        args[0] = <PyObject*>order_id
+        args[1] = <PyObject*>price
+        args[2] = <PyObject*>qty
+        return evo_list_args(self._events, self._events_len, EVENT_WIDTH, args, values, 3)
 
     def cancel_all(self, int64_t owner, side=None):
         """Cancel the owner's open orders (one side if given) in the order they were
@@ -362,6 +272,35 @@ cdef class OrderBook:
         self._events_len = 0
         self._cancel_all(owner, c_side)
         return self._event_list(0, self._events_len)
+
+    # -- commands: the C API (book.pxd), for compiled callers --------------------------------
+    # Each runs one command and returns the count of its event records, left in _events
+    # until the book's next command.  Out-of-range enumerations raise ValueError, as above.
+
+    cdef Py_ssize_t c_place(self, int64_t order_id, int64_t owner, int side, int64_t price,
+                            int64_t qty, int order_type, int tif, bint post_only,
+                            int stp) except -1:
+        _check_enums(side, order_type, tif, stp)
+        self._events_len = 0
+        self._place(order_id, owner, side, price, qty, order_type, tif, post_only, stp)
+        return self._events_len
+
+    cdef Py_ssize_t c_cancel(self, int64_t order_id) except -1:
+        self._events_len = 0
+        self._cancel(order_id)
+        return self._events_len
+
+    cdef Py_ssize_t c_amend(self, int64_t order_id, int64_t price, int64_t qty) except -1:
+        self._events_len = 0
+        self._amend(order_id, price, qty)
+        return self._events_len
+
+    cdef Py_ssize_t c_cancel_all(self, int64_t owner, int side) except -1:
+        if side < -1 or side > SELL:
+            raise ValueError(f"{side} is not a valid Side")
+        self._events_len = 0
+        self._cancel_all(owner, side)
+        return self._events_len
 
     def execute_batch(self, const int64_t[::1] commands not None):
         """Run many commands (``engine.batch`` records) and return ``(events, offsets)``:

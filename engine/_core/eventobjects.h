@@ -18,11 +18,15 @@
  *    for such a type (drop the fields, free, drop the type) with the memory kept on a
  *    short free list per type, which evo_new takes from first.  Events built any other
  *    way (the reference book calls the types) are freed the same way, to the same lists.
- *  - Integers are new ints, as the type call's were.  A value-keyed cache of int objects
- *    (prices, quantities and ids repeat) was tried: a quarter fewer instructions per
- *    command, yet about 30 ns slower per call (p50 of the standard flow's per-call latency,
- *    four interleaved A/B rounds), its lookups missing the CPU caches where pymalloc's
- *    recently freed blocks hit them.
+ *  - Integers.  A value-keyed cache of int objects across calls (prices, quantities and
+ *    ids repeat) was tried: a quarter fewer instructions per command, yet about 30 ns
+ *    slower per call (p50 of the standard flow's per-call latency, four interleaved A/B
+ *    rounds), its lookups missing the CPU caches where pymalloc's recently freed blocks hit
+ *    them.  Within one call, though, the same numbers recur in known places (a trade's
+ *    price, quantity and ids in its two fills; the order's id, price and quantity, which
+ *    the caller passed as ints, in its acceptance and as the taker; one seq in every level
+ *    update), and there the events share one int object (evo_list_args, EvoRef): a
+ *    comparison or two with objects the call just touched, no table.
  *
  * The event kinds, field orders and names are book.pyx's (EV_* records, see its _emit
  * calls) and engine/events.py's; the test suite compares every event with the reference
@@ -50,9 +54,44 @@ typedef struct {
 
 static EvoType evo_types[EVO_KINDS];
 
-/* A new int of value v; NULL on error. */
-static inline PyObject *evo_int(int64_t v) {
+/* The ints of one call's events.  An event list shares one int object between fields
+ * that hold the same number in known places: the call's own arguments (order id, price,
+ * quantity, when exact ints) in its acceptance, cancel, expiry or rejection and as the
+ * taker of its trades; a trade's price, quantity and order ids in its two fills; a trade's
+ * or the order's price in a level update; one seq in all of a command's level updates.
+ * Each is a comparison with one or two remembered objects of this call (borrowed: the
+ * list being built or the caller holds them), not a lookup: a value-keyed cache across
+ * calls was slower (see above), and a scan of all of a call's ints cost more than it saved
+ * on a sweep. */
+typedef struct {
+    int64_t v;
+    PyObject *o;  /* borrowed; NULL: nothing yet */
+} EvoRef;
+
+/* A new reference to a's or b's object if it holds ``v``, else a new int; NULL on error. */
+static inline PyObject *evo_int2(int64_t v, const EvoRef *a, const EvoRef *b) {
+    if (a->o != NULL && a->v == v) {
+        Py_INCREF(a->o);
+        return a->o;
+    }
+    if (b->o != NULL && b->v == v) {
+        Py_INCREF(b->o);
+        return b->o;
+    }
     return PyLong_FromLongLong(v);
+}
+
+static inline PyObject *evo_int1(int64_t v, const EvoRef *a) {
+    if (a->o != NULL && a->v == v) {
+        Py_INCREF(a->o);
+        return a->o;
+    }
+    return PyLong_FromLongLong(v);
+}
+
+static inline void evo_ref(EvoRef *ref, int64_t v, PyObject *o) {
+    ref->v = v;
+    ref->o = o;
 }
 
 /* The slot offset of a member descriptor holding an object, or -1 (no exception set). */
@@ -67,9 +106,9 @@ static Py_ssize_t evo_member_offset(PyObject *descr) {
  * field, free the memory, drop the type), but the memory goes on a short free list for
  * the next event of the type rather than back to the allocator.  One function per kind
  * (EVO_DEALLOC below), so each knows its type's fields without a lookup. */
-static inline void evo_dealloc(PyObject *self, EvoType *t) {
+static inline void evo_dealloc(PyObject *self, EvoType *t, const Py_ssize_t nfields) {
     PyTypeObject *tp = Py_TYPE(self);
-    for (Py_ssize_t i = 0; i < t->nfields; i++) {
+    for (Py_ssize_t i = 0; i < nfields; i++) {
         PyObject **slot = (PyObject **)((char *)self + t->offsets[i]);
         PyObject *value = *slot;
         if (value != NULL) {  /* NULL once the attribute was deleted */
@@ -85,9 +124,13 @@ static inline void evo_dealloc(PyObject *self, EvoType *t) {
     Py_DECREF(tp);
 }
 
-#define EVO_DEALLOC(k) static void evo_dealloc_##k(PyObject *self) { evo_dealloc(self, &evo_types[k]); }
-EVO_DEALLOC(1) EVO_DEALLOC(2) EVO_DEALLOC(3) EVO_DEALLOC(4) EVO_DEALLOC(5)
-EVO_DEALLOC(6) EVO_DEALLOC(7) EVO_DEALLOC(8) EVO_DEALLOC(9) EVO_DEALLOC(10)
+/* Fields per record kind (book.pyx's _EVENT_TYPES; evo_register checks them): constants,
+ * so each kind's dealloc loop is unrolled. */
+static const Py_ssize_t evo_nfields[EVO_KINDS] = {0, 4, 2, 6, 3, 2, 4, 2, 2, 6, 4};
+#define EVO_DEALLOC(k, n) \
+    static void evo_dealloc_##k(PyObject *self) { evo_dealloc(self, &evo_types[k], n); }
+EVO_DEALLOC(1, 4) EVO_DEALLOC(2, 2) EVO_DEALLOC(3, 6) EVO_DEALLOC(4, 3) EVO_DEALLOC(5, 2)
+EVO_DEALLOC(6, 4) EVO_DEALLOC(7, 2) EVO_DEALLOC(8, 2) EVO_DEALLOC(9, 6) EVO_DEALLOC(10, 4)
 static const destructor evo_deallocs[EVO_KINDS] = {
     NULL, evo_dealloc_1, evo_dealloc_2, evo_dealloc_3, evo_dealloc_4, evo_dealloc_5,
     evo_dealloc_6, evo_dealloc_7, evo_dealloc_8, evo_dealloc_9, evo_dealloc_10,
@@ -99,7 +142,7 @@ static const destructor evo_deallocs[EVO_KINDS] = {
  * no finalizer and nothing in it but the fields' slots.  ImportError otherwise (book.pyx
  * registers every type when the module loads). */
 static int evo_register(int kind, PyObject *type, Py_ssize_t nfields, const Py_ssize_t *offsets) {
-    if (kind <= 0 || kind >= EVO_KINDS || nfields <= 0 || nfields > EVO_MAX_FIELDS
+    if (kind <= 0 || kind >= EVO_KINDS || nfields != evo_nfields[kind]
             || !PyType_Check(type)) {
         PyErr_SetString(PyExc_ValueError, "evo_register: bad event type registration");
         return -1;
@@ -202,8 +245,20 @@ static inline PyObject *evo_side(int64_t side) {
 }
 
 /* Records of the book (kind, then up to seven int64 fields; ``width`` int64 each) as a new
- * list of event objects; NULL with an exception on failure. */
-static PyObject *evo_list(const int64_t *records, Py_ssize_t n, Py_ssize_t width) {
+ * list of event objects; NULL with an exception on failure.  ``args`` (borrowed, ``nargs``
+ * of them, NULL entries skipped) are the call's arguments whose ints the events may share
+ * (an exact int equal to a field is used for it, as the reference book's events hold the
+ * objects they were given); ``values`` their int64 values. */
+static PyObject *evo_list_args(const int64_t *records, Py_ssize_t n, Py_ssize_t width,
+                               PyObject *const *args, const int64_t *values, Py_ssize_t nargs) {
+    /* The call's order id, price, qty; the last trade's price, qty, maker, taker; seq. */
+    EvoRef id = {0, NULL}, price = {0, NULL}, qty = {0, NULL};
+    EvoRef t_price = {0, NULL}, t_qty = {0, NULL}, t_maker = {0, NULL}, t_taker = {0, NULL};
+    EvoRef seq = {0, NULL};
+    EvoRef *arg_refs[3] = {&id, &price, &qty};
+    for (Py_ssize_t a = 0; a < nargs && a < 3; a++) {
+        if (args[a] != NULL && PyLong_CheckExact(args[a])) evo_ref(arg_refs[a], values[a], args[a]);
+    }
     PyObject *out = PyList_New(n);
     if (out == NULL) return NULL;
     PyObject *f[EVO_MAX_FIELDS];
@@ -214,47 +269,53 @@ static PyObject *evo_list(const int64_t *records, Py_ssize_t n, Py_ssize_t width
         switch (kind) {
         case 10:  /* EV_LEVEL: BookLevel(side, price, qty, seq) */
             f[k++] = evo_side(r[1]);
-            f[k++] = evo_int(r[2]);
-            f[k++] = evo_int(r[3]);
-            f[k++] = PyLong_FromLongLong(r[4]);
+            f[k++] = evo_int2(r[2], &t_price, &price);
+            f[k++] = evo_int1(r[3], &qty);  /* a new level holding just the order */
+            f[k] = evo_int1(r[4], &seq);
+            evo_ref(&seq, r[4], f[k]);
+            k++;
             break;
         case 3:   /* EV_FILLED: OrderFilled(order_id, counter, price, qty, remaining, liq) */
-            f[k++] = evo_int(r[1]);
-            f[k++] = evo_int(r[2]);
-            f[k++] = evo_int(r[3]);
-            f[k++] = evo_int(r[4]);
-            f[k++] = evo_int(r[5]);
+            f[k++] = evo_int2(r[1], &t_maker, &t_taker);
+            f[k++] = evo_int2(r[2], &t_taker, &t_maker);
+            f[k++] = evo_int1(r[3], &t_price);
+            f[k++] = evo_int1(r[4], &t_qty);
+            f[k++] = PyLong_FromLongLong(r[5]);
             f[k] = evo_liquidity_names[r[6] == 0 ? 0 : 1];
             Py_INCREF(f[k]);
             k++;
             break;
         case 9:   /* EV_TRADE: Trade(trade_id, price, qty, maker, taker, taker_side) */
             f[k++] = PyLong_FromLongLong(r[1]);
-            f[k++] = evo_int(r[2]);
-            f[k++] = evo_int(r[3]);
-            f[k++] = evo_int(r[4]);
-            f[k++] = evo_int(r[5]);
+            f[k] = evo_int1(r[2], &t_price);
+            evo_ref(&t_price, r[2], f[k++]);
+            f[k] = evo_int1(r[3], &qty);  /* the whole order in one fill */
+            evo_ref(&t_qty, r[3], f[k++]);
+            f[k] = PyLong_FromLongLong(r[4]);
+            evo_ref(&t_maker, r[4], f[k++]);
+            f[k] = evo_int1(r[5], &id);
+            evo_ref(&t_taker, r[5], f[k++]);
             f[k++] = evo_side(r[6]);
             break;
         case 1:   /* EV_ACCEPTED: OrderAccepted(order_id, side, price, qty) */
-            f[k++] = evo_int(r[1]);
+            f[k++] = evo_int1(r[1], &id);
             f[k++] = evo_side(r[2]);
-            f[k++] = evo_int(r[3]);
-            f[k++] = evo_int(r[4]);
+            f[k++] = evo_int1(r[3], &price);
+            f[k++] = evo_int1(r[4], &qty);
             break;
         case 4:   /* EV_CANCELED: OrderCanceled(order_id, remaining_qty, reason) */
-            f[k++] = evo_int(r[1]);
-            f[k++] = evo_int(r[2]);
+            f[k++] = evo_int1(r[1], &id);
+            f[k++] = PyLong_FromLongLong(r[2]);
             f[k++] = evo_name(evo_reasons, r[3], "cancel reason");
             break;
         case 5:   /* EV_EXPIRED: OrderExpired(order_id, remaining_qty) */
-            f[k++] = evo_int(r[1]);
-            f[k++] = evo_int(r[2]);
+            f[k++] = evo_int1(r[1], &id);
+            f[k++] = PyLong_FromLongLong(r[2]);
             break;
         case 6:   /* EV_AMENDED: OrderAmended(order_id, price, qty, priority_kept) */
-            f[k++] = evo_int(r[1]);
-            f[k++] = evo_int(r[2]);
-            f[k++] = evo_int(r[3]);
+            f[k++] = evo_int1(r[1], &id);
+            f[k++] = evo_int1(r[2], &price);
+            f[k++] = evo_int1(r[3], &qty);
             f[k] = r[4] ? Py_True : Py_False;
             Py_INCREF(f[k]);
             k++;
@@ -262,7 +323,7 @@ static PyObject *evo_list(const int64_t *records, Py_ssize_t n, Py_ssize_t width
         case 2:   /* EV_REJECTED: OrderRejected(order_id, code) */
         case 7:   /* EV_AMEND_REJECTED: AmendRejected(order_id, code) */
         case 8:   /* EV_CANCEL_REJECTED: CancelRejected(order_id, code) */
-            f[k++] = evo_int(r[1]);
+            f[k++] = evo_int1(r[1], &id);
             f[k++] = evo_name(evo_reject_names, r[2], "reject code");
             break;
         default:
@@ -285,6 +346,10 @@ static PyObject *evo_list(const int64_t *records, Py_ssize_t n, Py_ssize_t width
         PyList_SET_ITEM(out, i, event);
     }
     return out;
+}
+
+static PyObject *evo_list(const int64_t *records, Py_ssize_t n, Py_ssize_t width) {
+    return evo_list_args(records, n, width, NULL, NULL, 0);
 }
 
 #endif /* ENGINE_EVENTOBJECTS_H */

@@ -19,6 +19,9 @@
 
 cimport cython
 from cpython.object cimport PyObject
+from libc.stdint cimport int64_t
+
+from engine._core cimport book as _cbook
 
 import msgspec
 
@@ -424,6 +427,7 @@ cdef class _MarketView:
 
     cdef object market
     cdef object book
+    cdef _cbook.OrderBook cbook  # the book if it is the compiled one (its C API), else None
     cdef str symbol
     cdef str base
     cdef str quote
@@ -449,6 +453,7 @@ cdef class _MarketView:
     def __cinit__(self, market, book):
         self.market = market
         self.book = book
+        self.cbook = book if type(book) is _cbook.OrderBook else None
         self.symbol = market.symbol
         self.base = market.base
         self.quote = market.quote
@@ -1157,18 +1162,25 @@ cdef class ExchangeCore:
         else:
             owner = <object>found_owner
         cdef _MarketView view = intent.base_view
-        events = view.book.place(
-            order_id,
-            owner,
-            intent.side_obj,
-            limit,
-            intent.qty,
-            intent.order_type_obj,
-            intent.tif_obj,
-            intent.post_only,
-            stp,
-        )
-        self._c_apply(view, events, "cancel_all")
+        cdef _cbook.OrderBook cbook = view.cbook
+        cdef Py_ssize_t n
+        if cbook is not None:
+            n = cbook.c_place(order_id, owner, intent.side, limit, intent.qty, intent.order_type,
+                              intent.tif, intent.post_only, stp)
+            self._c_apply_records(view, cbook, n, "cancel_all")
+        else:
+            events = view.book.place(
+                order_id,
+                owner,
+                intent.side_obj,
+                limit,
+                intent.qty,
+                intent.order_type_obj,
+                intent.tif_obj,
+                intent.post_only,
+                stp,
+            )
+            self._c_apply(view, events, "cancel_all")
         intent.cmd = None
         intent.context = None
         return 0
@@ -1193,8 +1205,14 @@ cdef class ExchangeCore:
         else:
             order = <OrderRecord>found
         cdef _MarketView view = self._c_view(order.market)
-        events = view.book.cancel(order.order_id)
-        self._c_apply(view, events, cmd.reason)
+        cdef _cbook.OrderBook cbook = view.cbook
+        cdef Py_ssize_t n
+        if cbook is not None:
+            n = cbook.c_cancel(order.order_id)
+            self._c_apply_records(view, cbook, n, cmd.reason)
+        else:
+            events = view.book.cancel(order.order_id)
+            self._c_apply(view, events, cmd.reason)
         return 0
 
     cdef int _c_amend(self, object cmd) except -1:
@@ -1211,10 +1229,18 @@ cdef class ExchangeCore:
                 self._reject_command(cmd, "cancel_all", "UNKNOWN_MARKET", f"no market {symbol!r}")
                 return 0
         side = None if cmd.side is None else int(cmd.side)
+        cdef _MarketView view
+        cdef _cbook.OrderBook cbook
+        cdef Py_ssize_t n
         for symbol in markets:
             view = self._c_view(symbol)
-            events = (<_MarketView>view).book.cancel_all(owner, side)
-            self._c_apply(view, events, cmd.reason)
+            cbook = view.cbook
+            if cbook is not None:
+                n = cbook.c_cancel_all(owner, -1 if side is None else side)
+                self._c_apply_records(view, cbook, n, cmd.reason)
+            else:
+                events = view.book.cancel_all(owner, side)
+                self._c_apply(view, events, cmd.reason)
         return 0
 
     # -- settlement ----------------------------------------------------------------------------
@@ -1248,7 +1274,15 @@ cdef class ExchangeCore:
                     reason = cancel_reason
                 self._c_close(<OrderRecord>orders[event.order_id], view, "canceled", reason)
             elif kind is _Trade:
-                self._c_settle(view, event)
+                self._c_settle(
+                    view,
+                    event.trade_id,
+                    event.price,
+                    event.qty,
+                    event.maker_order_id,
+                    event.taker_order_id,
+                    event.taker_side,
+                )
             elif kind is _OrderFilled:
                 if event.remaining_qty == 0:
                     self._c_close(<OrderRecord>orders[event.order_id], view, "filled", None)
@@ -1274,13 +1308,87 @@ cdef class ExchangeCore:
             )
         return 0
 
-    cdef int _c_settle(self, _MarketView view, object trade) except -1:
-        cdef OrderRecord maker = <OrderRecord>self._orders[trade.maker_order_id]
-        cdef OrderRecord taker = <OrderRecord>self._orders[trade.taker_order_id]
+    cdef int _c_apply_records(
+        self, _MarketView view, _cbook.OrderBook book, Py_ssize_t n, object cancel_reason
+    ) except -1:
+        """``_c_apply`` on the event records of the compiled book's last command (its C API,
+        book.pxd): the same reports in the same order, read from int64 fields, no event
+        objects.  Nothing here calls the book, so its record buffer stays as it is."""
+        cdef list bids = None
+        cdef list asks = None
+        cdef int64_t seq = 0
+        cdef dict orders = self._orders
+        cdef list reports = self._reports
+        cdef OrderRecord order
+        cdef const int64_t* r
+        cdef int64_t kind
+        cdef Py_ssize_t i
+        for i in range(n):
+            r = &book._events[i * _cbook.EVENT_WIDTH]
+            kind = r[0]
+            if kind == _cbook.EV_LEVEL:
+                if r[1] == _cbook.BUY:
+                    if bids is None:
+                        bids = []
+                    bids.append((r[2], r[3]))
+                else:
+                    if asks is None:
+                        asks = []
+                    asks.append((r[2], r[3]))
+                seq = r[4]
+            elif kind == _cbook.EV_ACCEPTED:
+                order = <OrderRecord>orders[r[1]]
+                reports.append(self._c_order_report(order, "new", None))
+            elif kind == _cbook.EV_CANCELED:
+                self._c_close(
+                    <OrderRecord>orders[r[1]],
+                    view,
+                    "canceled",
+                    "self_trade" if r[3] == _cbook.REASON_SELF_TRADE else cancel_reason,
+                )
+            elif kind == _cbook.EV_TRADE:
+                self._c_settle(
+                    view, r[1], r[2], r[3], r[4], r[5], _SIDE_NAMES[r[6]]
+                )
+            elif kind == _cbook.EV_FILLED:
+                if r[5] == 0:
+                    self._c_close(<OrderRecord>orders[r[1]], view, "filled", None)
+            elif kind == _cbook.EV_EXPIRED:
+                self._c_close(<OrderRecord>orders[r[1]], view, "expired", None)
+            elif kind == _cbook.EV_AMENDED:
+                order = <OrderRecord>orders[r[1]]
+                reports.append(
+                    self._c_order_report(
+                        order, "partially_filled" if order.filled_qty else "new", None
+                    )
+                )
+            else:  # a refusal (or a kind this does not know): as the object path raises
+                event = book._event_list(i, i + 1)[0]
+                raise _BookIntegrityError(f"the book refused a checked command: {event}")
+        if seq:
+            reports.append(
+                _BookChanged(
+                    market=view.symbol,
+                    seq=seq,
+                    bids=[] if bids is None else bids,
+                    asks=[] if asks is None else asks,
+                )
+            )
+        return 0
+
+    cdef int _c_settle(
+        self,
+        _MarketView view,
+        object trade_id,
+        object price,
+        object qty,
+        object maker_order_id,
+        object taker_order_id,
+        object taker_side,
+    ) except -1:
+        cdef OrderRecord maker = <OrderRecord>self._orders[maker_order_id]
+        cdef OrderRecord taker = <OrderRecord>self._orders[taker_order_id]
         symbol = view.symbol
-        price = trade.price
-        qty = trade.qty
-        trade_id = trade.trade_id
         ts = self._ts
         self.last_price[symbol] = price
         cdef list reports = self._reports
@@ -1291,7 +1399,7 @@ cdef class ExchangeCore:
                 trade_id=trade_id,
                 price=price,
                 qty=qty,
-                taker_side=trade.taker_side,
+                taker_side=taker_side,
             )
         )
         scale = view.scale
