@@ -258,6 +258,9 @@ STEPS: tuple[tuple[str, str, str, str], ...] = (
     ("  of which: market data", _VENUE, "Venue", "_publish_public"),
     ("  of which: answer a place", _SESSION, "Session", "_answer_place"),
     ("  of which: answer a cancel", _SESSION, "Session", "_answer_change"),
+    ("  of which: hand to the history writer", "gateway.storage.history", "HistoryWriter", "offer"),
+    ("history writer: pipe writes", "gateway.storage.history_process", "WriterProcess", "send_gathered"),
+    ("history writer: writes when the pipe had room", "gateway.storage.history_process", "WriterProcess", "_write_pending"),
 )
 """What ``--steps`` times: each function wrapped in a timer for the measured orders.  The
 timer reads the thread's CPU time (``time.thread_time_ns``), so time the process spends
