@@ -241,10 +241,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-_DATADIR, _VENUE, _SESSION = (
+_DATADIR, _VENUE, _SESSION, _HISTORY, _PIPE = (
     "gateway.storage.datadir",
     "gateway.sequencer.venue",
     "gateway.sessions.session",
+    "gateway.storage.history",
+    "gateway.storage.history_process",
 )
 STEPS: tuple[tuple[str, str, str, str], ...] = (
     # (step, module, owner, function): timed inclusive of what it calls
@@ -258,9 +260,9 @@ STEPS: tuple[tuple[str, str, str, str], ...] = (
     ("  of which: market data", _VENUE, "Venue", "_publish_public"),
     ("  of which: answer a place", _SESSION, "Session", "_answer_place"),
     ("  of which: answer a cancel", _SESSION, "Session", "_answer_change"),
-    ("  of which: hand to the history writer", "gateway.storage.history", "HistoryWriter", "offer"),
-    ("history writer: pipe writes", "gateway.storage.history_process", "WriterProcess", "send_gathered"),
-    ("history writer: writes when the pipe had room", "gateway.storage.history_process", "WriterProcess", "_write_pending"),
+    ("  of which: hand to the history writer", _HISTORY, "HistoryWriter", "offer"),
+    ("history writer: pipe writes", _PIPE, "WriterProcess", "send_gathered"),
+    ("history writer: writes when the pipe had room", _PIPE, "WriterProcess", "_write_pending"),
 )
 """What ``--steps`` times: each function wrapped in a timer for the measured orders.  The
 timer reads the thread's CPU time (``time.thread_time_ns``), so time the process spends
