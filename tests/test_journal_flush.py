@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,6 +70,33 @@ async def test_a_failed_flush_is_reported_with_its_errno() -> None:
     flusher.close()
     os.close(read_end)
     os.close(write_end)
+
+
+@pytest.fixture(autouse=True)
+def every_batch_through_the_thread(monkeypatch: Any) -> None:
+    """These tests are about the thread: no batch is small enough to flush on the spot
+    (``test_a_small_batch_is_flushed_on_the_spot`` undoes it)."""
+    monkeypatch.setattr(journal_module, "INLINE_FLUSH_BELOW", 0)
+
+
+@async_test
+async def test_a_small_batch_is_flushed_on_the_spot(tmp_path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(journal_module, "INLINE_FLUSH_BELOW", 3)
+    journal = Journal(tmp_path / "journal-1.log", 1, "fsync")
+    for n in (1, 2):
+        journal.append(place(NOW_MS, n))
+    assert journal.sync_later() is None  # 2 < 3: flushed here, durable on return
+    assert journal._flusher is None
+    for n in (3, 4, 5):
+        journal.append(place(NOW_MS, n))
+    big = journal.sync_later()
+    assert big is not None  # 3 commands: the thread's
+    journal.append(place(NOW_MS, 6))
+    behind = journal.sync_later()  # small, but a batch waits for the thread: after it
+    assert behind is not None
+    await asyncio.wait_for(asyncio.gather(big, behind), 5.0)
+    assert [r.seq for r in scan(tmp_path / "journal-1.log").records] == [1, 2, 3, 4, 5, 6]
+    journal.close()
 
 
 @async_test

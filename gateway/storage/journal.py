@@ -33,8 +33,10 @@ once it is durable), and at saturation one flush covers several batches.  An ear
 version handed each flush to a Python worker thread; measured, that cost more than it
 saved (each hand-off made the two threads trade the GIL: about 12 µs of CPU per order at
 saturation and milliseconds of tail latency), and flushing on the loop thread was kept
-until this one.  Elsewhere (the engine process, recovery, snapshots, tests without a loop)
-``sync`` flushes on the caller's thread.
+until this one.  A small batch (under ``INLINE_FLUSH_BELOW`` commands) while no flush is
+under way is flushed on the loop's thread all the same: the loop has little else to do
+then, and the hand-off's wake-ups cost more than they save.  Elsewhere (the engine process,
+recovery, snapshots, tests without a loop) ``sync`` flushes on the caller's thread.
 
 Preallocation: the live segment is grown ahead of its writes in chunks of
 ``PREALLOCATE_BYTES`` (``posix_fallocate``), and frames are written in place with
@@ -115,6 +117,14 @@ MODE_CODES = {"fsync": 1, "buffered": 2}
 MODE_NAMES = {code: name for name, code in MODE_CODES.items()}
 PREALLOCATE_BYTES = 16 << 20
 SECTOR = 512  # the smallest unit a crash can lose
+INLINE_FLUSH_BELOW = 32
+"""A batch of fewer commands, with no flush under way in the flush thread, is flushed on
+the loop's thread (``sync_later``).  A small batch means the loop has little else to do,
+and a flush there costs less than a hand-off: measured with ``benchmarks/order_path.py``,
+8 orders a batch cost 43 µs of CPU per order flushed here against 63 through the thread
+(the thread's wake-ups, the eventfd, the futures), while at 128 a batch the two were alike;
+end to end at 15,000 orders/s, 63-66 against 74 µs per order and a lower p99, and at
+saturation no loss (``benchmarks/RESULTS.md``, issue 16)."""
 
 SEGMENT_HEADER = struct.Struct("<8sHBBQ")  # magic, version, mode, flags, first seq
 PREALLOCATED = 1  # flag: every write of the segment lands inside space already allocated
@@ -530,10 +540,12 @@ class Journal:
         """Write what was appended (one frame), and in ``fsync`` mode hand its flush to the
         flush thread (see the module docstring): a future done when it is durable, or failed
         with the ``OSError`` of the flush.  None: durable per the mode on return (nothing
-        pending, or not ``fsync`` mode, or no event loop is running here)."""
+        pending, or not ``fsync`` mode, or no event loop is running here, or a small batch
+        while no flush is under way: see ``INLINE_FLUSH_BELOW``)."""
         if self._failed is not None:
             raise self._failed
-        if self.mode != "fsync" or not self._pending:
+        small = len(self._pending) < INLINE_FLUSH_BELOW and not self._unflushed
+        if self.mode != "fsync" or not self._pending or small:
             self.sync()
             return None
         flusher = self._flusher
