@@ -52,6 +52,7 @@ from gateway.app.serve import (
     set_up_venue,
     with_secret_box,
 )
+from gateway.hosts.start import settle_collector
 from gateway.sequencer.venue import Venue
 from gateway.sessions.session import Gateway, Limits, Session
 
@@ -377,7 +378,7 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> dict[str, Any]
     await rounds(args.warmup)  # untimed: the book fills to its steady state
     for bot in bots:
         bot.rejects.clear()
-    gc.freeze()  # as ``alatau serve`` does once it has started
+    settle_collector()  # as ``alatau serve`` does once it has started
     collector = CollectorTimer()
     timer: StepTimer | None = getattr(args, "timer", None)
     if timer is not None:

@@ -60,3 +60,22 @@ async def test_a_local_host_closes_the_data_directory_it_opened(tmp_path) -> Non
     _, last_seq, recovered = storage.recover(host.exchange.chain, lambda: host.exchange)
     storage.close(final_snapshot=False)
     assert last_seq == 0 and "0 journal records replayed" in recovered, recovered
+
+
+def test_a_started_server_freezes_its_start_up_and_collects_young_objects_less_often() -> None:
+    import gc
+
+    from gateway.hosts.start import COLLECTOR_THRESHOLD, settle_collector
+
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    try:
+        kept = [object() for _ in range(10)] + [[] for _ in range(10)]  # tracked: lists
+        settle_collector()
+        assert gc.get_threshold()[0] == COLLECTOR_THRESHOLD > before[0]
+        assert gc.get_threshold()[1:] == before[1:]
+        assert gc.get_freeze_count() >= frozen + 10
+        del kept
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

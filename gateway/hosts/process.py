@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -57,7 +56,7 @@ from engine.licensing import License, Participant, Registry
 from engine.markets import Market
 from engine.reports import OrderReport, Report, TradePrinted
 from engine.types import Side
-from gateway.hosts.start import EngineSettings, start_engine
+from gateway.hosts.start import EngineSettings, settle_collector, start_engine
 from gateway.sequencer.host import BookState, Item, Outcomes
 from gateway.sequencer.queries import QUERY_TYPES, BalancesQuery, OpenOrdersQuery, Query, answer
 from gateway.storage.datadir import Storage
@@ -198,7 +197,7 @@ def run_engine(sock: socket.socket, settings: EngineSettings) -> int:
         last_price=sorted(exchange.last_price.items()),
     )
     sock.sendall(_frame(_encoder.encode(hello)))
-    gc.freeze()  # the recovered state stays for good: see gateway.app.serve
+    settle_collector()  # the recovered state stays for good (gateway.hosts.start)
     decoder = msgspec.msgpack.Decoder(list[Item])
     buffer = bytearray()
     try:

@@ -9,6 +9,7 @@ and in a process of its own (``gateway.hosts.process``).
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -76,3 +77,22 @@ def start_engine(settings: EngineSettings, secret_box: SecretBox | None) -> Engi
         storage.close(final_snapshot=False)
         raise
     return Engine(exchange, storage, last_seq, recovered)
+
+
+COLLECTOR_THRESHOLD = 10_000
+"""Young-generation threshold of Python's cyclic garbage collector once a server has
+started (the default is 700).  Nearly everything the order path allocates dies by
+reference counting within its turn, so with the default the collector ran about every 70
+orders only to find the young objects gone (1,423 collections per 100,000 orders, 0.9 µs
+of CPU per order); at 10,000 it ran once per 100,000 orders of
+``benchmarks/order_path.py`` (0.02 µs per order), that one collection taking 2 ms."""
+
+
+def settle_collector() -> None:
+    """Once start-up is done: move what it built (the recovered state, modules, tables)
+    out of the collector's generations for good, so a full collection no longer walks it
+    (which halved the longest collection pause under load, 26 -> 13 ms), and collect the
+    young generation only every ``COLLECTOR_THRESHOLD`` net allocations."""
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(COLLECTOR_THRESHOLD, middle, old)
