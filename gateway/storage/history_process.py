@@ -35,6 +35,7 @@ import fcntl
 import logging
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -326,6 +327,10 @@ def run_child(path: str, retention_days: int) -> int:
     """Write what arrives on stdin until it ends (see the module docstring)."""
     from gateway.storage import history
 
+    # Ctrl-C and a service manager's stop reach the whole process group: the server says
+    # when this ends (it closes our stdin, or dies and the pipe closes), after what it sent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(NICENESS)  # the order path first: this runs in the cores' spare time
     conn = history.connect(path)
