@@ -322,21 +322,18 @@ class Storage:
     def append(self, command: Command, reports: list[Report] | None = None) -> None:
         """Journal an executed command; its check-chain decisions, among ``reports``, go to
         the audit trail once the command is durable."""
-        assert self.journal is not None
-        self.journal.append(command)
-        if reports is not None and self.trail is not None:
-            self.trail.add(self.journal.last_seq, reports)
-        self._since_snapshot += 1
+        self.append_batch([command], None if reports is None else [reports])
 
-    def append_batch(self, commands: list[Command], reports: list[list[Report]]) -> None:
-        """``append`` for a batch at once (the one-process server's sequencer): the
-        commands join the journal's next frame in one step, and the audit trail takes the
-        decisions among each command's reports."""
+    def append_batch(
+        self, commands: list[Command], reports: list[list[Report]] | None = None
+    ) -> None:
+        """Journal a batch's executed commands in one step (they join the journal's next
+        frame); the audit trail takes the decisions among each command's ``reports``."""
         assert self.journal is not None
         first_seq = self.journal.next_seq
         self.journal.extend(commands)
         trail = self.trail
-        if trail is not None:
+        if trail is not None and reports is not None:
             for offset, command_reports in enumerate(reports):
                 trail.add(first_seq + offset, command_reports)
         self._since_snapshot += len(commands)
@@ -346,10 +343,7 @@ class Storage:
         assert self.journal is not None
         self._check_trail()
         self.journal.sync()
-        if self.trail is not None:
-            self._commit_flushed_lines(everything=True)
-            self.trail.commit()
-            self._schedule_trail_write()
+        self._all_durable()
 
     def sync_later(self) -> asyncio.Future[None] | None:
         """See ``Journal.sync`` of ``gateway.hosts.local``: what was appended is written
@@ -363,13 +357,19 @@ class Storage:
         if trail is None:
             return durable
         if durable is None:
-            self._commit_flushed_lines(everything=True)
-            trail.commit()
-            self._schedule_trail_write()
+            self._all_durable()
             return None
         self._flushing.append((durable, trail.take_pending()))
         durable.add_done_callback(self._on_flushed)
         return durable
+
+    def _all_durable(self) -> None:
+        """The journal was just flushed whole: every audit line so far is of a durable
+        command (those of batches the flush thread had, first, in order)."""
+        if self.trail is not None:
+            self._commit_flushed_lines(everything=True)
+            self.trail.commit()
+            self._schedule_trail_write()
 
     def _on_flushed(self, _future: asyncio.Future[None]) -> None:
         self._commit_flushed_lines()

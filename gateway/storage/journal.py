@@ -499,9 +499,7 @@ class Journal:
         return self._failed is None and not self._pending
 
     def append(self, command: Command) -> None:
-        self.next_seq += 1
-        if self.mode != "off":
-            self._pending.append(command)
+        self.extend([command])
 
     def extend(self, commands: list[Command]) -> None:
         """``append`` each of ``commands``, in order, at once."""
