@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 
 import pytest
 from websockets.frames import Frame, Opcode
@@ -25,6 +26,7 @@ from engine.types import OrderType, Side, TimeInForce
 from gateway.hosts.local import LocalHost
 from gateway.sequencer.marketdata import L2Mirror
 from gateway.sequencer.venue import STOPPED, JournalFailed, Venue
+from gateway.storage.datadir import Storage
 from gateway.storage.journal import Journal, scan
 from gateway.transport.picows_server import text_frame_header
 from gateway.wire.protocol import WireError
@@ -262,17 +264,22 @@ async def until(predicate, what: str, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def journaled_venue(data_dir: Path) -> tuple[Venue, Storage]:
+    """A started venue on the demo exchange, journaled (fsync) to ``data_dir``."""
+    rig = Rig()
+    storage = Storage(data_dir, mode="fsync")
+    storage.recover(rig.exchange.chain, lambda: rig.exchange)
+    assert storage.exchange is not None
+    venue = Venue(LocalHost(storage.exchange, journal=storage), clock_ms=lambda: NOW_MS)
+    venue.start()
+    return venue, storage
+
+
 @async_test
 async def test_a_journal_that_cannot_write_stops_the_venue_unacknowledged(tmp_path) -> None:
     """The disk fills up (the journal's file descriptor is pointed at /dev/full): the batch
     that could not be written is not acknowledged, nor anything after it."""
-    from gateway.storage.datadir import Storage
-
-    rig = Rig()
-    storage = Storage(tmp_path, mode="fsync")
-    storage.recover(rig.exchange.chain, lambda: rig.exchange)
-    venue = Venue(LocalHost(storage.exchange, journal=storage), clock_ms=lambda: NOW_MS)
-    venue.start()
+    venue, storage = journaled_venue(tmp_path)
     acknowledged: list[str] = []
     venue.submit(deposit, answer_into(acknowledged, "durable"))
     await until(lambda: acknowledged == ["durable"], "the first deposit")

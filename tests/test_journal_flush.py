@@ -13,17 +13,14 @@ from typing import Any
 
 import pytest
 
-from gateway.hosts.local import LocalHost
-from gateway.sequencer.venue import Venue
 from gateway.storage import journal as journal_module
 from gateway.storage._flush import FlushThread
 from gateway.storage.audit import read_lines
-from gateway.storage.datadir import Storage
 from gateway.storage.journal import Journal, scan
 
 from .gateway_harness import async_test
-from .test_gateway_pipeline import answer_into, deposit, place, until
-from .test_gateway_session import NOW_MS, Rig
+from .test_gateway_pipeline import answer_into, deposit, journaled_venue, place, until
+from .test_gateway_session import NOW_MS
 
 
 def threads_of_this_process() -> int:
@@ -157,11 +154,7 @@ async def test_a_failed_flush_stops_the_venue_and_acknowledges_nothing_after(
 ) -> None:
     read_end, write_end = os.pipe()
     monkeypatch.setattr(journal_module, "FlushThread", lambda fd, synced: FlushThread(write_end))
-    rig = Rig()
-    storage = Storage(tmp_path, mode="fsync")
-    storage.recover(rig.exchange.chain, lambda: rig.exchange)
-    venue = Venue(LocalHost(storage.exchange, journal=storage), clock_ms=lambda: NOW_MS)
-    venue.start()
+    venue, storage = journaled_venue(tmp_path)
     acknowledged: list[str] = []
     venue.submit(deposit, answer_into(acknowledged, "first"))
     await until(lambda: venue._failed, "the venue to stop")
@@ -180,11 +173,7 @@ async def test_a_failed_flush_stops_the_venue_and_acknowledges_nothing_after(
 async def test_a_venue_on_the_flush_thread_acknowledges_in_order_and_audits_in_order(
     tmp_path: Path,
 ) -> None:
-    rig = Rig()
-    storage = Storage(tmp_path, mode="fsync")
-    storage.recover(rig.exchange.chain, lambda: rig.exchange)
-    venue = Venue(LocalHost(storage.exchange, journal=storage), clock_ms=lambda: NOW_MS)
-    venue.start()
+    venue, storage = journaled_venue(tmp_path)
     acknowledged: list[str] = []
     for i in range(1, 201):
         venue.submit(lambda ts, i=i: place(ts, i), answer_into(acknowledged, str(i)))
