@@ -683,31 +683,25 @@ class Session:
         )
 
     def _orders_history(self, request: protocol.OrdersHistory) -> None:
-        params = request.params
-        self._check_running(request.id)
-        self._reply(
-            request.id,
-            lookups.orders_history(
-                self.venue,
-                self.gateway.history,
-                self._participant(request.id),
-                params.market,
-                params.start,
-                params.end,
-                params.limit,
-                params.cursor,
-            ),
-        )
+        self._history_page(request.id, request.params, lookups.orders_history)
 
     def _fills_history(self, request: protocol.FillsHistory) -> None:
-        params = request.params
-        self._check_running(request.id)
+        self._history_page(request.id, request.params, lookups.fills_history)
+
+    def _history_page(
+        self,
+        request_id: Any,
+        params: protocol.HistoryParams,
+        lookup: Callable[..., dict[str, Any]],
+    ) -> None:
+        """Answer ``orders.history`` or ``fills.history``: a page of ``lookup``."""
+        self._check_running(request_id)
         self._reply(
-            request.id,
-            lookups.fills_history(
+            request_id,
+            lookup(
                 self.venue,
                 self.gateway.history,
-                self._participant(request.id),
+                self._participant(request_id),
                 params.market,
                 params.start,
                 params.end,
