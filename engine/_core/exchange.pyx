@@ -590,6 +590,21 @@ cdef class _Intent:
 # -- the exchange ---------------------------------------------------------------------------
 
 
+cdef int _report_levels(
+    list reports, _MarketView view, object seq, list bids, list asks
+) except -1:
+    """The ``BookChanged`` of one book call: the levels it changed, its last ``seq``."""
+    reports.append(
+        _BookChanged(
+            market=view.symbol,
+            seq=seq,
+            bids=[] if bids is None else bids,
+            asks=[] if asks is None else asks,
+        )
+    )
+    return 0
+
+
 cdef class ExchangeCore:
     """The compiled half of ``engine.compiled.CompiledExchange`` (see the module comment).
 
@@ -1298,14 +1313,7 @@ cdef class ExchangeCore:
             elif kind in _REFUSALS:
                 raise _BookIntegrityError(f"the book refused a checked command: {event}")
         if seq:
-            reports.append(
-                _BookChanged(
-                    market=view.symbol,
-                    seq=seq,
-                    bids=[] if bids is None else bids,
-                    asks=[] if asks is None else asks,
-                )
-            )
+            _report_levels(reports, view, seq, bids, asks)
         return 0
 
     cdef int _c_apply_records(
@@ -1366,14 +1374,7 @@ cdef class ExchangeCore:
                 event = book._event_list(i, i + 1)[0]
                 raise _BookIntegrityError(f"the book refused a checked command: {event}")
         if seq:
-            reports.append(
-                _BookChanged(
-                    market=view.symbol,
-                    seq=seq,
-                    bids=[] if bids is None else bids,
-                    asks=[] if asks is None else asks,
-                )
-            )
+            _report_levels(reports, view, seq, bids, asks)
         return 0
 
     cdef int _c_settle(
