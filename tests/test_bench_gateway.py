@@ -181,3 +181,17 @@ def test_flow_prices_and_quantities():
     lowest = Decimal(prices[0])
     assert all(Decimal(q) * lowest >= 1000 for q in qtys)
     assert all(Decimal(q) % Decimal("0.01") == 0 for q in qtys)
+
+
+def test_cli_bench_gateway_floors_answer_every_order_unmatched():
+    """`--floor transport` and `--floor session`: the real server's set-up and logins, then
+    every place and cancel answered at once and accepted (nothing matched, so no IOC trades
+    and no business rejects), and the report says it measured a floor."""
+    for level in ("transport", "session"):
+        args = [a for a in CLI_ARGS if a not in ("--subscribers", "1")]
+        report = run_bench_json([*args, "--floor", level])
+        assert report["floor"] == level
+        assert report["acknowledged"] == COUNT and report["lost"] == 0
+        assert report["ok"] == COUNT and report["business_rejects"] == 0, report["errors"]
+        assert report["crossing_orders_filled"] == 0
+        assert report["server"]["exit_status"] == 0, report["server"]

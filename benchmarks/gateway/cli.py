@@ -127,6 +127,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (sync_interval always), two engine replicas and one gateway, all on 127.0.0.1"
         " (--durability, --transport and --engine-process do not apply)",
     )
+    parser.add_argument(
+        "--floor",
+        choices=("transport", "session"),
+        default=None,
+        help="measure a floor, not the venue: the server answers places and cancels at once,"
+        " right after reading the frame (transport) or after the session's intake (session);"
+        " nothing is matched or journaled (benchmarks/gateway/floor.py)",
+    )
     parser.add_argument("--market", default=DEFAULT_MARKET, help="the market traded")
     parser.add_argument(
         "--max-open",
@@ -177,8 +185,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--rate and --warmup must not be negative, --max-open must be positive")
     if not 1 <= args.batch <= MAX_BATCH:
         raise SystemExit(f"--batch must be 1 to {MAX_BATCH}")
-    if args.cluster and (args.engine_process or args.profile):
-        raise SystemExit("--cluster does not go with --engine-process or --profile")
+    if args.cluster and (args.engine_process or args.profile or args.floor):
+        raise SystemExit("--cluster does not go with --engine-process, --profile or --floor")
     return {
         "clients": args.clients,
         "client_procs": args.client_procs,
@@ -191,6 +199,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "durability": args.durability,
         "transport": args.transport,
         "engine_process": args.engine_process,
+        "floor": args.floor,
         "cluster": args.cluster,
         "market": args.market,
         "max_open": args.max_open,

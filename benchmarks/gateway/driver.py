@@ -120,7 +120,12 @@ async def run_once(
     if options.get("cluster"):
         server = ClusterServer()
     else:
-        server = Server(options["durability"], options["transport"], options["engine_process"])
+        server = Server(
+            options["durability"],
+            options["transport"],
+            options["engine_process"],
+            floor=options.get("floor"),
+        )
     cluster_cpu0: dict[str, float] | None = None
     workers: list[Worker] = []
     spy: subprocess.Popen[bytes] | None = None

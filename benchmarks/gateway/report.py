@@ -43,7 +43,12 @@ def format_report(report: dict[str, Any]) -> str:
         f" {report['client_procs']} client process(es), {mode}, durability"
         f" {report['durability']}, {report['subscribers']} subscriber(s),"
         f" transport {report['transport']}"
-        + (", engine in its own process" if report.get("engine_process") else ""),
+        + (", engine in its own process" if report.get("engine_process") else "")
+        + (
+            f"; FLOOR ({report['floor']}): orders answered unmatched, unjournaled"
+            if report.get("floor")
+            else ""
+        ),
         _machine_line(report) + f"; code {report.get('code')}",
         f"command: {report['command']}",
     ]

@@ -107,6 +107,7 @@ def combine(
         "durability": options["durability"],
         "transport": options["transport"] or "server default",
         "engine_process": options["engine_process"],
+        "floor": options.get("floor"),
         "market": options["market"],
         "clients": options["clients"],
         "client_procs": max(1, min(options["client_procs"], options["clients"])),

@@ -87,8 +87,16 @@ def die_with_parent() -> None:
 class Server:
     """``alatau serve`` in its own process, in a fresh temporary directory."""
 
-    def __init__(self, durability: str, transport: str | None, engine_process: bool) -> None:
+    def __init__(
+        self,
+        durability: str,
+        transport: str | None,
+        engine_process: bool,
+        *,
+        floor: str | None = None,
+    ) -> None:
         self.durability = durability
+        self.floor = floor  # a floor level of benchmarks.gateway.floor instead of the venue
         self.transport = transport
         self.engine_process = engine_process
         self.admin_key = secrets.token_hex(16)
@@ -114,7 +122,8 @@ class Server:
         args = [f"--{name}={value}" for name, value in options.items()]
         if self.engine_process:
             args.append("--engine-process")
-        return [sys.executable, "-m", "gateway.app.cli", "serve", "--quiet", *args]
+        program = ["benchmarks.gateway.floor", self.floor] if self.floor else ["gateway.app.cli"]
+        return [sys.executable, "-m", *program, "serve", "--quiet", *args]
 
     async def start(self) -> None:
         with open(self.log_path, "w") as log:
