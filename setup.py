@@ -1,18 +1,69 @@
-"""Build the Cython core of the matching engine.
+"""Build the Cython core of the matching engine, and compile the order path's Python.
 
 `pip install -e .` compiles ``engine/_core/*.pyx`` into C extensions: the order book
 (``book.pyx``) and the exchange's per-order path (``exchange.pyx``); and the journal's
 flush thread (``gateway/storage/_flush.pyx``).  Set
 ``ENGINE_DEBUG=1`` to build with bounds checks and assertions on, for chasing
 a crash in the core (slower; never for benchmarks).
+
+It also compiles the gateway's modules on an order's path (``COMPILED_MODULES``) with
+Cython as they are: the ``.py`` file stays the source (typed for mypy, read by newcomers),
+and the extension built from it, ``session.cpython-311-*.so`` beside ``session.py``, is
+what Python imports.  Same code, same behaviour (the whole test suite runs against the
+compiled modules), about 15-20 % less CPU per order (``benchmarks/RESULTS.md``, "Issue 16:
+the order path's Python compiled").  Annotations are not read as C types
+(``annotation_typing=False``): a compiled module accepts exactly what the Python one does.
+Set ``ALATAU_PURE_PYTHON=1`` to skip them (a debugger, a profiler that wants Python frames).
+
+Because the extension shadows the ``.py``, an edited module must be built again: the build
+writes ``gateway/compiled_sources.json`` (each module's source hash), and both the test
+suite (``tests/test_compiled_modules.py``) and ``alatau serve`` (a warning) tell when a
+compiled module is older than its source.
 """
 
+import hashlib
+import json
 import os
+from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("ENGINE_DEBUG") == "1"
+PURE_PYTHON = os.environ.get("ALATAU_PURE_PYTHON") == "1"
+
+# The gateway's Python on an order's path, from the frame read to the answer written and
+# the history fed (measured by ``python -m benchmarks.order_path --steps``).  Not the
+# engine's ``exchange.py``: it is the reference the compiled exchange is tested against.
+COMPILED_MODULES = [
+    "gateway.transport.picows_server",
+    "gateway.sessions.session",
+    "gateway.sessions.ratelimit",
+    "gateway.wire.protocol",
+    "gateway.wire.views",
+    "gateway.sequencer.venue",
+    "gateway.sequencer.marketdata",
+    "gateway.sequencer.tape",
+    "gateway.hosts.local",
+    "gateway.storage.journal",
+    "gateway.storage.datadir",
+    "gateway.storage.history",
+]
+# Not compiled: modules run with ``python -m`` (an extension cannot be ``__main__``), the
+# engine process (``gateway.hosts.process``) and the history writer's
+# (``gateway.storage.history_process``).
+MANIFEST = Path("gateway/compiled_sources.json")
+
+
+def _source(module: str) -> Path:
+    return Path(*module.split(".")).with_suffix(".py")
+
+
+def _write_manifest(modules: list[str]) -> None:
+    """Each compiled module's source hash, for the stale-build checks (``gateway.app.compiled``)."""
+    hashes = {m: hashlib.sha256(_source(m).read_bytes()).hexdigest() for m in modules}
+    MANIFEST.write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
+
 
 extensions = [
     Extension(
@@ -36,6 +87,9 @@ extensions = [
     ),
 ]
 
+compiled_python = [] if PURE_PYTHON else COMPILED_MODULES
+_write_manifest(compiled_python)
+
 setup(
     ext_modules=cythonize(
         extensions,
@@ -46,6 +100,24 @@ setup(
             "initializedcheck": DEBUG,
             # cdivision stays off: C division truncates negatives, Python floors.
             "cdivision": False,
+            "embedsignature": True,
+        },
+    )
+    + cythonize(
+        [
+            Extension(
+                module,
+                [str(_source(module))],
+                extra_compile_args=["-O0", "-g"] if DEBUG else ["-O2"],
+            )
+            for module in compiled_python
+        ],
+        language_level=3,
+        nthreads=os.cpu_count() or 1,
+        compiler_directives={
+            # Python semantics exactly: annotations are for mypy, not C types.
+            "annotation_typing": False,
+            "binding": True,
             "embedsignature": True,
         },
     ),

@@ -70,22 +70,22 @@ def _transport_on_frame(original: Any) -> Any:
             original(self, frame)
             return
         self.send(
-            b'{"id":%d,"ok":true,"result":{"order_id":%d,"status":"%s","filled_qty":"0"}}'
-            % (head.id, next(_order_ids), status)
+            b'{"id":%s,"ok":true,"result":{"order_id":%d,"status":"%s","filled_qty":"0"}}'
+            % (msgspec.json.encode(head.id), next(_order_ids), status)
         )
 
     return on_frame
 
 
 def _session_place(self: Session, request: protocol.Place) -> None:
-    command = self._place_command(request.params, request.id)(0)
+    command: Any = self._place_command(request.params, request.id)(0)
     market = self.venue.markets[command.market]
     side = request.params.side
     self._reply(request.id, _result(command, market, next(_order_ids), side, command.qty, "new"))
 
 
 def _session_cancel(self: Session, request: protocol.Cancel) -> None:
-    command = self._cancel_command(request.params, request.id)(0)
+    command: Any = self._cancel_command(request.params, request.id)(0)
     market = self.venue.markets[command.market]
     order_id = command.order_id if command.order_id is not None else next(_order_ids)
     self._reply(request.id, _result(command, market, order_id, "buy", 0, "canceled"))

@@ -39,6 +39,7 @@ from engine.commands import Command, Deposit, SetParticipant
 from engine.errors import ConfigError, EngineError
 from engine.exchange import Exchange
 from engine.licensing import Registry
+from gateway.app import compiled
 from gateway.app.history import open_history
 from gateway.hosts.build import VenueFiles, build_exchange
 from gateway.hosts.local import LocalHost
@@ -417,6 +418,8 @@ async def serve(
     except ConfigError as exc:
         print(f"alatau serve: {exc}", file=sys.stderr)
         return 2
+    for why in compiled.stale():  # an edited module whose old build would run instead
+        log.warning("%s: the server runs the old build; rebuild with %s", why, compiled.REBUILD)
     host = await open_engine_host(options)
     venue = Venue(host)
     history, history_line = _open_history(options, host)

@@ -1,0 +1,54 @@
+"""Which of the gateway's modules run compiled, and whether a build is stale.
+
+``setup.py`` compiles the modules on an order's path with Cython as they are (its
+``COMPILED_MODULES``); the extension it builds sits beside the ``.py`` and is what Python
+imports.  So after a module's source is edited, the old build goes on running until
+``pip install -e .`` runs again: an easy way to test code that is not the code on disk.  The
+build records each compiled module's source hash in ``gateway/compiled_sources.json``; ``stale``
+compares them, without importing anything, and the test suite and ``alatau serve`` use it
+to say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+from pathlib import Path
+
+MANIFEST = Path(__file__).resolve().parent.parent / "compiled_sources.json"
+REBUILD = "pip install -e . (or ALATAU_PURE_PYTHON=1 pip install -e . to run them as Python)"
+
+
+def compiled_modules() -> dict[str, str]:
+    """The modules the last build compiled, with their sources' hashes ({} if none)."""
+    try:
+        data = json.loads(MANIFEST.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(module): str(digest) for module, digest in data.items()}
+
+
+def is_extension(module: str) -> bool:
+    """Whether ``module`` would be imported from a compiled extension."""
+    spec = importlib.util.find_spec(module)
+    origin = spec.origin if spec is not None else None
+    return origin is not None and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def stale() -> list[str]:
+    """The compiled modules whose source changed since they were built, each with why."""
+    found = []
+    root = Path(__file__).resolve().parents[2]
+    for module, digest in sorted(compiled_modules().items()):
+        source = root.joinpath(*module.split(".")).with_suffix(".py")
+        try:
+            now = hashlib.sha256(source.read_bytes()).hexdigest()
+        except OSError:
+            continue  # an installed wheel may carry no sources: nothing to go stale
+        if now != digest:
+            found.append(f"{source.relative_to(root)} changed after it was compiled")
+        elif not is_extension(module):
+            found.append(f"{module} was compiled but its extension is missing")
+    return found
