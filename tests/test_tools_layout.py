@@ -29,6 +29,7 @@ BENCHMARK_TESTS = {
     "test_gateway_bench_client.py": {"benchmarks.gateway_bench", "benchmarks.gateway"},
     "test_exchange_bench.py": {"benchmarks.exchange_bench"},
     "test_exchange_soak.py": {"benchmarks.soak_exchange"},
+    "test_fsync_latency.py": {"benchmarks.fsync_latency"},
     "test_transport_echo.py": {"benchmarks.transport_echo"},
 }
 
