@@ -91,6 +91,8 @@ compiled_python = [] if PURE_PYTHON else COMPILED_MODULES
 _write_manifest(compiled_python)
 
 setup(
+    # The C compiles run in parallel, one per core (a dozen modules: the longest step).
+    options={"build_ext": {"parallel": os.cpu_count() or 1}},
     ext_modules=cythonize(
         extensions,
         language_level=3,
