@@ -92,7 +92,14 @@ def _answer(request: dict, order_id: int) -> bytes:
     return msgspec.json.encode({"id": request["id"], "ok": True, "result": result})
 
 
-def _bot(count: int, warmup: int = 0, window: int = 4, batch: int = 1) -> bots.Bot:
+def _bot(
+    count: int,
+    warmup: int = 0,
+    window: int = 4,
+    batch: int = 1,
+    index: int = 0,
+    stats: bots.Stats | None = None,
+) -> bots.Bot:
     spec = {
         "batch": batch,
         "seed": 1,
@@ -101,10 +108,10 @@ def _bot(count: int, warmup: int = 0, window: int = 4, batch: int = 1) -> bots.B
         "qtys": QTYS,
         "max_open": 50,
         "warmup": warmup,
-        "counts": [count],
+        "counts": [count] * (index + 1),
         "window": window,
     }
-    bot = bots.Bot(spec, 0, bots.Stats())
+    bot = bots.Bot(spec, index, stats or bots.Stats())
     bot.on_ws_connected(_FakeTransport())
     return bot
 
@@ -215,6 +222,42 @@ def test_fixed_rate_sends_on_schedule_and_counts_latency_from_it(monkeypatch, ti
             # Latency counts from the schedule, so it includes the wait for room.
             waited = max(lat for lats in bot.stats.latency_us for lat in lats)
             assert waited >= 15_000
+        finally:
+            ticker.close()
+
+    asyncio.run(run())
+
+
+def test_periodic_ticker_sends_staggered_schedules_never_early_and_arms_once(monkeypatch):
+    """With the stagger as its period the timerfd is armed once for the whole run (no system
+    call per send), yet each connection's request leaves at or after its own schedule and
+    within about a period of it; latency still counts from the schedule."""
+    clients, interval, count = 3, 3_000_000, 5
+    calls: list[int] = []
+
+    async def run() -> None:
+        stats = bots.Stats()
+        flock = [_bot(count=count, index=index, stats=stats) for index in range(clients)]
+        ticker = Ticker(interval / clients)
+        assert ticker.periodic
+        settime = ticker.settime
+        ticker.settime = lambda *args: calls.append(1) or settime(*args)
+        try:
+            start = time.perf_counter_ns() + 2_000_000
+            for bot in flock:
+                bot.start(start + interval * bot.index // clients, start + 10**10, interval, ticker)
+            await asyncio.sleep(0.005 + count * interval / 1e9)
+            for bot in flock:
+                socket = bot.transport.underlying_transport
+                assert [r["id"] for r in socket.requests()] == list(range(1, count + 1))
+                first = start + interval * bot.index // clients
+                for at, data in socket.writes:
+                    for frame in _parse_frames(data):
+                        rid = msgspec.json.decode(frame)["id"]
+                        scheduled = first + (rid - 1) * interval
+                        assert bot.sent_ns[rid] == scheduled and at >= scheduled
+            # Armed at the first schedule; disarmed once every connection had sent its flow.
+            assert len(calls) == 2 and not ticker.armed
         finally:
             ticker.close()
 

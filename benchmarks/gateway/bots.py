@@ -421,7 +421,8 @@ async def bots_worker(spec: dict[str, Any]) -> dict[str, Any]:
         # The offered rate is in operations/s: each connection sends one request (of
         # `batch` operations) every clients * batch / rate seconds.
         interval_ns = spec["clients"] * batch * 1e9 / spec["rate"] if spec["rate"] > 0 else 0.0
-        ticker = Ticker() if interval_ns else None
+        # The connections' schedules are staggered by interval / clients: the ticker's period.
+        ticker = Ticker(interval_ns / spec["clients"]) if interval_ns else None
         for bot in bots:
             # Stagger the connections' schedules evenly over one interval.
             offset = round(interval_ns * bot.index / spec["clients"])

@@ -38,14 +38,24 @@ class Ticker:
 
     uvloop's timers round to whole milliseconds (a shorter wait runs at once), so waiting for
     a schedule with ``asyncio.sleep`` either sends late or spins the event loop until the time
-    comes; a Linux timerfd, armed at the earliest due time of all the bots (a heap) and
-    watched by the event loop, wakes the worker within microseconds of it at the cost of a few
-    system calls.  Without timerfd (not Linux), the event loop's timers are used."""
+    comes; a Linux timerfd, watched by the event loop, wakes the worker within microseconds of
+    it.  Without timerfd (not Linux), the event loop's timers are used.
 
-    def __init__(self) -> None:
+    Given ``period_ns`` (the spacing of the connections' staggered schedules: every send
+    falls on that grid), the timerfd is armed once, periodic, from the first schedule on, and
+    each expiry sends what fell due (a heap of the bots' next send times): the one system call
+    per send that re-arming a one-shot timer costs (a third of the load generator's CPU at
+    30,000 requests/s, measured with py-spy) is gone.  The period is rounded down to whole
+    nanoseconds, so the expiries run at most a little ahead of the schedule: a send is never
+    early, and late by less than one period (33 µs at 30,000/s over 8 connections), which
+    its latency, counted from the schedule, includes.  Without ``period_ns`` the timer is
+    re-armed, one-shot, at the earliest due time after each expiry."""
+
+    def __init__(self, period_ns: float = 0.0) -> None:
         self.loop = asyncio.get_running_loop()
         self.heap: list[tuple[int, int, Bot]] = []
-        self.armed = 0  # the time the alarm is set for (0: unset)
+        self.period_ns = int(period_ns)  # 0: one-shot, re-armed at each due time
+        self.armed = 0  # the time the alarm is set for (periodic: its first expiry; 0: unset)
         self.handle: asyncio.TimerHandle | None = None
         self.fd = -1
         try:
@@ -63,21 +73,39 @@ class Ticker:
         except (OSError, AttributeError):
             pass
 
+    @property
+    def periodic(self) -> bool:
+        return self.period_ns > 0 and self.fd >= 0
+
     def add(self, bot: Bot, at_ns: int) -> None:
         heapq.heappush(self.heap, (at_ns, bot.index, bot))
-        if not self.armed or at_ns < self.armed:
+        if not self.armed or (at_ns < self.armed and not self.periodic):
             self.arm(at_ns)
 
     def arm(self, at_ns: int) -> None:
         self.armed = at_ns
         if self.fd >= 0:
-            self.spec.it_value.tv_sec, self.spec.it_value.tv_nsec = divmod(at_ns, 1_000_000_000)
+            spec = self.spec
+            spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(at_ns, 1_000_000_000)
+            spec.it_interval.tv_sec, spec.it_interval.tv_nsec = divmod(
+                self.period_ns, 1_000_000_000
+            )
             self.settime(self.fd, _TFD_TIMER_ABSTIME, ctypes.byref(self.spec), None)
         else:
             if self.handle is not None:
                 self.handle.cancel()
             delay = (at_ns - time.perf_counter_ns()) / 1e9
             self.handle = self.loop.call_later(max(delay, 0.0), self.tick)
+
+    def disarm(self) -> None:
+        self.armed = 0
+        if self.fd >= 0:
+            spec = self.spec
+            spec.it_value.tv_sec = spec.it_value.tv_nsec = 0
+            spec.it_interval.tv_sec = spec.it_interval.tv_nsec = 0
+            self.settime(self.fd, 0, ctypes.byref(spec), None)
+        elif self.handle is not None:
+            self.handle.cancel()
 
     def on_timerfd(self) -> None:
         try:
@@ -98,11 +126,10 @@ class Ticker:
                 continue
             if due:
                 heapq.heappush(heap, (due, bot.index, bot))
-        self.armed = 0
-        if heap:
+        if not heap:
+            self.disarm()
+        elif not self.periodic:
             self.arm(heap[0][0])
-        elif self.handle is not None:
-            self.handle.cancel()
 
     def close(self) -> None:
         self.heap.clear()
