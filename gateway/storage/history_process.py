@@ -36,6 +36,7 @@ import logging
 import os
 import select
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -309,8 +310,8 @@ class WriterProcess:
 # -- the child ---------------------------------------------------------------------------------
 
 
-def _frames(buffer: bytearray) -> tuple[list[tuple[int, list[list[Report]]]], int]:
-    """The whole frames at the start of ``buffer`` and how many bytes they take."""
+def read_frames(buffer: bytearray) -> tuple[list[tuple[int, list[list[Report]]]], int]:
+    """The whole frames at the start of ``buffer``, decoded, and how many bytes they take."""
     frames = []
     at = 0
     while len(buffer) - at >= FRAME.size:
@@ -321,6 +322,24 @@ def _frames(buffer: bytearray) -> tuple[list[tuple[int, list[list[Report]]]], in
         frames.append(_decoder.decode(memoryview(buffer)[at + FRAME.size : end]))
         at = end
     return frames, at
+
+
+def write_frames(
+    conn: sqlite3.Connection, frames: list[tuple[int, list[list[Report]]]], stale_written: bool
+) -> tuple[int | None, bool]:
+    """Write decoded frames in one transaction: the last seq written (None: only a stale
+    mark) and whether the database is now marked stale.  The child's whole work per
+    transaction but the read, so that ``benchmarks/history_bench.py`` times exactly it."""
+    from gateway.storage import history
+
+    batches = [frame for frame in frames if frame[0] != STALE_SEQ]
+    mark_stale = len(batches) < len(frames) and not stale_written
+    with history.transaction(conn):
+        history.apply_chunk(conn, batches)
+        if mark_stale:
+            history.set_meta(conn, "stale", "1")
+            stale_written = True
+    return (batches[-1][0] if batches else None), stale_written
 
 
 def run_child(path: str, retention_days: int) -> int:
@@ -350,20 +369,14 @@ def run_child(path: str, retention_days: int) -> int:
             if not more:
                 ended = True
             buffer += more
-        frames, used = _frames(buffer)
+        frames, used = read_frames(buffer)
         del buffer[:used]
         if not frames:
             continue
-        batches = [frame for frame in frames if frame[0] != STALE_SEQ]
-        mark_stale = len(batches) < len(frames) and not stale_written
-        with history.transaction(conn):
-            history.apply_chunk(conn, batches)
-            if mark_stale:
-                history.set_meta(conn, "stale", "1")
-                stale_written = True
-        if batches:
+        written, stale_written = write_frames(conn, frames, stale_written)
+        if written is not None:
             try:
-                os.write(stdout, ACK.pack(batches[-1][0]))
+                os.write(stdout, ACK.pack(written))
             except BrokenPipeError:  # the server is gone: write what arrived, then end
                 stdout = os.open(os.devnull, os.O_WRONLY)
         now = time.monotonic()
