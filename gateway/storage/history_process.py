@@ -43,10 +43,11 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any, Union, get_args
 
 import msgspec
 
-from engine.reports import Report
+from engine.reports import FillReport, OrderReport, Report, TradePrinted
 
 log = logging.getLogger("alatau.history")
 
@@ -71,7 +72,31 @@ cores; if a sustained peak leaves it too few, it falls behind and the database i
 stale rather than the venue slowed (the module docstring)."""
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(tuple[int, list[list[Report]]])
+
+STORED_KINDS: tuple[type[Report], ...] = (OrderReport, FillReport, TradePrinted)
+"""The report kinds the history database keeps (``gateway.storage.history.apply_chunk``);
+the writer decodes only these in full."""
+
+
+def _skipped(kind: type[Report]) -> type[msgspec.Struct]:
+    """A report kind the history does not keep, decoded as an empty placeholder: the same
+    tag, no fields (msgspec skips the rest of an array-like struct's array without building
+    anything), so the tagged union still tells every kind apart."""
+    tag = kind.__struct_config__.tag
+    return msgspec.defstruct(
+        f"Skipped{kind.__name__}", [], tag=tag, array_like=True, gc=False, module=__name__
+    )
+
+
+SKIPPED_KINDS = tuple(_skipped(kind) for kind in get_args(Report) if kind not in STORED_KINDS)
+LEAN_REPORT: Any = Union[STORED_KINDS + SKIPPED_KINDS]  # noqa: UP007
+"""What the writer decodes a report as: a kind it keeps in full, any other kind as its empty
+placeholder.  Decoding every kind in full (balances, audit records, book levels: most of a
+batch's bytes) cost about twice the CPU, for reports the history never writes."""
+
+_decoder: msgspec.msgpack.Decoder[tuple[int, list[list[Any]]]] = msgspec.msgpack.Decoder(
+    tuple[int, list[list[LEAN_REPORT]]]
+)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
@@ -310,8 +335,9 @@ class WriterProcess:
 # -- the child ---------------------------------------------------------------------------------
 
 
-def read_frames(buffer: bytearray) -> tuple[list[tuple[int, list[list[Report]]]], int]:
-    """The whole frames at the start of ``buffer``, decoded, and how many bytes they take."""
+def read_frames(buffer: bytearray) -> tuple[list[tuple[int, list[list[Any]]]], int]:
+    """The whole frames at the start of ``buffer``, decoded, and how many bytes they take.
+    Reports of a kind the history does not keep are placeholders (``LEAN_REPORT``)."""
     frames = []
     at = 0
     while len(buffer) - at >= FRAME.size:
@@ -325,7 +351,7 @@ def read_frames(buffer: bytearray) -> tuple[list[tuple[int, list[list[Report]]]]
 
 
 def write_frames(
-    conn: sqlite3.Connection, frames: list[tuple[int, list[list[Report]]]], stale_written: bool
+    conn: sqlite3.Connection, frames: list[tuple[int, list[list[Any]]]], stale_written: bool
 ) -> tuple[int | None, bool]:
     """Write decoded frames in one transaction: the last seq written (None: only a stale
     mark) and whether the database is now marked stale.  The child's whole work per
