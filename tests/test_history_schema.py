@@ -77,7 +77,8 @@ def test_the_queries_use_the_partial_indexes(tmp_path: Path) -> None:
         assert indexes(conn) == {"orders_closed_by_owner", "orders_by_client_order_id"}
         closed = (
             f"SELECT {history.ORDER_COLUMNS}, order_key FROM orders WHERE participant_id = ? "
-            f"AND status IN {history.CLOSED!r} ORDER BY ts DESC, order_key DESC LIMIT ?"
+            f"AND status IN {history.CLOSED!r} AND {history.NOT_OPEN} "
+            "ORDER BY ts DESC, order_key DESC LIMIT ?"
         )
         by_client = (
             f"SELECT {history.ORDER_COLUMNS} FROM orders WHERE participant_id = ? AND "
