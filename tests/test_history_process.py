@@ -5,7 +5,10 @@ exits; a dead writer is noticed, said (``behind``) and never blocks the server."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import select
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +98,39 @@ def test_a_dead_writer_process_is_behind_and_never_blocks(tmp_path: Path) -> Non
 
     asyncio.run(body())
     assert rows(tmp_path / "h.sqlite") == [(1,)]  # what was acknowledged before it died
+
+
+def test_a_steady_stream_is_written_in_few_transactions_and_a_lone_batch_alone(
+    tmp_path: Path,
+) -> None:
+    """While batches keep arriving the child writes at most one transaction every
+    ``WRITE_EVERY_S`` (each acknowledged once); after a pause, a batch is written without
+    waiting for another."""
+    writer = HistoryWriter(tmp_path / "h.sqlite", retention_days=0)
+    writer.start()  # no event loop: each offer is written to the pipe at once
+    process = writer._process
+    assert process is not None
+    seconds = 0.5
+    started = time.monotonic()
+    seq = 0
+    while time.monotonic() - started < seconds:
+        seq += 1
+        writer.offer(seq, [[trade(seq)]])
+        time.sleep(0.002)
+    deadline = time.monotonic() + 10.0
+    data = b""
+    while (not data or history_process.ACK.unpack_from(data, len(data) - 8)[0] < seq) and (
+        time.monotonic() < deadline
+    ):
+        select.select([process._acks], [], [], 0.05)
+        with contextlib.suppress(BlockingIOError):
+            data += os.read(process._acks, 4096)
+    transactions = len(data) // history_process.ACK.size
+    assert history_process.ACK.unpack_from(data, len(data) - 8)[0] == seq > 100
+    assert transactions <= seconds / history_process.WRITE_EVERY_S + 3
+    time.sleep(history_process.WRITE_EVERY_S * 2)  # a pause
+    writer.offer(seq + 1, [[trade(seq + 1)]])
+    assert select.select([process._acks], [], [], 10.0)[0]
+    assert history_process.ACK.unpack(os.read(process._acks, 8))[0] == seq + 1
+    writer.close()
+    assert rows(tmp_path / "h.sqlite") == [(i,) for i in range(1, seq + 2)]

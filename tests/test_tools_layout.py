@@ -30,6 +30,7 @@ BENCHMARK_TESTS = {
     "test_exchange_bench.py": {"benchmarks.exchange_bench"},
     "test_exchange_soak.py": {"benchmarks.soak_exchange"},
     "test_fsync_latency.py": {"benchmarks.fsync_latency"},
+    "test_history_bench.py": {"benchmarks.history_bench"},
     "test_transport_echo.py": {"benchmarks.transport_echo"},
 }
 
