@@ -21,6 +21,10 @@ looked up in the history database.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +37,13 @@ from gateway.wire.protocol import WireError
 from gateway.wire.views import decimal_text, levels_view, order_view
 
 BAD_CURSOR = "cursor is the `next` of the previous page"
+CLOSED_ORDER_WAIT_S = 2.0
+"""How long ``order.status`` waits for the history's writer to reach the batch an order
+closed in (it commits every ``WRITE_EVERY_S``, 50 ms, under load; at once when idle)."""
+CLOSED_ORDER_POLL_S = 0.005
+
+log = logging.getLogger("alatau.history")
+_waiting: set[asyncio.Task[None]] = set()
 
 
 def market_of(venue: Venue, symbol: str) -> Market:
@@ -171,15 +182,54 @@ def order_status(
             done(view)
             return
         try:
-            row = history_of(history).order(participant_id, order_id, client_order_id)
-            if row is None:
-                raise WireError("UNKNOWN_ORDER", "no order of yours has this id")
+            writer = history_of(history)
+            row = writer.order(participant_id, order_id, client_order_id)
         except WireError as exc:
             done(exc)
             return
-        done(order_row_view(venue, row))
+        if row is not None:
+            done(order_row_view(venue, row))
+            return
+        # Not open and not in the history: it may have closed in a batch the history's
+        # writer has not written yet.  Wait for it (off the loop's turn) before saying so.
+        task = asyncio.get_running_loop().create_task(
+            _closed_order(venue, writer, participant_id, order_id, client_order_id, done)
+        )
+        _waiting.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(_waiting.discard)
 
     venue.query(OrderStatusQuery(participant_id, order_id, client_order_id), answered)
+
+
+async def _closed_order(
+    venue: Venue,
+    writer: HistoryWriter,
+    participant_id: str,
+    order_id: int | None,
+    client_order_id: str | None,
+    done: Callable[[dict[str, Any] | WireError], None],
+) -> None:
+    """An order that is no longer open, read from the history once it has written
+    everything the venue had published when the query was answered, so a client never
+    hears ``UNKNOWN_ORDER`` for an order it has just seen close (the writer commits every
+    ``WRITE_EVERY_S`` under load).  An id that is nobody's waits as long, then gets
+    ``UNKNOWN_ORDER``; a writer that is behind (batches dropped) or slower than
+    ``CLOSED_ORDER_WAIT_S`` is not waited for further."""
+    await asyncio.sleep(0)  # the query's own batch is counted as published after its answers
+    target = venue.published_seq
+    deadline = time.monotonic() + CLOSED_ORDER_WAIT_S
+    while writer.written_seq < target and not writer.behind and time.monotonic() < deadline:
+        await asyncio.sleep(CLOSED_ORDER_POLL_S)
+    try:
+        row = writer.order(participant_id, order_id, client_order_id)
+    except sqlite3.Error as exc:  # the database failed: the answer says so, the session lives
+        log.error("order.status: reading the history database failed: %r", exc)
+        done(WireError("INTERNAL", "the history database could not be read"))
+        return
+    if row is None:
+        done(WireError("UNKNOWN_ORDER", "no order of yours has this id"))
+    else:
+        done(order_row_view(venue, row))
 
 
 def order_row_view(venue: Venue, row: tuple[Any, ...]) -> dict[str, Any]:
