@@ -321,10 +321,16 @@ static PyObject *evo_list_args(const int64_t *records, Py_ssize_t n, Py_ssize_t 
     for (Py_ssize_t a = 0; a < nargs && a < 3; a++) {
         if (args[a] != NULL && PyLong_CheckExact(args[a])) evo_ref(arg_refs[a], values[a], args[a]);
     }
-    PyObject *out = PyList_New(n);
-    if (out == NULL) return NULL;
+    if (n == 0) return PyList_New(0);
+    /* The events go into an item array of our own, which becomes the list's at the end:
+     * PyList_New(n) would zero it with calloc first, about a twentieth of a per-call
+     * command's event building, for slots that are all set below.  Until then no list
+     * exists, so nothing (the collector included) ever sees an unset slot. */
+    PyObject **items = (PyObject **)PyMem_Malloc((size_t)n * sizeof(PyObject *));
+    if (items == NULL) return PyErr_NoMemory();
+    Py_ssize_t i;
     PyObject *f[EVO_MAX_FIELDS];
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         const int64_t *r = records + i * width;
         int kind = (int)r[0];
         Py_ssize_t k = 0;
@@ -399,16 +405,21 @@ static PyObject *evo_list_args(const int64_t *records, Py_ssize_t n, Py_ssize_t 
             break;
         default:
             PyErr_Format(evo_integrity_error, "unknown event record kind %lld", (long long)r[0]);
-            Py_DECREF(out);
-            return NULL;
+            event = NULL;
         }
-        if (event == NULL) {
-            Py_DECREF(out);  /* the items set so far go with it; the rest are NULL */
-            return NULL;
-        }
-        PyList_SET_ITEM(out, i, event);
+        if (event == NULL) goto failed;
+        items[i] = event;
     }
-    return out;
+    PyListObject *out = (PyListObject *)PyList_New(0);
+    if (out == NULL) goto failed;
+    out->ob_item = items;  /* the list's own now: list_dealloc frees it with PyMem_Free */
+    out->allocated = n;
+    Py_SET_SIZE(out, n);
+    return (PyObject *)out;
+failed:
+    while (i > 0) Py_DECREF(items[--i]);
+    PyMem_Free(items);
+    return NULL;
 }
 
 static PyObject *evo_list(const int64_t *records, Py_ssize_t n, Py_ssize_t width) {
