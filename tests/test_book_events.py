@@ -59,6 +59,28 @@ def test_an_int_subclass_comes_back_as_an_exact_int() -> None:
     assert type(accepted.order_id) is int and accepted.order_id == Id.SEVEN
 
 
+def test_ints_built_in_place_are_ordinary_ints() -> None:
+    """The book builds its events' ints itself (eventobjects.h, evo_long): one and two
+    30-bit digits, the small-int cache's edges and values beyond two digits all come back
+    equal to, hashing and printing as the ints the reference book's events hold."""
+    edges = (1, 256, 257, 2**30 - 1, 2**30, 2**30 + 1, 2**60 - 1, 2**60, 2**62 + 3)
+    for qty in edges:
+        book, ref = OrderBook(), ReferenceBook()
+        for b in (book, ref):
+            b.place(1, 1, 1, PRICE, qty + 5)
+        ours = book.place(2, 2, 0, PRICE, qty) + book.cancel(1)
+        theirs = ref.place(2, 2, 0, PRICE, qty) + ref.cancel(1)
+        assert ours == theirs
+        for event, expected in zip(ours, theirs, strict=True):
+            for field in event.__struct_fields__:
+                value, want = getattr(event, field), getattr(expected, field)
+                assert type(value) is type(want) and value == want, (event, field)
+                assert hash(value) == hash(want) and str(value) == str(want)
+                if type(value) is int:
+                    assert sys.getsizeof(value) == sys.getsizeof(want + 0), (event, field)
+                    assert value - want == 0 and (value + 1) - 1 == want
+
+
 def test_a_deleted_field_and_mutation_are_safe() -> None:
     """Events stay mutable Structs: a field can be set or deleted and the event dropped."""
     events = _cycle(OrderBook(), 10, PRICE, LOT)

@@ -4,6 +4,7 @@
 # the engine.batch format) in the book's own buffer, ``_events``, valid until its next
 # command, returning how many there are.  No event objects, no Python arguments.
 
+cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t
 
 from engine._core.idmap cimport IdMap
@@ -90,6 +91,10 @@ cdef enum:
     R_INVALID_TIF = 6
 
 
+# final: nothing subclasses the book, so its own cdef methods are called directly (and the C
+# compiler may inline them) rather than through the method table; callers in other modules
+# (exchange.pyx) still go through the table.
+@cython.final
 cdef class OrderBook:
     # The commands in C (see the top): the count of event records left in _events.
     cdef Py_ssize_t c_place(self, int64_t order_id, int64_t owner, int side, int64_t price,

@@ -529,10 +529,10 @@ cdef class OrderBook:
         cdef int64_t owner
         cdef int32_t list_slot
         for cell in range(self._owner_index.mask + 1):
-            list_slot = self._owner_index.values[cell]
+            list_slot = self._owner_index.cells[cell].value
             if list_slot == -1:
                 continue
-            owner = self._owner_index.keys[cell]
+            owner = self._owner_index.cells[cell].key
             slot = self._owner_lists[list_slot].head
             prev = -1
             while slot != -1:

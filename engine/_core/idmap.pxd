@@ -4,9 +4,12 @@ from libc.stdint cimport int32_t, int64_t
 
 
 cdef extern from "idmap.h" nogil:
+    ctypedef struct IdMapCell:
+        int64_t key
+        int32_t value
+
     ctypedef struct IdMap:
-        int64_t* keys
-        int32_t* values
+        IdMapCell* cells
         size_t mask
         size_t size
 
