@@ -41,6 +41,10 @@ cdef extern from "eventobjects.h":
     list evo_list_args(const int64_t* records, Py_ssize_t n, Py_ssize_t width,
                        PyObject* const* args, const int64_t* values, Py_ssize_t nargs)
 
+cdef extern from "percall.h":
+    # OrderBook.place's entry for five exact ints by position (see the header's notes).
+    int pc_install(object type, void* core) except -1
+
 import array as py_array
 
 from engine import reject as _reject
@@ -210,6 +214,9 @@ cdef class OrderBook:
 
     # order_id, price and qty arrive as objects, converted here: the events reuse the
     # argument objects for fields of equal value (evo_list_args) rather than new ints.
+    # The common call of place, five exact ints by position, does not come through this
+    # method's wrapper: percall.h's pc_place reads them and calls _place_ints (below the
+    # class); this method is its general path (keywords, other arguments, every error).
 
     def place(
         self,
@@ -1037,4 +1044,23 @@ cdef class OrderBook:
         return (order.order_id, order.owner, order.side, order.price, order.qty)
 
 
+cdef object _place_ints(object self, const int64_t* v, PyObject* const* args):
+    """percall.h's fast path of ``place``: order id, owner, side, price and qty read from
+    five exact ints (``args``, borrowed from the caller), the side already checked, every
+    other parameter its default."""
+    cdef OrderBook book = <OrderBook>self
+    book._events_len = 0
+    book._place(v[0], v[1], <int>v[2], v[3], v[4], LIMIT, GTC, False, STP_NONE)
+    cdef PyObject* shared[3]
+    cdef int64_t values[3]
+    shared[0] = args[0]
+    shared[1] = args[3]
+    shared[2] = args[4]
+    values[0] = v[0]
+    values[1] = v[3]
+    values[2] = v[4]
+    return evo_list_args(book._events, book._events_len, EVENT_WIDTH, shared, values, 3)
+
+
 _register_event_types()
+pc_install(OrderBook, <void*>_place_ints)
