@@ -309,20 +309,15 @@ static inline PyObject *evo_side(int64_t side) {
 }
 
 /* Records of the book (kind, then up to seven int64 fields; ``width`` int64 each) as a new
- * list of event objects; NULL with an exception on failure.  ``args`` (borrowed, ``nargs``
- * of them, NULL entries skipped) are the call's arguments whose ints the events may share
- * (an exact int equal to a field is used for it, as the reference book's events hold the
- * objects they were given); ``values`` their int64 values. */
-static PyObject *evo_list_args(const int64_t *records, Py_ssize_t n, Py_ssize_t width,
-                               PyObject *const *args, const int64_t *values, Py_ssize_t nargs) {
-    /* The call's order id, price, qty; the last trade's price, qty, maker, taker; seq. */
-    EvoRef id = {0, NULL}, price = {0, NULL}, qty = {0, NULL};
+ * list of event objects; NULL with an exception on failure.  ``id``, ``price``, ``qty``
+ * hold the call's order id, price and quantity as exact ints (borrowed; o NULL where there
+ * is none) for the events to share: an int equal to a field is used for it, as the
+ * reference book's events hold the objects they were given. */
+static PyObject *evo_list_refs(const int64_t *records, Py_ssize_t n, Py_ssize_t width,
+                               EvoRef id, EvoRef price, EvoRef qty) {
+    /* The last trade's price, qty, maker, taker; the command's seq. */
     EvoRef t_price = {0, NULL}, t_qty = {0, NULL}, t_maker = {0, NULL}, t_taker = {0, NULL};
     EvoRef seq = {0, NULL};
-    EvoRef *arg_refs[3] = {&id, &price, &qty};
-    for (Py_ssize_t a = 0; a < nargs && a < 3; a++) {
-        if (args[a] != NULL && PyLong_CheckExact(args[a])) evo_ref(arg_refs[a], values[a], args[a]);
-    }
     if (n == 0) return PyList_New(0);
     /* The events go into an item array of our own, which becomes the list's at the end:
      * PyList_New(n) would zero it with calloc first, about a twentieth of a per-call
@@ -422,6 +417,18 @@ failed:
     while (i > 0) Py_DECREF(items[--i]);
     PyMem_Free(items);
     return NULL;
+}
+
+/* evo_list_refs with the call's arguments as objects: ``args`` (borrowed, ``nargs`` of
+ * them: order id, price, qty; NULL entries skipped) and their int64 ``values``; only
+ * exact ints are shared. */
+static PyObject *evo_list_args(const int64_t *records, Py_ssize_t n, Py_ssize_t width,
+                               PyObject *const *args, const int64_t *values, Py_ssize_t nargs) {
+    EvoRef refs[3] = {{0, NULL}, {0, NULL}, {0, NULL}};
+    for (Py_ssize_t a = 0; a < nargs && a < 3; a++) {
+        if (args[a] != NULL && PyLong_CheckExact(args[a])) evo_ref(&refs[a], values[a], args[a]);
+    }
+    return evo_list_refs(records, n, width, refs[0], refs[1], refs[2]);
 }
 
 static PyObject *evo_list(const int64_t *records, Py_ssize_t n, Py_ssize_t width) {
