@@ -264,7 +264,7 @@ cdef class OrderBook:
         cdef EvoRef id, none
         id.v = order_id
         id.o = <PyObject*>order_id if type(order_id) is int else NULL
-        none.o = NULL
+        none.v, none.o = 0, NULL
         self._events_len = 0
         self._cancel(id.v)
         return evo_list_refs(self._events, self._events_len, EVENT_WIDTH, id, none, none)
@@ -1063,7 +1063,8 @@ cdef class OrderBook:
 cdef object _place_ints(object self, const int64_t* v, PyObject* const* args):
     """percall.h's fast path of ``place``: order id, owner, side, price and qty read from
     five exact ints (``args``, borrowed from the caller), the side already checked, every
-    other parameter its default."""
+    other parameter its default.  ``self`` is an OrderBook: pc_place is only reached through
+    the type's method descriptor, which checks it."""
     cdef OrderBook book = <OrderBook>self
     book._events_len = 0
     book._place(v[0], v[1], <int>v[2], v[3], v[4], LIMIT, GTC, False, STP_NONE)
