@@ -115,3 +115,50 @@ def test_no_reference_leaks() -> None:
     after = counts()
     assert made == 8 * 20_000 and len(book) == 0
     assert all(abs(a - b) <= 2 for a, b in zip(after, before, strict=True)), (before, after)
+
+
+def _flow(n: int) -> list[tuple[int, ...] | int]:
+    """A deterministic mix of resting places, crossing places and cancels at a few prices:
+    every kind of new int (aggregates, remaining quantities, seqs, trade and maker ids)."""
+    ops: list[tuple[int, ...] | int] = []
+    for i in range(1, n + 1):
+        if i % 5 == 4:
+            ops.append(i - 2)  # a cancel, sometimes of an order already filled
+        else:
+            side = (i * 7) % 2
+            price = PRICE + 100 * ((i * 13) % 6) + (0 if i % 3 else 1)
+            ops.append((i, 1 + i % 4, side, price, LOT * (1 + (i * 11) % 9)))
+    return ops
+
+
+def _run(book: OrderBook | ReferenceBook, op: tuple[int, ...] | int) -> list[Event]:
+    return book.place(*op) if isinstance(op, tuple) else book.cancel(op)
+
+
+def test_recycled_ints_never_change_under_a_holder() -> None:
+    """The compiled book recycles the ints it made once nothing else holds them
+    (eventobjects.h, evo_long's pool).  Ints that are still held, by kept events or taken
+    out of dropped ones, keep their values through thousands of later commands, and every
+    event equals the reference book's, kept or rebuilt from kept fields."""
+    book, ref = OrderBook(), ReferenceBook()
+    kept_events: list[tuple[list[Event], list[Event]]] = []
+    kept_fields: list[tuple[object, object]] = []
+    for i, op in enumerate(_flow(6_000)):
+        ours, theirs = _run(book, op), _run(ref, op)
+        assert ours == theirs, op
+        if i % 7 == 0:
+            kept_events.append((ours, theirs))
+        elif i % 7 == 3:
+            # Keep only the fields' int objects; the events and the list are dropped.
+            kept_fields += [
+                (getattr(e, f), getattr(t, f))
+                for e, t in zip(ours, theirs, strict=True)
+                for f in e.__struct_fields__
+            ]
+    assert len(kept_events) > 500 and len(kept_fields) > 5_000
+    for ours, theirs in kept_events:
+        assert ours == theirs
+    for value, want in kept_fields:
+        assert type(value) is type(want) and value == want
+        if type(value) is int:
+            assert sys.getsizeof(value) == sys.getsizeof(want + 0)

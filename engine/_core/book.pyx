@@ -27,7 +27,15 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove
 
-from engine._core.idmap cimport idmap_del, idmap_free, idmap_get, idmap_init, idmap_put
+from engine._core.idmap cimport (
+    idmap_del,
+    idmap_find,
+    idmap_free,
+    idmap_get,
+    idmap_init,
+    idmap_put,
+    idmap_put_at,
+)
 
 
 cdef extern from "eventobjects.h":
@@ -40,6 +48,15 @@ cdef extern from "eventobjects.h":
     list evo_list(const int64_t* records, Py_ssize_t n, Py_ssize_t width)
     list evo_list_args(const int64_t* records, Py_ssize_t n, Py_ssize_t width,
                        PyObject* const* args, const int64_t* values, Py_ssize_t nargs)
+    ctypedef struct EvoRef:
+        int64_t v
+        PyObject* o  # borrowed, an exact int; NULL: none
+    list evo_list_refs(const int64_t* records, Py_ssize_t n, Py_ssize_t width,
+                       EvoRef id, EvoRef price, EvoRef qty)
+
+cdef extern from "percall.h":
+    # OrderBook.place's entry for five exact ints by position (see the header's notes).
+    int pc_install(object type, void* core) except -1
 
 import array as py_array
 
@@ -210,6 +227,9 @@ cdef class OrderBook:
 
     # order_id, price and qty arrive as objects, converted here: the events reuse the
     # argument objects for fields of equal value (evo_list_args) rather than new ints.
+    # The common call of place, five exact ints by position, does not come through this
+    # method's wrapper: percall.h's pc_place reads them and calls _place_ints (below the
+    # class); this method is its general path (keywords, other arguments, every error).
 
     def place(
         self,
@@ -241,11 +261,13 @@ cdef class OrderBook:
 
     def cancel(self, order_id):
         """Cancel an open order and return its events.  O(1), or O(L) if its level empties."""
-        cdef int64_t value = order_id
+        cdef EvoRef id, none
+        id.v = order_id
+        id.o = <PyObject*>order_id if type(order_id) is int else NULL
+        none.v, none.o = 0, NULL
         self._events_len = 0
-        self._cancel(value)
-        cdef PyObject* arg = <PyObject*>order_id
-        return evo_list_args(self._events, self._events_len, EVENT_WIDTH, &arg, &value, 1)
+        self._cancel(id.v)
+        return evo_list_refs(self._events, self._events_len, EVENT_WIDTH, id, none, none)
 
     def amend(self, order_id, price, qty):
         """Change an open order's price (tiyn) and/or open qty; see ReferenceBook.amend."""
@@ -551,7 +573,8 @@ cdef class OrderBook:
     cdef int _place(self, int64_t order_id, int64_t owner, int side, int64_t price,
                     int64_t qty, int order_type, int tif, bint post_only, int stp) except -1:
         cdef int code = 0
-        if idmap_get(&self._index, order_id) != -1:
+        cdef size_t cell  # where order_id goes in the index (idmap_put_at below)
+        if idmap_find(&self._index, order_id, &cell) != -1:
             code = R_DUPLICATE_ORDER_ID
         elif qty <= 0:
             code = R_INVALID_QTY
@@ -583,7 +606,7 @@ cdef class OrderBook:
         order.prev = -1
         order.next = -1
         order.level = -1
-        if idmap_put(&self._index, order_id, slot):
+        if idmap_put_at(&self._index, cell, order_id, slot):
             raise MemoryError()
         self._owner_append(slot)
         self._execute(slot, order_type == LIMIT and tif == GTC)
@@ -1037,4 +1060,20 @@ cdef class OrderBook:
         return (order.order_id, order.owner, order.side, order.price, order.qty)
 
 
+cdef object _place_ints(object self, const int64_t* v, PyObject* const* args):
+    """percall.h's fast path of ``place``: order id, owner, side, price and qty read from
+    five exact ints (``args``, borrowed from the caller), the side already checked, every
+    other parameter its default.  ``self`` is an OrderBook: pc_place is only reached through
+    the type's method descriptor, which checks it."""
+    cdef OrderBook book = <OrderBook>self
+    book._events_len = 0
+    book._place(v[0], v[1], <int>v[2], v[3], v[4], LIMIT, GTC, False, STP_NONE)
+    cdef EvoRef id, price, qty
+    id.v, id.o = v[0], args[0]
+    price.v, price.o = v[3], args[3]
+    qty.v, qty.o = v[4], args[4]
+    return evo_list_refs(book._events, book._events_len, EVENT_WIDTH, id, price, qty)
+
+
 _register_event_types()
+pc_install(OrderBook, <void*>_place_ints)

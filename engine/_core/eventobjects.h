@@ -26,7 +26,8 @@
  *    price, quantity and ids in its two fills; the order's id, price and quantity, which
  *    the caller passed as ints, in its acceptance and as the taker; one seq in every level
  *    update), and there the events share one int object (evo_list_args, EvoRef): a
- *    comparison or two with objects the call just touched, no table.
+ *    comparison or two with objects the call just touched, no table.  The ints that are
+ *    still new are recycled once nothing but evo_long's pool holds them (see there).
  *
  * The event kinds, field orders and names are book.pyx's (EV_* records, see its _emit
  * calls) and engine/events.py's; the test suite compares every event with the reference
@@ -84,22 +85,48 @@ static inline void evo_init_header(PyObject *self, PyTypeObject *type) {
 #endif
 }
 
-/* A new int holding ``v`` (NULL with MemoryError): what PyLong_FromLongLong returns, built
- * in place for the values an event holds (beyond the small-int cache, below 2**60: one or
- * two 30-bit digits, the same 32-byte pymalloc block either way). */
-static inline PyObject *evo_long(int64_t v) {
+/* Recycled ints.  Most of a command's new ints (a level's aggregate, a remaining
+ * quantity, a seq, a trade id) die with its event list, soon after the call, and each
+ * cost an allocation and a free (pymalloc: about 75 instructions the pair, a fifth of the
+ * event building).  evo_long keeps the last EVO_INT_POOL ints it made, holding a reference
+ * to each: when it comes round to one that nothing else holds any more (reference count
+ * 1, its own), it writes the new value into it and hands it out again, no allocation and
+ * no free.  That is safe because an object whose only reference is the pool's cannot be
+ * seen by anyone: no event, list, variable or container holds it (ints are not tracked
+ * by the collector, have no weak references and cache no hash).  An int still held
+ * elsewhere is left to its holders and replaced in the pool by a new one.  Unlike the
+ * value-keyed cache above, nothing is looked up: the pool's entries were handed out a
+ * call or two before, so their memory is as warm as pymalloc's free blocks.  At most
+ * EVO_INT_POOL ints (2 KiB) stay allocated for the module's lifetime. */
+#define EVO_INT_POOL 64  /* a power of two; several commands' worth of new ints */
+static PyObject *evo_int_pool[EVO_INT_POOL];
+static unsigned int evo_int_next;
+
+/* A new reference to an int holding ``v`` (NULL with MemoryError), as PyLong_FromLongLong
+ * returns, built in place for the values an event holds (past the small-int cache and
+ * below 2**60: one or two 30-bit digits, the same 32-byte pymalloc block either way),
+ * from the pool above when it can.  Only positive values take the inline path (one
+ * unsigned comparison decides it; an event's ids, prices, quantities and seqs are all
+ * positive): a sign to handle cost about a fifth of it, for values the book never emits
+ * but in a rejection's echo of a caller's bad argument. */
+static Py_ALWAYS_INLINE inline PyObject *evo_long(int64_t v) {
 #if EVO_FAST_INTS
-    uint64_t a = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    if ((v > 256 || v < -5) && a < ((uint64_t)1 << 60)) {
-        PyLongObject *o =
-            (PyLongObject *)PyObject_Malloc(offsetof(PyLongObject, ob_digit) + 2 * sizeof(digit));
-        if (o == NULL) return PyErr_NoMemory();
-        Py_ssize_t ndigits = a >> PyLong_SHIFT ? 2 : 1;
-        Py_SET_TYPE(o, &PyLong_Type);  /* a static type: no reference to take */
-        Py_SET_REFCNT(o, 1);
-        Py_SET_SIZE(o, v < 0 ? -ndigits : ndigits);
-        o->ob_digit[0] = (digit)(a & PyLong_MASK);
-        o->ob_digit[1] = (digit)(a >> PyLong_SHIFT);
+    if ((uint64_t)v - 257 < ((uint64_t)1 << 60) - 257) {  /* 257 <= v < 2**60 */
+        PyObject **entry = &evo_int_pool[evo_int_next++ & (EVO_INT_POOL - 1)];
+        PyLongObject *o = (PyLongObject *)*entry;
+        if (o == NULL || Py_REFCNT(o) != 1) {
+            o = (PyLongObject *)PyObject_Malloc(offsetof(PyLongObject, ob_digit)
+                                                + 2 * sizeof(digit));
+            if (o == NULL) return PyErr_NoMemory();
+            Py_SET_TYPE(o, &PyLong_Type);  /* a static type: no reference to take */
+            Py_SET_REFCNT(o, 1);           /* the pool's */
+            Py_XSETREF(*entry, (PyObject *)o);  /* the old one's other holders keep it */
+        }
+        digit high = (digit)((uint64_t)v >> PyLong_SHIFT);
+        Py_SET_SIZE(o, high ? 2 : 1);
+        o->ob_digit[0] = (digit)((uint64_t)v & PyLong_MASK);
+        o->ob_digit[1] = high;
+        Py_INCREF(o);  /* the caller's */
         return (PyObject *)o;
     }
 #endif
@@ -307,20 +334,15 @@ static inline PyObject *evo_side(int64_t side) {
 }
 
 /* Records of the book (kind, then up to seven int64 fields; ``width`` int64 each) as a new
- * list of event objects; NULL with an exception on failure.  ``args`` (borrowed, ``nargs``
- * of them, NULL entries skipped) are the call's arguments whose ints the events may share
- * (an exact int equal to a field is used for it, as the reference book's events hold the
- * objects they were given); ``values`` their int64 values. */
-static PyObject *evo_list_args(const int64_t *records, Py_ssize_t n, Py_ssize_t width,
-                               PyObject *const *args, const int64_t *values, Py_ssize_t nargs) {
-    /* The call's order id, price, qty; the last trade's price, qty, maker, taker; seq. */
-    EvoRef id = {0, NULL}, price = {0, NULL}, qty = {0, NULL};
+ * list of event objects; NULL with an exception on failure.  ``id``, ``price``, ``qty``
+ * hold the call's order id, price and quantity as exact ints (borrowed; o NULL where there
+ * is none) for the events to share: an int equal to a field is used for it, as the
+ * reference book's events hold the objects they were given. */
+static PyObject *evo_list_refs(const int64_t *records, Py_ssize_t n, Py_ssize_t width,
+                               EvoRef id, EvoRef price, EvoRef qty) {
+    /* The last trade's price, qty, maker, taker; the command's seq. */
     EvoRef t_price = {0, NULL}, t_qty = {0, NULL}, t_maker = {0, NULL}, t_taker = {0, NULL};
     EvoRef seq = {0, NULL};
-    EvoRef *arg_refs[3] = {&id, &price, &qty};
-    for (Py_ssize_t a = 0; a < nargs && a < 3; a++) {
-        if (args[a] != NULL && PyLong_CheckExact(args[a])) evo_ref(arg_refs[a], values[a], args[a]);
-    }
     if (n == 0) return PyList_New(0);
     /* The events go into an item array of our own, which becomes the list's at the end:
      * PyList_New(n) would zero it with calloc first, about a twentieth of a per-call
@@ -420,6 +442,18 @@ failed:
     while (i > 0) Py_DECREF(items[--i]);
     PyMem_Free(items);
     return NULL;
+}
+
+/* evo_list_refs with the call's arguments as objects: ``args`` (borrowed, ``nargs`` of
+ * them: order id, price, qty; NULL entries skipped) and their int64 ``values``; only
+ * exact ints are shared. */
+static PyObject *evo_list_args(const int64_t *records, Py_ssize_t n, Py_ssize_t width,
+                               PyObject *const *args, const int64_t *values, Py_ssize_t nargs) {
+    EvoRef refs[3] = {{0, NULL}, {0, NULL}, {0, NULL}};
+    for (Py_ssize_t a = 0; a < nargs && a < 3; a++) {
+        if (args[a] != NULL && PyLong_CheckExact(args[a])) evo_ref(&refs[a], values[a], args[a]);
+    }
+    return evo_list_refs(records, n, width, refs[0], refs[1], refs[2]);
 }
 
 static PyObject *evo_list(const int64_t *records, Py_ssize_t n, Py_ssize_t width) {

@@ -97,6 +97,32 @@ static inline int idmap_put(IdMap *m, int64_t key, int32_t value) {
     return 0;
 }
 
+/* The value stored for key, or -1 with *cell the empty cell where key would go: what
+ * idmap_put_at then fills without hashing and probing again (an order's place looks its
+ * id up to reject a duplicate, then inserts it). */
+static inline int32_t idmap_find(const IdMap *m, int64_t key, size_t *cell) {
+    size_t i = idmap_home(m, key);
+    for (;;) {
+        const IdMapCell *c = &m->cells[i];
+        if (c->value == -1 || c->key == key) {
+            *cell = i;
+            return c->value;
+        }
+        i = (i + 1) & m->mask;
+    }
+}
+
+/* Insert key, absent, at the cell idmap_find gave for it, the map unchanged since; if the
+ * insert needs the table to grow, the cell means nothing and idmap_put places it.
+ * Returns 0 on success, -1 when out of memory (map unchanged). */
+static inline int idmap_put_at(IdMap *m, size_t cell, int64_t key, int32_t value) {
+    if ((m->size + 1) * 2 > m->mask + 1) return idmap_put(m, key, value);
+    m->cells[cell].key = key;
+    m->cells[cell].value = value;
+    m->size++;
+    return 0;
+}
+
 /* Remove key if present (backward-shift deletion).  Returns 1 if it was there. */
 static inline int idmap_del(IdMap *m, int64_t key) {
     size_t i = idmap_home(m, key);

@@ -17,4 +17,6 @@ cdef extern from "idmap.h" nogil:
     void idmap_free(IdMap* m)
     int32_t idmap_get(const IdMap* m, int64_t key)
     int idmap_put(IdMap* m, int64_t key, int32_t value)
+    int32_t idmap_find(const IdMap* m, int64_t key, size_t* cell)
+    int idmap_put_at(IdMap* m, size_t cell, int64_t key, int32_t value)
     int idmap_del(IdMap* m, int64_t key)
