@@ -183,15 +183,11 @@ def order_status(
             return
         try:
             writer = history_of(history)
-            row = writer.order(participant_id, order_id, client_order_id)
         except WireError as exc:
             done(exc)
             return
-        if row is not None:
-            done(order_row_view(venue, row))
-            return
-        # Not open and not in the history: it may have closed in a batch the history's
-        # writer has not written yet.  Wait for it (off the loop's turn) before saying so.
+        # Not open: read from the history, once its writer has caught up (a task of its
+        # own, so the wait, if any, is off the loop's turn).
         task = asyncio.get_running_loop().create_task(
             _closed_order(venue, writer, participant_id, order_id, client_order_id, done)
         )
