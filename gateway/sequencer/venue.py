@@ -186,8 +186,9 @@ class Venue:
         if self._closed:
             raise WireError("VENUE_STOPPED", f"{self.health()['reason']}: the request did not run")
         pending = self._pending
+        if not pending:  # else the sequencer was woken for the first of them already
+            self._wakeup.set()
         pending.append((build, done))
-        self._wakeup.set()
         early = self.host.send_early
         if (
             early is not None

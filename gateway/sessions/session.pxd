@@ -4,12 +4,13 @@
 # taking a token is a C call.  ``__dict__`` keeps it open to attributes set from outside
 # (tests do), as a Python class is.
 
+from gateway.sequencer.venue cimport Venue
 from gateway.sessions.ratelimit cimport TokenBucket
 
 
 cdef class Session:
     cdef public object gateway
-    cdef public object venue
+    cdef public Venue venue
     cdef public object connection
     cdef public object participant_id
     cdef public bint is_admin
@@ -26,3 +27,16 @@ cdef class Session:
     cdef public TokenBucket _participant_bucket
     cdef dict __dict__
     cdef object __weakref__
+
+    # The methods an order passes through, called from one another as C functions (a
+    # subclass's override still wins: cpdef checks for one).
+    cpdef on_frame(self, frame)
+    cpdef send(self, data)
+    cpdef _reply(self, request_id, result)
+    cpdef _participant(self, request_id)
+    cpdef _market(self, symbol, request_id)
+    cpdef _answer_place(self, request_id, reports)
+    cpdef _place_outcome(self, reports)
+    cpdef _order_ref(self, params, request_id)
+    cpdef _answer_change(self, request_id, reports)
+    cpdef _change_outcome(self, reports)
