@@ -25,6 +25,12 @@ written, with ``stale`` true. Matching is never slowed, and the loss is never si
 next start finds the mark (or a last seq behind the journal's) and rebuilds the database
 from the journal before serving.
 
+Reading: the server's queries (the histories, candles, a closed order's status) run on a
+thread of their own, never on the event loop's (``HistoryWriter.read``): SQLite runs there
+without the GIL, so however long a page takes, orders on every other connection go on
+being answered.  On disk that thread has a connection of its own, which WAL lets read while
+the writer writes; in memory it shares the writer's, under a lock.
+
 Schema (integers in minor units, times in ms since the epoch):
 
 * ``trades(market, trade_id, ts, price, qty, taker_side)``
@@ -43,6 +49,7 @@ deleted by the writer, at most once a minute; 0 keeps everything.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -51,8 +58,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.reports import FillReport, OrderReport, Report, TradePrinted
 from gateway.storage.history_process import (
@@ -63,6 +71,7 @@ from gateway.storage.history_process import (
 )
 
 log = logging.getLogger("alatau.history")
+T = TypeVar("T")
 
 FILE_NAME = "history.sqlite"
 CLOSED = ("filled", "canceled", "expired", "rejected")
@@ -420,6 +429,10 @@ class HistoryWriter:
         self._last_prune = float("-inf")
         self._idle = threading.Event()
         self._idle.set()
+        # The event loop's reads run here (``read``), one at a time, in the order asked;
+        # the thread is started by the first.
+        self._reads = ThreadPoolExecutor(1, thread_name_prefix="history-reader")
+        self._closed = False
 
     # -- the venue's side ----------------------------------------------------------------
 
@@ -494,7 +507,9 @@ class HistoryWriter:
         return True
 
     def close(self) -> None:
-        """Write what is queued, then stop the writer and close the connections."""
+        """Write what is queued, then stop the writer, answer the reads asked for and close
+        the connections."""
+        self._closed = True
         if self._process is not None:
             self._process.close()
             self._written_seq = self._process.written_seq
@@ -502,6 +517,7 @@ class HistoryWriter:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        self._reads.shutdown(wait=True)
         if self._reader is not self._conn:
             self._reader.close()
         self._conn.close()
@@ -554,6 +570,22 @@ class HistoryWriter:
         self._maybe_prune(force=True)
 
     # -- reading (the event loop's side) -------------------------------------------------
+
+    async def read(self, query: Callable[[], T]) -> T:
+        """Run ``query`` (a call of the reading methods below, e.g. ``lambda:
+        writer.fills(...)``) on the reader thread and await its answer, so that the event
+        loop serves every other session meanwhile: the sqlite3 module lets go of the GIL
+        while SQLite runs, and a large page, or a slow disk, holds up only the reads behind
+        it on that one thread, never an order.  Raises what ``query`` raises
+        (``sqlite3.Error``), and ``sqlite3.ProgrammingError`` once the database is closed
+        (``close`` first answers the reads already asked for).
+
+        The reading methods themselves run on whichever thread calls them (tests, tools):
+        on disk the reader connection is the reader thread's alone in the server; in memory
+        it is the writer's, shared under its lock."""
+        if self._closed:
+            raise sqlite3.ProgrammingError("the history database is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._reads, query)
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._lock:
