@@ -3,7 +3,8 @@
 connection, nor the loop, with the database in memory (one connection, shared with the
 writer's thread) and on disk (the writer a process); a database error is ``INTERNAL``,
 logged, over websockets and HTTP; a connection that closes while its read is in flight,
-and a writer closed then, end cleanly, the read answered."""
+and a writer closed then, end cleanly, the read answered.  ``wait_written``, what
+``order.status`` of a closed order waits for the writer with, is woken by the writer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -232,3 +234,58 @@ async def test_read_runs_the_query_on_the_reader_thread(tmp_path: Path) -> None:
         writer.close()
     with pytest.raises(sqlite3.ProgrammingError):
         await writer.read(lambda: writer.fills("bob", None, None, None, 10, None))
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+@async_test
+async def test_wait_written_is_woken_by_the_writer(where: str, tmp_path: Path) -> None:
+    """``wait_written`` (what ``order.status`` of a closed order waits with) returns when
+    the writer reports the batch written (the thread's transaction, the process's
+    acknowledgement), at once for a batch written before, at its timeout for one never
+    offered, and at once when the writer dies or is closed."""
+    writer = HistoryWriter(None if where == "memory" else tmp_path / "history.sqlite")
+    writer.start()
+    try:
+        waiting = asyncio.create_task(writer.wait_written(7, WAIT_TIMEOUT_S))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        writer.offer(7, [])
+        await asyncio.wait_for(waiting, WAIT_TIMEOUT_S)
+        assert writer.written_seq == 7
+        await asyncio.wait_for(writer.wait_written(7, WAIT_TIMEOUT_S), 0.01)
+        started = time.monotonic()
+        await writer.wait_written(8, 0.2)
+        assert time.monotonic() - started >= 0.2
+        waiting = asyncio.create_task(writer.wait_written(8, WAIT_TIMEOUT_S))
+        await asyncio.sleep(0.05)
+        if writer._process is not None:
+            child = writer._process._process
+            assert child is not None
+            child.kill()  # the process dies
+            child.wait()  # (reaped before the loop reads the end of its output)
+            await asyncio.wait_for(waiting, WAIT_TIMEOUT_S)
+            assert writer.behind
+            waiting = asyncio.create_task(writer.wait_written(8, WAIT_TIMEOUT_S))
+            await asyncio.sleep(0)
+            assert waiting.done()  # behind: not waited for
+    finally:
+        writer.close()
+    await asyncio.wait_for(waiting, WAIT_TIMEOUT_S)  # closed
+
+
+@async_test
+async def test_wait_written_is_woken_when_the_writer_falls_behind() -> None:
+    """A batch dropped from the writer's full queue wakes who waits: it may never be
+    written."""
+    writer = HistoryWriter(None, queue_batches=1)  # not started: nothing leaves the queue
+    try:
+        waiting = asyncio.create_task(writer.wait_written(3, WAIT_TIMEOUT_S))
+        writer.offer(1, [])
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        writer.offer(2, [])  # the queue is full: dropped, behind
+        await asyncio.wait_for(waiting, WAIT_TIMEOUT_S)
+        assert writer.behind
+    finally:
+        writer.start()
+        writer.close()

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -46,7 +45,6 @@ BAD_CURSOR = "cursor is the `next` of the previous page"
 CLOSED_ORDER_WAIT_S = 2.0
 """How long ``order.status`` waits for the history's writer to reach the batch an order
 closed in (it commits every ``WRITE_EVERY_S``, 50 ms, under load; at once when idle)."""
-CLOSED_ORDER_POLL_S = 0.005
 
 log = logging.getLogger("alatau.history")
 _waiting: set[asyncio.Task[None]] = set()
@@ -261,10 +259,7 @@ async def _closed_order(
     ``UNKNOWN_ORDER``; a writer that is behind (batches dropped) or slower than
     ``CLOSED_ORDER_WAIT_S`` is not waited for further."""
     await asyncio.sleep(0)  # the query's own batch is counted as published after its answers
-    target = venue.published_seq
-    deadline = time.monotonic() + CLOSED_ORDER_WAIT_S
-    while writer.written_seq < target and not writer.behind and time.monotonic() < deadline:
-        await asyncio.sleep(CLOSED_ORDER_POLL_S)
+    await writer.wait_written(venue.published_seq, CLOSED_ORDER_WAIT_S)
     try:
         row = await read(writer, lambda w: w.order(participant_id, order_id, client_order_id))
     except WireError as exc:  # the database failed (INTERNAL): the answer says so

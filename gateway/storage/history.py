@@ -423,6 +423,7 @@ class HistoryWriter:
         if separate_process:
             assert self.path is not None
             self._process = WriterProcess(self.path, retention_days, pending_bytes)
+            self._process.on_progress = self._moved
         self.pruned = 0
         self._queue: queue.Queue[tuple[int, list[list[Report]]] | None] = queue.Queue(queue_batches)
         self._thread: threading.Thread | None = None
@@ -433,6 +434,9 @@ class HistoryWriter:
         # the thread is started by the first.
         self._reads = ThreadPoolExecutor(1, thread_name_prefix="history-reader")
         self._closed = False
+        # ``wait_written``'s waiters (each a journal seq) and their event loop
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the venue's side ----------------------------------------------------------------
 
@@ -480,6 +484,7 @@ class HistoryWriter:
                     )
                     process.offer(encode_batch(STALE_SEQ, []), force=True)
                 self._behind = True
+                self._moved()
             return
         self._idle.clear()
         try:
@@ -494,6 +499,7 @@ class HistoryWriter:
                     seq,
                 )
             self.behind = True
+            self._moved()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown)."""
@@ -521,6 +527,7 @@ class HistoryWriter:
         if self._reader is not self._conn:
             self._reader.close()
         self._conn.close()
+        self._moved()
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -549,10 +556,46 @@ class HistoryWriter:
             except Exception:
                 log.exception("the history writer failed; history is marked stale")
                 self.behind = True
+            self._moved()
             if self._queue.empty():
                 self._idle.set()
             if stop:
                 return
+
+    # -- waiting for the writer ----------------------------------------------------------
+
+    async def wait_written(self, seq: int, timeout: float) -> None:
+        """Wait until the batch at journal seq ``seq`` is written (``written_seq``), the
+        writer has fallen behind (it may never be), the database is closed, or ``timeout``
+        seconds have passed.  Woken by the writer as it reports (the process's
+        acknowledgements, the thread's transactions), not by polling."""
+        if self._reached(seq):
+            return
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        entry = (seq, loop.create_future())
+        self._waiters.append(entry)
+        try:
+            if not self._reached(seq):  # the writer may have moved before the line above
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(entry[1], timeout)
+        finally:
+            self._waiters.remove(entry)
+
+    def _reached(self, seq: int) -> bool:
+        return self.written_seq >= seq or self.behind or self._closed
+
+    def _moved(self) -> None:
+        """The writer wrote, fell behind or was closed: wake the waiters it has reached
+        (from any thread; nothing to do, and cheap, when none waits)."""
+        loop = self._loop
+        if self._waiters and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        for seq, waiter in self._waiters:
+            if not waiter.done() and self._reached(seq):
+                waiter.set_result(None)
 
     def _maybe_prune(self, force: bool = False) -> None:
         if self.retention_days <= 0:
