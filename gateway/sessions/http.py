@@ -26,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -48,6 +48,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_QUERY_FIELDS = 16
 MAX_BUCKETS = 4096  # remote addresses remembered before the idle ones are forgotten
+
+R = TypeVar("R")
 
 JSON_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
 
@@ -113,6 +115,10 @@ class HttpApi:
             f"{PREFIX}/depth": self._depth,
             f"{PREFIX}/trades": self._trades,
             f"{PREFIX}/ticker": self._ticker,
+        }
+        # Public, from the history database: awaited (``respond``), the query running on
+        # the database's reader thread while the loop serves everyone else
+        self.reads: dict[str, Callable[[dict[str, str]], Coroutine[Any, Any, Any]]] = {
             f"{PREFIX}/candles": self._candles,
         }
         # Signed: (method, path) -> handler(participant, params, body) -> answer (awaited)
@@ -132,6 +138,8 @@ class HttpApi:
 
     async def respond(self, request: HttpRequest) -> HttpResponse:
         """Answer one request, public or signed.  Never raises for anything a client sends."""
+        if request.path in self.reads:
+            return await self._read(request)
         if request.path not in self._private_paths:
             return self.handle(request)
         try:
@@ -158,24 +166,41 @@ class HttpApi:
             return _error(HttpError(exc.code, exc.message, **exc.extra))
 
     def handle(self, request: HttpRequest) -> HttpResponse:
-        """Answer one request.  Never raises for anything a client sends."""
+        """Answer one public request from what is in memory (``routes``; ``respond`` answers
+        all).  Never raises for anything a client sends."""
         try:
-            self._check_rate(request.remote)
-            route = self.routes.get(request.path)
-            if route is None:
-                raise HttpError("NOT_FOUND", f"no endpoint {request.path[:64]!r}")
-            if request.method != "GET":
-                raise HttpError(
-                    "METHOD_NOT_ALLOWED", f"{request.path} answers GET, not {request.method[:16]}"
-                )
-            health = self.venue.health()
-            if health["status"] != "ok":
-                raise HttpError("VENUE_STOPPED", health["reason"])
+            route = self._public(request, self.routes)
             return _answer(200, route(_params(request.query)))
         except HttpError as exc:
             return _error(exc)
         except WireError as exc:  # a shared lookup's (gateway.sessions.lookups)
             return _error(HttpError(exc.code, exc.message, **exc.extra))
+
+    async def _read(self, request: HttpRequest) -> HttpResponse:
+        """Answer one public request that reads the history database (``reads``)."""
+        try:
+            route = self._public(request, self.reads)
+            return _answer(200, await route(_params(request.query)))
+        except HttpError as exc:
+            return _error(exc)
+        except WireError as exc:  # a shared lookup's (gateway.sessions.lookups)
+            return _error(HttpError(exc.code, exc.message, **exc.extra))
+
+    def _public(self, request: HttpRequest, routes: dict[str, R]) -> R:
+        """The route of a public request in ``routes``, once the request has passed the
+        checks: its address's rate, the path, ``GET``, a venue that runs."""
+        self._check_rate(request.remote)
+        route = routes.get(request.path)
+        if route is None:
+            raise HttpError("NOT_FOUND", f"no endpoint {request.path[:64]!r}")
+        if request.method != "GET":
+            raise HttpError(
+                "METHOD_NOT_ALLOWED", f"{request.path} answers GET, not {request.method[:16]}"
+            )
+        health = self.venue.health()
+        if health["status"] != "ok":
+            raise HttpError("VENUE_STOPPED", health["reason"])
+        return route
 
     # -- signed requests -------------------------------------------------------------------
 
@@ -273,9 +298,9 @@ class HttpApi:
             raise answer
         return answer
 
-    def _orders_history(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
+    async def _orders_history(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
         _only(params, "market", "start", "end", "limit", "cursor")
-        return lookups.orders_history(
+        return await lookups.orders_history(
             self.venue,
             self.gateway.history,
             participant,
@@ -286,9 +311,9 @@ class HttpApi:
             params.get("cursor"),
         )
 
-    def _fills(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
+    async def _fills(self, participant: str, params: dict[str, str], _body: bytes) -> Any:
         _only(params, "market", "start", "end", "limit", "cursor")
-        return lookups.fills_history(
+        return await lookups.fills_history(
             self.venue,
             self.gateway.history,
             participant,
@@ -315,8 +340,8 @@ class HttpApi:
         if "market" in params:
             symbol = self._market(params).symbol
         else:
-            row = lookups.history_of(self.gateway.history).order(
-                participant, order_id, client_order_id
+            row = await lookups.read(
+                self.gateway.history, lambda w: w.order(participant, order_id, client_order_id)
             )
             if row is None:
                 raise HttpError("UNKNOWN_ORDER", "no order of yours has this id")
@@ -393,7 +418,7 @@ class HttpApi:
     def _ticker_of(self, market: Market) -> dict[str, Any]:
         return self.venue.channels.ticker(market.symbol, self.venue.now_ms())
 
-    def _candles(self, params: dict[str, str]) -> Any:
+    async def _candles(self, params: dict[str, str]) -> Any:
         _only(params, "market", "interval", "start", "end", "limit")
         market = self._market(params)
         interval = params.get("interval")
@@ -402,13 +427,13 @@ class HttpApi:
             raise HttpError(
                 "INVALID_PARAMS", f"interval is one of {', '.join(INTERVALS_MS)}, e.g. interval=1m"
             )
-        rows = lookups.history_of(self.gateway.history).candles(
-            market.symbol,
-            interval_ms,
-            _time(params, "start"),
-            _time(params, "end"),
-            _limit(params),
-            10**market.base_scale,
+        history = lookups.history_of(self.gateway.history)  # NOT_FOUND before bad params
+        start, end, limit = _time(params, "start"), _time(params, "end"), _limit(params)
+        rows = await lookups.read(
+            history,
+            lambda w: w.candles(
+                market.symbol, interval_ms, start, end, limit, 10**market.base_scale
+            ),
         )
         price = market.format_price
         return [

@@ -17,6 +17,12 @@ Depth and trades read what the venue has published (the L2 mirrors of
 is a query through the sequencer (``OrderStatusQuery``), answered in sequence with the
 commands before it, so an order just placed is found; an order that is no longer open is
 looked up in the history database.
+
+What reads the history database is a coroutine (``orders_history``, ``fills_history``,
+``read``): the query runs on the database's reader thread (``HistoryWriter.read``) while
+the loop serves everyone else, and a database error is logged and answered ``INTERNAL``.
+The websocket door runs each in a task of its own (``answer``), so its answer may come
+after those of requests sent after it.
 """
 
 from __future__ import annotations
@@ -24,9 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from engine.markets import Market
 from engine.reports import OrderReport
@@ -40,10 +45,10 @@ BAD_CURSOR = "cursor is the `next` of the previous page"
 CLOSED_ORDER_WAIT_S = 2.0
 """How long ``order.status`` waits for the history's writer to reach the batch an order
 closed in (it commits every ``WRITE_EVERY_S``, 50 ms, under load; at once when idle)."""
-CLOSED_ORDER_POLL_S = 0.005
 
 log = logging.getLogger("alatau.history")
 _waiting: set[asyncio.Task[None]] = set()
+T = TypeVar("T")
 
 
 def market_of(venue: Venue, symbol: str) -> Market:
@@ -59,6 +64,46 @@ def history_of(history: HistoryWriter | None) -> HistoryWriter:
     if history is None:
         raise WireError("NOT_FOUND", "this server keeps no history database")
     return history
+
+
+async def read(history: HistoryWriter | None, query: Callable[[HistoryWriter], T]) -> T:
+    """``query(writer)`` (a reading method of ``HistoryWriter``) run on the history
+    database's reader thread, the loop free meanwhile.  ``NOT_FOUND`` on a server that
+    keeps no history database; a database error is logged and is ``INTERNAL`` (the
+    session lives)."""
+    writer = history_of(history)
+    try:
+        return await writer.read(lambda: query(writer))
+    except sqlite3.Error as exc:
+        log.error("reading the history database failed: %r", exc)
+        raise WireError("INTERNAL", "the history database could not be read") from None
+
+
+def answer(
+    lookup: Coroutine[Any, Any, dict[str, Any]],
+    done: Callable[[dict[str, Any] | WireError], None],
+) -> None:
+    """Run ``lookup`` (``orders_history(...)``, say) in a task of its own; ``done`` gets its
+    answer or its ``WireError`` (and ``INTERNAL`` for a bug, logged), exactly once."""
+    task = asyncio.get_running_loop().create_task(_answer(lookup, done))
+    _waiting.add(task)  # the loop keeps only a weak reference to a task
+    task.add_done_callback(_waiting.discard)
+
+
+async def _answer(
+    lookup: Coroutine[Any, Any, dict[str, Any]],
+    done: Callable[[dict[str, Any] | WireError], None],
+) -> None:
+    try:
+        result: dict[str, Any] | WireError = await lookup
+    except WireError as exc:
+        result = exc
+    except Exception:  # a bug of ours: this request fails, the session lives on
+        log.exception("a lookup failed inside the server")
+        result = WireError(
+            "INTERNAL", "the server failed to handle the request; it may or may not have run"
+        )
+    done(result)
 
 
 def depth(venue: Venue, symbol: str, limit: int) -> dict[str, Any]:
@@ -83,7 +128,7 @@ def recent_trades(venue: Venue, symbol: str, limit: int) -> list[dict[str, Any]]
     return venue.tapes.get(market.symbol, market).recent(limit)
 
 
-def orders_history(
+async def orders_history(
     venue: Venue,
     history: HistoryWriter | None,
     participant_id: str,
@@ -103,13 +148,15 @@ def orders_history(
             raise WireError("INVALID_PARAMS", BAD_CURSOR)
         after = (int(ts_text), key)
     writer = history_of(history)
-    rows = writer.closed_orders(participant_id, symbol, start, end, limit, after)
+    rows = await read(
+        writer, lambda w: w.closed_orders(participant_id, symbol, start, end, limit, after)
+    )
     orders = [order_row_view(venue, row[:-1]) for row in rows]
     following = f"{rows[-1][-2]}:{rows[-1][-1]}" if len(rows) == limit else None
     return {"orders": orders, "next": following, "stale": writer.behind}
 
 
-def fills_history(
+async def fills_history(
     venue: Venue,
     history: HistoryWriter | None,
     participant_id: str,
@@ -128,7 +175,7 @@ def fills_history(
             raise WireError("INVALID_PARAMS", BAD_CURSOR)
         after = (int(parts[0]), int(parts[1]), int(parts[2]))
     writer = history_of(history)
-    rows = writer.fills(participant_id, symbol, start, end, limit, after)
+    rows = await read(writer, lambda w: w.fills(participant_id, symbol, start, end, limit, after))
     fills = []
     markets = venue.markets
     for trade_id, order_id, client_order_id, fill_market, side, price, qty, fee, *rest in rows:
@@ -212,15 +259,11 @@ async def _closed_order(
     ``UNKNOWN_ORDER``; a writer that is behind (batches dropped) or slower than
     ``CLOSED_ORDER_WAIT_S`` is not waited for further."""
     await asyncio.sleep(0)  # the query's own batch is counted as published after its answers
-    target = venue.published_seq
-    deadline = time.monotonic() + CLOSED_ORDER_WAIT_S
-    while writer.written_seq < target and not writer.behind and time.monotonic() < deadline:
-        await asyncio.sleep(CLOSED_ORDER_POLL_S)
+    await writer.wait_written(venue.published_seq, CLOSED_ORDER_WAIT_S)
     try:
-        row = writer.order(participant_id, order_id, client_order_id)
-    except sqlite3.Error as exc:  # the database failed: the answer says so, the session lives
-        log.error("order.status: reading the history database failed: %r", exc)
-        done(WireError("INTERNAL", "the history database could not be read"))
+        row = await read(writer, lambda w: w.order(participant_id, order_id, client_order_id))
+    except WireError as exc:  # the database failed (INTERNAL): the answer says so
+        done(exc)
         return
     if row is None:
         done(WireError("UNKNOWN_ORDER", "no order of yours has this id"))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypedDict
 
 from engine.commands import (
@@ -667,22 +667,15 @@ class Session:
 
     def _order_status(self, request: protocol.OrderStatus) -> None:
         """One of the participant's orders, open (a query, in sequence with the commands
-        sent before it) or closed (the history database)."""
+        sent before it) or closed (the history database, read off the loop)."""
         params = request.params
-
-        def done(answer: dict[str, Any] | WireError) -> None:
-            if isinstance(answer, WireError):
-                self.send(protocol.error(request.id, answer.code, answer.message))
-            else:
-                self._reply(request.id, answer)
-
         lookups.order_status(
             self.venue,
             self.gateway.history,
             self._participant(request.id),
             params.order_id,
             params.client_order_id,
-            done,
+            self._lookup_done(request.id),
         )
 
     def _orders_history(self, request: protocol.OrdersHistory) -> None:
@@ -695,23 +688,35 @@ class Session:
         self,
         request_id: Any,
         params: protocol.HistoryParams,
-        lookup: Callable[..., dict[str, Any]],
+        lookup: Callable[..., Coroutine[Any, Any, dict[str, Any]]],
     ) -> None:
-        """Answer ``orders.history`` or ``fills.history``: a page of ``lookup``."""
+        """Answer ``orders.history`` or ``fills.history``: a page of ``lookup``, read on the
+        history database's reader thread while the loop serves other requests, so the
+        answer may come after those of requests sent after it."""
         self._check_running(request_id)
-        self._reply(
-            request_id,
-            lookup(
-                self.venue,
-                self.gateway.history,
-                self._participant(request_id),
-                params.market,
-                params.start,
-                params.end,
-                params.limit,
-                params.cursor,
-            ),
+        page = lookup(
+            self.venue,
+            self.gateway.history,
+            self._participant(request_id),
+            params.market,
+            params.start,
+            params.end,
+            params.limit,
+            params.cursor,
         )
+        lookups.answer(page, self._lookup_done(request_id))
+
+    def _lookup_done(self, request_id: Any) -> Callable[[dict[str, Any] | WireError], None]:
+        """What answers a lookup's request when it is done (``send`` drops it once the
+        connection has closed)."""
+
+        def done(answer: dict[str, Any] | WireError) -> None:
+            if isinstance(answer, WireError):
+                self.send(protocol.error(request_id, answer.code, answer.message, **answer.extra))
+            else:
+                self._reply(request_id, answer)
+
+        return done
 
     def _recent_trades(self, request: protocol.RecentTrades) -> None:
         self._check_running(request.id)

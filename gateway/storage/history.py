@@ -25,6 +25,12 @@ written, with ``stale`` true. Matching is never slowed, and the loss is never si
 next start finds the mark (or a last seq behind the journal's) and rebuilds the database
 from the journal before serving.
 
+Reading: the server's queries (the histories, candles, a closed order's status) run on a
+thread of their own, never on the event loop's (``HistoryWriter.read``): SQLite runs there
+without the GIL, so however long a page takes, orders on every other connection go on
+being answered.  On disk that thread has a connection of its own, which WAL lets read while
+the writer writes; in memory it shares the writer's, under a lock.
+
 Schema (integers in minor units, times in ms since the epoch):
 
 * ``trades(market, trade_id, ts, price, qty, taker_side)``
@@ -43,6 +49,7 @@ deleted by the writer, at most once a minute; 0 keeps everything.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -51,8 +58,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.reports import FillReport, OrderReport, Report, TradePrinted
 from gateway.storage.history_process import (
@@ -63,6 +71,7 @@ from gateway.storage.history_process import (
 )
 
 log = logging.getLogger("alatau.history")
+T = TypeVar("T")
 
 FILE_NAME = "history.sqlite"
 CLOSED = ("filled", "canceled", "expired", "rejected")
@@ -414,12 +423,20 @@ class HistoryWriter:
         if separate_process:
             assert self.path is not None
             self._process = WriterProcess(self.path, retention_days, pending_bytes)
+            self._process.on_progress = self._moved
         self.pruned = 0
         self._queue: queue.Queue[tuple[int, list[list[Report]]] | None] = queue.Queue(queue_batches)
         self._thread: threading.Thread | None = None
         self._last_prune = float("-inf")
         self._idle = threading.Event()
         self._idle.set()
+        # The event loop's reads run here (``read``), one at a time, in the order asked;
+        # the thread is started by the first.
+        self._reads = ThreadPoolExecutor(1, thread_name_prefix="history-reader")
+        self._closed = False
+        # ``wait_written``'s waiters (each a journal seq) and their event loop
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the venue's side ----------------------------------------------------------------
 
@@ -467,6 +484,7 @@ class HistoryWriter:
                     )
                     process.offer(encode_batch(STALE_SEQ, []), force=True)
                 self._behind = True
+                self._moved()
             return
         self._idle.clear()
         try:
@@ -481,6 +499,7 @@ class HistoryWriter:
                     seq,
                 )
             self.behind = True
+            self._moved()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown)."""
@@ -494,7 +513,9 @@ class HistoryWriter:
         return True
 
     def close(self) -> None:
-        """Write what is queued, then stop the writer and close the connections."""
+        """Write what is queued, then stop the writer, answer the reads asked for and close
+        the connections."""
+        self._closed = True
         if self._process is not None:
             self._process.close()
             self._written_seq = self._process.written_seq
@@ -502,9 +523,11 @@ class HistoryWriter:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        self._reads.shutdown(wait=True)
         if self._reader is not self._conn:
             self._reader.close()
         self._conn.close()
+        self._moved()
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -533,10 +556,46 @@ class HistoryWriter:
             except Exception:
                 log.exception("the history writer failed; history is marked stale")
                 self.behind = True
+            self._moved()
             if self._queue.empty():
                 self._idle.set()
             if stop:
                 return
+
+    # -- waiting for the writer ----------------------------------------------------------
+
+    async def wait_written(self, seq: int, timeout: float) -> None:
+        """Wait until the batch at journal seq ``seq`` is written (``written_seq``), the
+        writer has fallen behind (it may never be), the database is closed, or ``timeout``
+        seconds have passed.  Woken by the writer as it reports (the process's
+        acknowledgements, the thread's transactions), not by polling."""
+        if self._reached(seq):
+            return
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        entry = (seq, loop.create_future())
+        self._waiters.append(entry)
+        try:
+            if not self._reached(seq):  # the writer may have moved before the line above
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(entry[1], timeout)
+        finally:
+            self._waiters.remove(entry)
+
+    def _reached(self, seq: int) -> bool:
+        return self.written_seq >= seq or self.behind or self._closed
+
+    def _moved(self) -> None:
+        """The writer wrote, fell behind or was closed: wake the waiters it has reached
+        (from any thread; nothing to do, and cheap, when none waits)."""
+        loop = self._loop
+        if self._waiters and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        for seq, waiter in self._waiters:
+            if not waiter.done() and self._reached(seq):
+                waiter.set_result(None)
 
     def _maybe_prune(self, force: bool = False) -> None:
         if self.retention_days <= 0:
@@ -554,6 +613,22 @@ class HistoryWriter:
         self._maybe_prune(force=True)
 
     # -- reading (the event loop's side) -------------------------------------------------
+
+    async def read(self, query: Callable[[], T]) -> T:
+        """Run ``query`` (a call of the reading methods below, e.g. ``lambda:
+        writer.fills(...)``) on the reader thread and await its answer, so that the event
+        loop serves every other session meanwhile: the sqlite3 module lets go of the GIL
+        while SQLite runs, and a large page, or a slow disk, holds up only the reads behind
+        it on that one thread, never an order.  Raises what ``query`` raises
+        (``sqlite3.Error``), and ``sqlite3.ProgrammingError`` once the database is closed
+        (``close`` first answers the reads already asked for).
+
+        The reading methods themselves run on whichever thread calls them (tests, tools):
+        on disk the reader connection is the reader thread's alone in the server; in memory
+        it is the writer's, shared under its lock."""
+        if self._closed:
+            raise sqlite3.ProgrammingError("the history database is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._reads, query)
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._lock:

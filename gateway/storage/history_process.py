@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union, get_args
 
@@ -128,6 +129,8 @@ class WriterProcess:
         self.pending_limit = pending_bytes
         self.written_seq = 0  # the last seq the child acknowledged
         self.failed = False  # the child is gone (or never started): nothing is written
+        # Called when ``written_seq`` advances or the child is found gone
+        self.on_progress: Callable[[], None] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._out = -1  # the pipe to the child (non-blocking)
         self._acks = -1  # the pipe from the child (non-blocking)
@@ -269,6 +272,8 @@ class WriterProcess:
         self._pending_bytes = 0
         self._gathered = []
         self._gathered_bytes = 0
+        if self.on_progress is not None:
+            self.on_progress()
 
     # -- acknowledgements ------------------------------------------------------------------
 
@@ -292,6 +297,8 @@ class WriterProcess:
             whole = len(data) - len(data) % ACK.size
             if whole:
                 self.written_seq = ACK.unpack_from(data, whole - ACK.size)[0]
+                if self.on_progress is not None:
+                    self.on_progress()
             self._ack_buffer = data[whole:]
 
     def flush(self, seq: int, timeout: float) -> bool:
