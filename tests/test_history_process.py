@@ -100,6 +100,31 @@ def test_a_dead_writer_process_is_behind_and_never_blocks(tmp_path: Path) -> Non
     assert rows(tmp_path / "h.sqlite") == [(1,)]  # what was acknowledged before it died
 
 
+def test_a_writer_process_dying_is_noticed_before_it_is_reaped(tmp_path: Path) -> None:
+    """The end of the child's output arrives as it dies, often before the process can be
+    reaped (its exit status unknown yet): it is gone all the same, at once, so that nobody
+    waits on a writer that will never write again (``order.status`` waits for it)."""
+
+    async def body() -> None:
+        writer = HistoryWriter(tmp_path / "h.sqlite", retention_days=0)
+        writer.start()
+        writer.offer(1, [[trade(1)]])
+        assert writer.flush(10.0)
+        process = writer._process
+        assert process is not None and process._process is not None
+        child = process._process
+        child.poll = lambda: None  # type: ignore[method-assign]  # not reaped yet
+        child.kill()
+        deadline = time.monotonic() + 10.0
+        while not writer.behind and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert writer.behind
+        del child.poll  # the real one again, for close
+        writer.close()
+
+    asyncio.run(body())
+
+
 def test_a_steady_stream_is_written_in_few_transactions_and_a_lone_batch_alone(
     tmp_path: Path,
 ) -> None:

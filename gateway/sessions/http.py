@@ -16,9 +16,11 @@ same decimal strings as the websocket protocol; every failure is ``{"error": {"c
 
 Every request takes a token from its remote address's bucket (``TokenBucket``, at the
 server's per-connection rate and burst), whatever it asks, before anything else is done.
-The answers read only what the venue has published (the L2 mirrors of
+The market data answers read what the venue has published (the L2 mirrors of
 ``gateway.sequencer.marketdata`` and the tapes of ``gateway.sequencer.tape``), never the
-engine, so the depth's ``seq`` joins the websocket ``book:`` stream.
+engine, so the depth's ``seq`` joins the websocket ``book:`` stream; ``/candles`` and the
+signed histories read the history database, on its reader thread (``HistoryWriter.read``),
+never on the event loop's.
 """
 
 from __future__ import annotations

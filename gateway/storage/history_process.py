@@ -290,8 +290,15 @@ class WriterProcess:
             if not data:  # the child closed its end: it exited
                 if self._loop is not None:
                     self._loop.remove_reader(self._acks)
-                if self._process is not None and self._process.poll() not in (None, 0):
-                    self._gone(RuntimeError(f"exit status {self._process.returncode}"))
+                if self._process is not None:
+                    # Still ours (``close`` lets go of it first): the child died.  It may
+                    # not be reaped yet, so its status may be unknown; it is gone either way.
+                    status = self._process.poll()
+                    self._gone(
+                        RuntimeError(
+                            "its output ended" if status is None else f"exit status {status}"
+                        )
+                    )
                 return
             data = self._ack_buffer + data
             whole = len(data) - len(data) % ACK.size
