@@ -23,12 +23,15 @@ def oracle(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> 
         for r in reports:
             if isinstance(r, TradePrinted):
                 conn.execute(
-                    "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO trades (market, trade_id, ts, price, qty, taker_side) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     (r.market, r.trade_id, r.ts, r.price, r.qty, r.taker_side),
                 )
             elif isinstance(r, FillReport):
                 conn.execute(
-                    "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO fills (order_id, trade_id, participant_id, market, "
+                    "client_order_id, side, price, qty, fee, fee_asset, liquidity, ts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         r.order_id,
                         r.trade_id,
@@ -47,7 +50,6 @@ def oracle(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> 
                 conn.execute(
                     history._FILL_ORDER,
                     (
-                        f"o{r.order_id}",
                         r.order_id,
                         r.participant_id,
                         r.market,
@@ -63,15 +65,14 @@ def oracle(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> 
                 )
             elif isinstance(r, OrderReport):
                 if r.order_id is None:
-                    key = f"r{first_seq + index}.{rejected}"
+                    key = history.reject_id(first_seq + index, rejected)
                     rejected += 1
                 else:
-                    key = f"o{r.order_id}"
+                    key = r.order_id
                 conn.execute(
                     history._UPSERT_ORDER,
                     (
                         key,
-                        r.order_id,
                         r.participant_id,
                         r.market,
                         r.client_order_id,
@@ -214,7 +215,7 @@ def test_a_place_and_its_cancel_in_one_chunk_are_one_statement() -> None:
         reason="user",
     )
     history.apply_chunk(conn, [(1, [[placed]]), (2, [[canceled]])])
-    assert sum("INSERT INTO orders" in s for s in statements) == 1
+    assert sum("INSERT INTO order_rows" in s for s in statements) == 1
     assert conn.execute("SELECT status, created_ts, ts FROM orders").fetchall() == [
         ("canceled", 1, 2)
     ]
