@@ -115,6 +115,16 @@ INTERVALS_MS = {
     "1d": DAY_MS,
 }
 
+CHECKPOINT_PAGES = 4000
+"""The WAL is copied into the database (a checkpoint, by the writer as it commits) once it
+holds this many pages (16 MB; SQLite's default is 1,000): a page rewritten by many
+transactions in a row (the tables' right edges, the recent orders a cancel updates) is then
+copied once for more of them, and each checkpoint's reads, writes and fsyncs serve four
+times the transactions.  Measured on ``benchmarks/history_bench.py``'s flow, 200,000
+commands at 100 a transaction: 8 % fewer writes, half the reads and a quarter of the fsyncs
+(strace), and 3.2 -> 2.5 µs of system CPU per command (medians of 3 alternating runs; 1.27
+-> 1.08 at 1,000 a transaction).  Instructions are the same.  The WAL file stays that size
+between checkpoints; a crash recovers it at the next open as before."""
 TRADE_COLUMNS = "market, ts, trade_id, price, qty, taker_side"
 FILL_ROW_COLUMNS = (
     "participant_id, ts, trade_id, order_id, market, client_order_id, side, price, qty, fee, "
@@ -278,6 +288,7 @@ def connect(path: str | Path | None) -> sqlite3.Connection:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
     try:
         _prepare(conn, ":memory:" if path is None else str(path))
     except BaseException:
