@@ -22,7 +22,9 @@ gathers before it writes: the bench runs each size it is given (``--per-transact
 the same sizes can be compared before and after a change.
 
 Two digests say whether a change wrote the same history: ``rows`` hashes every row of the
-three tables (in key order) and ``answers`` every answer the queries give
+three tables (in key order), column by column in the order the tables had before layout
+version 1 (the orders' those of the view ``orders`` but its stored integer ``id``) so that
+the two layouts can be compared, and ``answers`` every answer the queries give
 (``HistoryWriter.order``, ``closed_orders`` and ``fills`` page by page for each
 participant, ``candles`` at each interval): two versions that print the same digests for
 the same flow wrote the same history, whatever their SQL, indexes or decoding.
@@ -132,12 +134,17 @@ def digests(path: Path) -> dict[str, str]:
     """sha256 of every row (``rows``) and of every query answer (``answers``)."""
     conn = history.connect(path)
     rows = hashlib.sha256()
-    for table, key in (
-        ("trades", "market, trade_id"),
-        ("fills", "order_id, trade_id"),
-        ("orders", "order_key"),
+    for table, columns, key in (
+        ("trades", "market, trade_id, ts, price, qty, taker_side", "market, trade_id"),
+        (
+            "fills",
+            "order_id, trade_id, participant_id, market, client_order_id, side, price, qty, "
+            "fee, fee_asset, liquidity, ts",
+            "order_id, trade_id",
+        ),
+        ("orders", f"order_key, {history.ORDER_COLUMNS}", "order_key"),
     ):
-        for row in conn.execute(f"SELECT * FROM {table} ORDER BY {key}"):
+        for row in conn.execute(f"SELECT {columns} FROM {table} ORDER BY {key}"):
             rows.update(repr(row).encode())
     owners = conn.execute(
         "SELECT participant_id, order_id FROM orders WHERE order_id IS NOT NULL ORDER BY order_key"

@@ -23,12 +23,15 @@ def oracle(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> 
         for r in reports:
             if isinstance(r, TradePrinted):
                 conn.execute(
-                    "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO trades (market, trade_id, ts, price, qty, taker_side) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     (r.market, r.trade_id, r.ts, r.price, r.qty, r.taker_side),
                 )
             elif isinstance(r, FillReport):
                 conn.execute(
-                    "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO fills (order_id, trade_id, participant_id, market, "
+                    "client_order_id, side, price, qty, fee, fee_asset, liquidity, ts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         r.order_id,
                         r.trade_id,
@@ -47,7 +50,6 @@ def oracle(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> 
                 conn.execute(
                     history._FILL_ORDER,
                     (
-                        f"o{r.order_id}",
                         r.order_id,
                         r.participant_id,
                         r.market,
@@ -63,15 +65,14 @@ def oracle(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> 
                 )
             elif isinstance(r, OrderReport):
                 if r.order_id is None:
-                    key = f"r{first_seq + index}.{rejected}"
+                    key = history.reject_id(first_seq + index, rejected)
                     rejected += 1
                 else:
-                    key = f"o{r.order_id}"
+                    key = r.order_id
                 conn.execute(
                     history._UPSERT_ORDER,
                     (
                         key,
-                        r.order_id,
                         r.participant_id,
                         r.market,
                         r.client_order_id,
@@ -214,7 +215,63 @@ def test_a_place_and_its_cancel_in_one_chunk_are_one_statement() -> None:
         reason="user",
     )
     history.apply_chunk(conn, [(1, [[placed]]), (2, [[canceled]])])
-    assert sum("INSERT INTO orders" in s for s in statements) == 1
+    assert sum("INTO order_rows" in s for s in statements) == 1
     assert conn.execute("SELECT status, created_ts, ts FROM orders").fetchall() == [
         ("canceled", 1, 2)
     ]
+
+
+def test_many_orders_a_chunk_written_many_rows_a_statement_leave_the_same_rows() -> None:
+    """However many rows there are, ``ROWS_A_STATEMENT`` at a time, then fewer, writes each
+    once: the same rows as a statement per report, and the statements say so."""
+    for count in (0, 1, 3, 4, 5, 16, 21, 64, 85, 150):
+        commands: list[list[Report]] = []
+        for i in range(1, count + 1):
+            placed = OrderReport(
+                ts=i,
+                participant_id=f"p{i % 3}",
+                market="BTC-KZT",
+                order_id=i if i % 7 else None,
+                client_order_id=None if i % 2 else f"c{i}",
+                side="buy",
+                order_type="limit",
+                price=i,
+                qty=3,
+                filled_qty=0,
+                remaining_qty=3,
+                status="new" if i % 7 else "rejected",
+            )
+            commands.append([placed])
+            if i % 5 == 0 and i % 7:  # and a fill of it: a trade, a fill, its row again
+                commands.append(
+                    [
+                        TradePrinted(
+                            ts=i, market="BTC-KZT", trade_id=i, price=i, qty=1, taker_side="sell"
+                        ),
+                        FillReport(
+                            ts=i,
+                            participant_id=f"p{i % 3}",
+                            market="BTC-KZT",
+                            order_id=i,
+                            client_order_id=None,
+                            side="buy",
+                            trade_id=i,
+                            fill_price=i,
+                            fill_qty=1,
+                            fee=0,
+                            fee_asset="KZT",
+                            liquidity="maker",
+                            filled_qty=1,
+                            remaining_qty=2,
+                            status="partially_filled",
+                        ),
+                    ]
+                )
+        plain, chunked = history.connect(None), history.connect(None)
+        oracle(plain, len(commands), commands)
+        statements: list[str] = []
+        chunked.set_trace_callback(statements.append)
+        history.apply_chunk(chunked, [(len(commands), commands)])
+        assert tables(chunked) == tables(plain), count
+        written = sum(s.count("), (") + 1 for s in statements if "INTO order_rows" in s)
+        assert written == count  # each order's row once (its fill folded into it)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from gateway.wire.auth import request_message, sign_request
 from gateway.wire.views import decimal_text
 
 from .gateway_harness import ADMIN_KEY, KEYS, WAIT_TIMEOUT_S, async_test, fresh_timestamp
+from .test_history_schema import unversioned_copy
 from .test_http_live import Live, Ws, place, trader
 
 BTC = "BTC-KZT"
@@ -207,6 +209,49 @@ async def test_history_survives_a_restart_without_duplicates_and_equals_a_rebuil
     assert after == before and orders_after == orders_before
     assert len(before["fills"]) == 1 and len(more["fills"]) == 2
     assert len({f["trade_id"] for f in more["fills"]}) == 2
+
+
+@async_test
+async def test_a_history_database_in_the_old_layout_is_converted_at_the_next_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def history_answers(live: Live, order_id: int) -> list[Any]:
+        return [
+            await signed(live, "bob", "GET", "/fills"),
+            await signed(live, "mm1", "GET", "/fills"),
+            await signed(live, "bob", "GET", "/orders/history"),
+            await signed(live, "mm1", "GET", "/order", f"order_id={order_id}"),
+        ]
+
+    async with live_server(tmp_path) as live:
+        mm = await trade_over_both_doors(live)
+        [resting] = (await mm.call("orders.open", {"market": BTC}))["result"]["orders"]
+        await mm.call("order.cancel", {"market": BTC, "order_id": resting["order_id"]})
+        await mm.ws.close()
+        await wait_written()
+        before = await history_answers(live, resting["order_id"])
+    path = tmp_path / "history.sqlite"
+    unversioned_copy(path, tmp_path / "old.sqlite")  # as the version before wrote it
+    for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    (tmp_path / "old.sqlite").replace(path)
+    with caplog.at_level(logging.WARNING, logger="alatau.history"):
+        async with live_server(tmp_path) as live:
+            after = await history_answers(live, resting["order_id"])
+            mm = await trader(live, "mm1")  # and it is written to as before
+            assert (await mm.call("order.place", place("sell", "45000000.00", "1.00000000")))["ok"]
+            status, body = await signed(
+                live, "bob", "POST", "/order", body=place("buy", "45000000.00", "0.25000000")
+            )
+            assert status == 200, body
+            await mm.ws.close()
+            await wait_written()
+            _, more = await signed(live, "bob", "GET", "/fills")
+    assert after == before
+    assert before[3][1]["status"] == "canceled" and len(before[0][1]["fills"]) == 1
+    assert len(more["fills"]) == 2
+    converted = [r.getMessage() for r in caplog.records if "converted" in r.getMessage()]
+    assert len(converted) == 1 and converted[0].startswith(f"{path}: the history database was")
 
 
 def dump(path: Path) -> dict[str, list[Any]]:

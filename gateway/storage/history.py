@@ -14,9 +14,9 @@ neither CPU nor its GIL on SQLite (the biggest cost on an order's path before: s
 module).  For one in memory (``--ephemeral``, tests) a thread with the same connection does
 it, from a bounded queue.  Either way a chunk of batches is written with ``apply_chunk``:
 an order's reports folded into one statement, each table written with one
-``executemany``.  Inserts are idempotent (trades keyed by ``(market, trade_id)``, fills by
-``(order_id, trade_id)``, orders by order id: an order's row is its latest state), so
-writing a batch twice changes nothing.
+``executemany``.  Inserts are idempotent (trades keyed by ``(market, ts, trade_id)``, fills
+by ``(participant_id, ts, trade_id, order_id)``, orders by order id: an order's row is its
+latest state), so writing a batch twice changes nothing.
 
 When the queue (or the pipe and what waits for it) is full, the batch is *not* waited for:
 it is dropped, the database is marked ``stale`` in ``meta`` (at once, and for good until
@@ -31,17 +31,20 @@ without the GIL, so however long a page takes, orders on every other connection 
 being answered.  On disk that thread has a connection of its own, which WAL lets read while
 the writer writes; in memory it shares the writer's, under a lock.
 
-Schema (integers in minor units, times in ms since the epoch):
+Schema (integers in minor units, times in ms since the epoch; ``SCHEMA``):
 
-* ``trades(market, trade_id, ts, price, qty, taker_side)``
-* ``fills(order_id, trade_id, participant_id, market, client_order_id, side, price, qty,
-  fee, fee_asset, liquidity, ts)``
+* ``trades(market, ts, trade_id, price, qty, taker_side)``
+* ``fills(participant_id, ts, trade_id, order_id, market, client_order_id, side, price,
+  qty, fee, fee_asset, liquidity)``
 * ``orders(order_key, order_id, participant_id, market, client_order_id, side, order_type,
-  price, qty, filled_qty, remaining_qty, status, reason, message, created_ts, ts)``:
-  ``order_key`` is ``o<order_id>``, or ``r<seq>.<n>`` for an order rejected before it got
-  an id; open orders are kept too (their last known state), closed ones are those whose
-  ``status`` is ``filled``, ``canceled``, ``expired`` or ``rejected``
+  price, qty, filled_qty, remaining_qty, status, reason, message, created_ts, ts, id)``, a
+  view of the table ``order_rows`` (keyed by ``id``): ``order_key`` is ``o<order_id>``, or
+  ``r<seq>.<n>`` for an order rejected before it got an id; open orders are kept too (their
+  last known state), closed ones are those whose ``status`` is ``filled``, ``canceled``,
+  ``expired`` or ``rejected``
 * ``meta(key, value)``: ``last_seq``, ``stale``
+
+A database in an older layout is converted at its next open (``connect``, logged).
 
 Retention: rows older than ``retention_days`` (trades, fills, closed orders; by ``ts``) are
 deleted by the writer, at most once a minute; 0 keeps everything.
@@ -59,6 +62,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +76,23 @@ from gateway.storage.history_process import (
 
 log = logging.getLogger("alatau.history")
 T = TypeVar("T")
+
+
+def _null(value: None) -> None:
+    """None, bound as SQL NULL: the sqlite3 module's adapter for None (registered below).
+
+    The sqlite3 module binds None as NULL, but only after looking for an adapter: with none
+    registered, two failed attribute lookups (``__adapt__``, ``__conform__``), each raising
+    and clearing an AttributeError with a formatted message, for every None bound (Python
+    3.11's ``_sqlite/microprotocols.c``).  The orders' rows carry two or three (no client
+    order id, reason or message): on ``benchmarks/history_bench.py``'s flow that lookup was
+    a fifth of the instructions the writer spent in ``executemany`` (3,300 per None, 8,900
+    per command; callgrind).  This adapter is found at once and binds the same NULL; it is
+    process-wide, and changes nothing else (None is bound as NULL either way)."""
+    return None
+
+
+sqlite3.register_adapter(type(None), _null)
 
 FILE_NAME = "history.sqlite"
 CLOSED = ("filled", "canceled", "expired", "rejected")
@@ -95,70 +116,186 @@ INTERVALS_MS = {
     "1d": DAY_MS,
 }
 
-SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trades (
-    market TEXT NOT NULL, trade_id INTEGER NOT NULL, ts INTEGER NOT NULL,
-    price INTEGER NOT NULL, qty INTEGER NOT NULL, taker_side TEXT NOT NULL,
-    PRIMARY KEY (market, trade_id)
-);
-CREATE INDEX IF NOT EXISTS trades_by_time ON trades (market, ts);
-CREATE TABLE IF NOT EXISTS fills (
-    order_id INTEGER NOT NULL, trade_id INTEGER NOT NULL, participant_id TEXT NOT NULL,
-    market TEXT NOT NULL, client_order_id TEXT, side TEXT NOT NULL, price INTEGER NOT NULL,
-    qty INTEGER NOT NULL, fee INTEGER NOT NULL, fee_asset TEXT NOT NULL,
-    liquidity TEXT NOT NULL, ts INTEGER NOT NULL,
-    PRIMARY KEY (order_id, trade_id)
-);
-CREATE INDEX IF NOT EXISTS fills_by_owner ON fills (participant_id, ts);
-CREATE TABLE IF NOT EXISTS orders (
-    order_key TEXT PRIMARY KEY, order_id INTEGER, participant_id TEXT NOT NULL,
-    market TEXT NOT NULL, client_order_id TEXT, side TEXT NOT NULL, order_type TEXT,
-    price INTEGER, qty INTEGER NOT NULL, filled_qty INTEGER NOT NULL,
-    remaining_qty INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, message TEXT,
-    created_ts INTEGER NOT NULL, ts INTEGER NOT NULL
-);
-DROP INDEX IF EXISTS orders_by_owner;
-DROP INDEX IF EXISTS orders_by_client_id;
-CREATE INDEX IF NOT EXISTS orders_closed_by_owner ON orders (participant_id, ts)
-    WHERE """
-    + NOT_OPEN
-    + """;
-CREATE INDEX IF NOT EXISTS orders_by_client_order_id ON orders (participant_id, client_order_id)
-    WHERE client_order_id IS NOT NULL;
-"""
+CHECKPOINT_PAGES = 4000
+"""The WAL is copied into the database (a checkpoint, by the writer as it commits) once it
+holds this many pages (16 MB; SQLite's default is 1,000): a page rewritten by many
+transactions in a row (the tables' right edges, the recent orders a cancel updates) is then
+copied once for more of them, and each checkpoint's reads, writes and fsyncs serve four
+times the transactions.  Measured on ``benchmarks/history_bench.py``'s flow, 200,000
+commands at 100 a transaction: 8 % fewer writes, half the reads and a quarter of the fsyncs
+(strace), and 3.2 -> 2.5 µs of system CPU per command (medians of 3 alternating runs; 1.27
+-> 1.08 at 1,000 a transaction).  Instructions are the same.  The WAL file stays that size
+between checkpoints; a crash recovers it at the next open as before."""
+TRADE_COLUMNS = "market, ts, trade_id, price, qty, taker_side"
+FILL_ROW_COLUMNS = (
+    "participant_id, ts, trade_id, order_id, market, client_order_id, side, price, qty, fee, "
+    "fee_asset, liquidity"
 )
-"""The orders' indexes are partial, because each index entry is written for every order, at
+"""The trades' and fills' columns as stored, their keys first (``FILL_COLUMNS``: as
+``fills`` answers)."""
+SCHEMA_VERSION = 1
+"""The layout's version, kept in the file (``PRAGMA user_version``): 1 is the one below; a
+database from before it (0, text order keys) is converted at its next open
+(``connect``)."""
+REJECTS_A_COMMAND = 256
+"""Room for the rejected orders of one command in ``order_rows.id`` (``reject_id``): a
+command places one order at most, so one is all there ever is."""
+ORDER_KEY = (
+    f"CASE WHEN id >= 0 THEN 'o' || id ELSE 'r' || ((-1 - id) / {REJECTS_A_COMMAND}) || '.' "
+    f"|| ((-1 - id) % {REJECTS_A_COMMAND}) END"
+)
+"""``order_key`` from the stored id: ``o<order_id>``, or ``r<seq>.<n>`` (``reject_id``)."""
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """
+CREATE TABLE trades (
+    market TEXT NOT NULL, ts INTEGER NOT NULL, trade_id INTEGER NOT NULL,
+    price INTEGER NOT NULL, qty INTEGER NOT NULL, taker_side TEXT NOT NULL,
+    PRIMARY KEY (market, ts, trade_id)
+) WITHOUT ROWID""",
+    """
+CREATE TABLE fills (
+    participant_id TEXT NOT NULL, ts INTEGER NOT NULL, trade_id INTEGER NOT NULL,
+    order_id INTEGER NOT NULL, market TEXT NOT NULL, client_order_id TEXT,
+    side TEXT NOT NULL, price INTEGER NOT NULL, qty INTEGER NOT NULL, fee INTEGER NOT NULL,
+    fee_asset TEXT NOT NULL, liquidity TEXT NOT NULL,
+    PRIMARY KEY (participant_id, ts, trade_id, order_id)
+) WITHOUT ROWID""",
+    """
+CREATE TABLE order_rows (
+    id INTEGER PRIMARY KEY, participant_id TEXT NOT NULL, market TEXT NOT NULL,
+    client_order_id TEXT, side TEXT NOT NULL, order_type TEXT, price INTEGER, qty INTEGER,
+    filled_qty INTEGER, remaining_qty INTEGER, status TEXT, reason TEXT, message TEXT,
+    created_ts INTEGER NOT NULL, ts INTEGER
+)""",
+    f"CREATE INDEX orders_closed_by_owner ON order_rows (participant_id, ts) WHERE {NOT_OPEN}",
+    """
+CREATE INDEX orders_by_client_order_id ON order_rows (participant_id, client_order_id)
+    WHERE client_order_id IS NOT NULL""",
+    f"""
+CREATE VIEW orders AS SELECT
+    {ORDER_KEY} AS order_key, CASE WHEN id >= 0 THEN id END AS order_id, participant_id,
+    market, client_order_id, side, order_type, price, qty, filled_qty, remaining_qty, status,
+    reason, message, created_ts, ts, id
+FROM order_rows""",
+)
+"""The tables, as few B-trees as the queries allow, because every B-tree a row goes into
+costs the writer a seek, an insert and the pages it dirties (each rewritten whole into the
+WAL at commit):
+
+* ``order_rows`` is keyed by an integer, the order id (``reject_id`` for an order rejected
+  before it got one), the table's own rowid: one B-tree, where a ``TEXT PRIMARY KEY`` made
+  it a rowid table plus an index of the keys, and a text key to bind per row.  The view
+  ``orders`` shows it as the queries (and people) read it: ``order_key`` and ``order_id``
+  derived from ``id``, the same values as the text keys stored before, and ``id`` last.
+  The columns an upsert updates (``qty``, ``filled_qty``, ``remaining_qty``, ``status``,
+  ``ts``) are not declared NOT NULL, and the upserts are ``INSERT OR FAIL``: a statement
+  that can abort part-way (a NOT NULL the update breaks, under the default ABORT) makes
+  SQLite keep a statement journal to undo it, which ``ROWS_A_STATEMENT`` rows make costly;
+  these statements cannot.  What is given up is nothing: the values come from reports
+  whose fields are typed and required (decoded by msgspec), and a statement that fails
+  fails the whole transaction (``transaction`` rolls it back), so FAIL leaves no more
+  behind than ABORT.
+* ``trades`` and ``fills`` are ``WITHOUT ROWID`` tables ordered as they are read: trades by
+  ``(market, ts, trade_id)`` (the candles' range), fills by ``(participant_id, ts,
+  trade_id, order_id)`` (a participant's fills, newest first): one B-tree each instead of
+  a rowid table, its key's index and the index the queries used.  A trade's or fill's
+  ``ts`` is fixed by the journal, so these keys are unique exactly when ``(market,
+  trade_id)`` and ``(order_id, trade_id)`` are, and ``INSERT OR IGNORE`` of a row written
+  before still changes nothing.  Their key columns come first, in the key's order:
+  SQLite 3.40.0 to 3.41.0 (Debian 12's) has ``PRAGMA integrity_check`` report NULLs in the
+  NOT NULL columns of a ``WITHOUT ROWID`` table whose key is declared in another order
+  (a false alarm, but one an operator checking a database should not meet).
+
+Measured on ``benchmarks/history_bench.py``'s flow (callgrind, the writer's instructions per
+command, with the None adapter above): 44.2k -> 35.6k at 100 commands a transaction,
+40.0k -> 31.9k at 1,000; both its digests are unchanged (the rows compared column by
+column, in the old layout's order).
+
+The orders' indexes are partial, because each index entry is written for every order, at
 high rates: ``orders_closed_by_owner`` holds only closed orders (an order enters it once, as
 it closes, instead of at its place and again at each change of ``ts``), which is all
 ``closed_orders`` asks for (its condition says ``NOT_OPEN`` too, so SQLite uses the
 index); ``orders_by_client_order_id`` only orders with a client order id
 (``order`` by client id never asks for the others).  Measured on the benchmark's flow: a
 quarter fewer bytes written to the WAL per command, and 51 against 56 thousand
-instructions per command (``benchmarks/history_bench.py``; callgrind).  A database from before
-has the full indexes, ``orders_by_owner`` and ``orders_by_client_id``: they are dropped and
-the partial ones built at its next open (once)."""
+instructions per command (callgrind)."""
 
-_UPSERT_ORDER = """
-INSERT INTO orders (order_key, order_id, participant_id, market, client_order_id, side,
-    order_type, price, qty, filled_qty, remaining_qty, status, reason, message, created_ts, ts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (order_key) DO UPDATE SET
-    order_type = coalesce(excluded.order_type, orders.order_type),
-    price = coalesce(excluded.price, orders.price),
+_CONVERT_UNVERSIONED = (
+    "ALTER TABLE trades RENAME TO trades_unversioned",
+    "ALTER TABLE fills RENAME TO fills_unversioned",
+    "ALTER TABLE orders RENAME TO orders_unversioned",
+    *SCHEMA[1:4],  # the tables; their indexes once the old ones (same names) are gone
+    f"INSERT INTO trades ({TRADE_COLUMNS}) SELECT {TRADE_COLUMNS} FROM trades_unversioned",
+    f"INSERT INTO fills ({FILL_ROW_COLUMNS}) SELECT {FILL_ROW_COLUMNS} FROM fills_unversioned",
+    f"""
+INSERT INTO order_rows
+SELECT coalesce(order_id, -1 - (
+        CAST(substr(order_key, 2, instr(order_key, '.') - 2) AS INTEGER) * {REJECTS_A_COMMAND}
+        + CAST(substr(order_key, instr(order_key, '.') + 1) AS INTEGER))),
+    participant_id, market, client_order_id, side, order_type, price, qty, filled_qty,
+    remaining_qty, status, reason, message, created_ts, ts
+FROM orders_unversioned""",
+    "DROP TABLE trades_unversioned",
+    "DROP TABLE fills_unversioned",
+    "DROP TABLE orders_unversioned",
+    *SCHEMA[4:],
+)
+"""A database from before ``SCHEMA_VERSION`` 1 (text order keys ``o<id>`` and ``r<seq>.<n>``
+in rowid tables, with the older full or the partial orders' indexes) in the layout above,
+its rows as they were: the history is an index the journal can rebuild, but not always all
+of it (a journal pruned after a snapshot cannot), so the rows are moved, not rebuilt."""
+
+ROWS_A_STATEMENT = (64, 16, 4, 1)
+"""The rows one statement writes (``_write``): as many of the largest as there are, then the
+next size, down to 1.  One ``INSERT ... VALUES (...), (...), ...`` for 64 rows instead of
+64 executions of a one-row statement saves each execution's own cost (the sqlite3 module's
+reset and GIL release and retake, SQLite's cursors opened and closed, registers freed):
+about a fifth of the work per row.  On ``benchmarks/history_bench.py``'s flow (callgrind,
+instructions per command in the sqlite3 module and SQLite): 29.7k -> 23.2k at 100 commands
+a transaction, 26.1k -> 19.5k at 1,000; in the whole writer, with the rows flattened, 35.6k
+-> 30.7k and 31.9k -> 26.8k.  16 rows a statement at most gave 23.5k and 20.0k, 256 no
+fewer than 64 (64 orders' rows are 960 parameters, under the 999 that SQLite before 3.32
+allows a statement).  It needs statements that open no statement journal (``order_rows``, in
+``SCHEMA``'s notes): one that does copies every page it changes aside first, into a
+temporary file past 64 KiB, which cost more CPU than the rows a statement saved."""
+
+
+def _statements(head: str, row: str, tail: str = "") -> dict[int, str]:
+    """The statement for each number of rows in ``ROWS_A_STATEMENT``: ``head``, then
+    ``row`` (one row's values) that many times, then ``tail``."""
+    return {n: f"{head}\n{', '.join([row] * n)}\n{tail}" for n in ROWS_A_STATEMENT}
+
+
+_INSERT_TRADES = _statements(
+    f"INSERT OR IGNORE INTO trades ({TRADE_COLUMNS}) VALUES", "(?, ?, ?, ?, ?, ?)"
+)
+_INSERT_FILLS = _statements(
+    f"INSERT OR IGNORE INTO fills ({FILL_ROW_COLUMNS}) VALUES",
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+)
+_ORDER_INSERT = """INSERT OR FAIL INTO order_rows (id, participant_id, market, client_order_id,
+    side, order_type, price, qty, filled_qty, remaining_qty, status, reason, message,
+    created_ts, ts) VALUES"""
+_UPSERT_ORDERS = _statements(
+    _ORDER_INSERT,
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    """ON CONFLICT (id) DO UPDATE SET
+    order_type = coalesce(excluded.order_type, order_rows.order_type),
+    price = coalesce(excluded.price, order_rows.price),
     qty = excluded.qty, filled_qty = excluded.filled_qty,
     remaining_qty = excluded.remaining_qty, status = excluded.status,
-    reason = excluded.reason, message = excluded.message, ts = excluded.ts
-"""
-_FILL_ORDER = """
-INSERT INTO orders (order_key, order_id, participant_id, market, client_order_id, side,
-    order_type, price, qty, filled_qty, remaining_qty, status, reason, message, created_ts, ts)
-VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, NULL, NULL, ?, ?)
-ON CONFLICT (order_key) DO UPDATE SET
+    reason = excluded.reason, message = excluded.message, ts = excluded.ts""",
+)
+_FILL_ORDERS = _statements(
+    _ORDER_INSERT,
+    "(?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+    """ON CONFLICT (id) DO UPDATE SET
     filled_qty = excluded.filled_qty, remaining_qty = excluded.remaining_qty,
-    status = excluded.status, ts = excluded.ts
-"""
+    status = excluded.status, ts = excluded.ts""",
+)
+_UPSERT_ORDER, _FILL_ORDER = _UPSERT_ORDERS[1], _FILL_ORDERS[1]  # one row
 ORDER_COLUMNS = (
     "order_id, participant_id, market, client_order_id, side, order_type, price, qty, "
     "filled_qty, remaining_qty, status, reason, message, created_ts, ts"
@@ -174,7 +311,8 @@ def history_path(data_dir: str | Path) -> Path:
 
 def connect(path: str | Path | None) -> sqlite3.Connection:
     """A connection to the database at ``path`` (None: a new one in memory), its schema
-    created; a new file is made 0600 first."""
+    created, or converted from an older layout (``SCHEMA_VERSION``); a new file is made 0600
+    first.  ``sqlite3.DatabaseError`` if the file's layout is newer than this version's."""
     if path is None:
         conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
     else:
@@ -184,8 +322,58 @@ def connect(path: str | Path | None) -> sqlite3.Connection:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+    try:
+        _prepare(conn, ":memory:" if path is None else str(path))
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _prepare(conn: sqlite3.Connection, where: str) -> None:
+    """Create the schema in a new database, or convert an unversioned one (logged)."""
+    if schema_version(conn) == SCHEMA_VERSION:
+        return
+    with transaction(conn):  # one connection at a time, and all of it or nothing
+        version = schema_version(conn)
+        if version == SCHEMA_VERSION:  # another connection did it meanwhile
+            return
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"{where}: the history database's layout is version {version}, newer than "
+                f"this version's ({SCHEMA_VERSION}): start the newer version, or rebuild it "
+                "(alatau history rebuild)"
+            )
+        tables = {
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "orders" in tables:
+            started = time.monotonic()
+            for statement in _CONVERT_UNVERSIONED:
+                conn.execute(statement)
+            counts = [
+                conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("order_rows", "fills", "trades")
+            ]
+            log.warning(
+                "%s: the history database was converted to layout version %d (integer order "
+                "keys, trades and fills in one B-tree each): %d orders, %d fills and %d trades "
+                "kept, in %.1f s",
+                where,
+                SCHEMA_VERSION,
+                *counts,
+                time.monotonic() - started,
+            )
+        else:
+            for statement in SCHEMA:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The database's layout version (``SCHEMA_VERSION``; 0: new, or from before versions)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 @contextlib.contextmanager
@@ -205,11 +393,20 @@ def apply_batch(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]
     apply_chunk(conn, [(seq, commands)])
 
 
+def reject_id(seq: int, n: int) -> int:
+    """The ``order_rows.id`` of the ``n``-th order (from 0) rejected before it got an id by
+    the command at journal seq ``seq``: negative, so never an order id, and ``order_key``
+    ``r<seq>.<n>`` (``ORDER_KEY``)."""
+    if not 0 <= n < REJECTS_A_COMMAND:
+        raise ValueError(f"reject {n} of the command at seq {seq}: {REJECTS_A_COMMAND} at most")
+    return -1 - (seq * REJECTS_A_COMMAND + n)
+
+
 # An order's pending row in a chunk: the statement that writes it and its parameters.
-# _UPSERT_ORDER: (key, order_id, participant_id, market, client_order_id, side, order_type,
-#                 price, qty, filled_qty, remaining_qty, status, reason, message, created_ts, ts)
-# _FILL_ORDER:   (key, order_id, participant_id, market, client_order_id, side, qty,
-#                 filled_qty, remaining_qty, status, created_ts, ts)
+# _UPSERT_ORDER: (id, participant_id, market, client_order_id, side, order_type, price, qty,
+#                 filled_qty, remaining_qty, status, reason, message, created_ts, ts)
+# _FILL_ORDER:   (id, participant_id, market, client_order_id, side, qty, filled_qty,
+#                 remaining_qty, status, created_ts, ts)
 _UPSERT, _FILL = 0, 1
 
 
@@ -227,7 +424,7 @@ def apply_chunk(conn: sqlite3.Connection, chunk: list[tuple[int, list[list[Repor
     time of a row that exists."""
     trades: list[tuple[Any, ...]] = []
     fills: list[tuple[Any, ...]] = []
-    orders: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    orders: dict[int, tuple[int, tuple[Any, ...]]] = {}
     for seq, commands in chunk:
         first_seq = seq - len(commands) + 1
         for index, reports in enumerate(commands):
@@ -239,8 +436,8 @@ def apply_chunk(conn: sqlite3.Connection, chunk: list[tuple[int, list[list[Repor
                     trades.append(
                         (
                             report.market,
-                            report.trade_id,
                             report.ts,
+                            report.trade_id,
                             report.price,
                             report.qty,
                             report.taker_side,
@@ -250,9 +447,10 @@ def apply_chunk(conn: sqlite3.Connection, chunk: list[tuple[int, list[list[Repor
                     assert isinstance(report, FillReport)
                     fills.append(
                         (
-                            report.order_id,
-                            report.trade_id,
                             report.participant_id,
+                            report.ts,
+                            report.trade_id,
+                            report.order_id,
                             report.market,
                             report.client_order_id,
                             report.side,
@@ -261,13 +459,11 @@ def apply_chunk(conn: sqlite3.Connection, chunk: list[tuple[int, list[list[Repor
                             report.fee,
                             report.fee_asset,
                             report.liquidity,
-                            report.ts,
                         )
                     )
-                    key = f"o{report.order_id}"
+                    key = report.order_id
                     row: tuple[Any, ...] = (
                         key,
-                        report.order_id,
                         report.participant_id,
                         report.market,
                         report.client_order_id,
@@ -283,13 +479,12 @@ def apply_chunk(conn: sqlite3.Connection, chunk: list[tuple[int, list[list[Repor
                 elif kind is OrderReport:
                     assert isinstance(report, OrderReport)
                     if report.order_id is None:
-                        key = f"r{first_seq + index}.{rejected}"
+                        key = reject_id(first_seq + index, rejected)
                         rejected += 1
                     else:
-                        key = f"o{report.order_id}"
+                        key = report.order_id
                     row = (
                         key,
-                        report.order_id,
                         report.participant_id,
                         report.market,
                         report.client_order_id,
@@ -306,20 +501,29 @@ def apply_chunk(conn: sqlite3.Connection, chunk: list[tuple[int, list[list[Repor
                         report.ts,
                     )
                     orders[key] = _fold(orders.get(key), _UPSERT, row)
-    if trades:
-        conn.executemany("INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?)", trades)
-    if fills:
-        conn.executemany(
-            "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", fills
-        )
-    upserts = [row for statement, row in orders.values() if statement == _UPSERT]
-    if upserts:
-        conn.executemany(_UPSERT_ORDER, upserts)
-    fill_rows = [row for statement, row in orders.values() if statement == _FILL]
-    if fill_rows:
-        conn.executemany(_FILL_ORDER, fill_rows)
+    _write(conn, _INSERT_TRADES, trades)
+    _write(conn, _INSERT_FILLS, fills)
+    _write(conn, _UPSERT_ORDERS, [row for kind, row in orders.values() if kind == _UPSERT])
+    _write(conn, _FILL_ORDERS, [row for kind, row in orders.values() if kind == _FILL])
     if chunk:
         set_meta(conn, "last_seq", str(chunk[-1][0]))
+
+
+def _write(conn: sqlite3.Connection, statements: dict[int, str], rows: list[Any]) -> None:
+    """Write ``rows`` with ``statements`` (``_statements``), the most rows a statement first."""
+    at = 0
+    for size in ROWS_A_STATEMENT:
+        end = at + (len(rows) - at) // size * size
+        if end == at:
+            continue
+        if size == 1:
+            conn.executemany(statements[1], rows[at:end])
+        else:
+            conn.executemany(
+                statements[size],
+                [list(chain.from_iterable(rows[i : i + size])) for i in range(at, end, size)],
+            )
+        at = end
 
 
 def _fold(
@@ -335,20 +539,20 @@ def _fold(
         return (
             _UPSERT,
             (
-                *old[:6],  # what an upsert never changes: the first report's
+                *old[:5],  # what an upsert never changes: the first report's
+                row[5] if row[5] is not None else old[5],
                 row[6] if row[6] is not None else old[6],
-                row[7] if row[7] is not None else old[7],
-                *row[8:14],
-                old[14],
-                row[15],
+                *row[7:13],
+                old[13],
+                row[14],
             ),
         )
     if before == _UPSERT:  # then a fill: its quantities, status and time
-        return _UPSERT, (*old[:9], row[7], row[8], row[9], *old[12:15], row[11])
+        return _UPSERT, (*old[:8], row[6], row[7], row[8], *old[11:14], row[10])
     if statement == _UPSERT:  # a fill, then an order report: created when the fill came
-        return _UPSERT, (*old[:6], *row[6:14], old[10], row[15])
+        return _UPSERT, (*old[:5], *row[5:13], old[9], row[14])
     # a fill, then another: the first's quantity and creation, the second's state
-    return _FILL, (*old[:7], row[7], row[8], row[9], old[10], row[11])
+    return _FILL, (*old[:6], row[6], row[7], row[8], old[9], row[10])
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
@@ -379,7 +583,7 @@ def prune(conn: sqlite3.Connection, before_ts: int) -> int:
         for sql in (
             "DELETE FROM trades WHERE ts < ?",
             "DELETE FROM fills WHERE ts < ?",
-            f"DELETE FROM orders WHERE ts < ? AND status IN {CLOSED!r}",
+            f"DELETE FROM order_rows WHERE ts < ? AND status IN {CLOSED!r}",
         ):
             deleted += conn.execute(sql, (before_ts,)).rowcount
     return deleted
@@ -638,8 +842,9 @@ class HistoryWriter:
         self, participant_id: str, order_id: int | None, client_order_id: str | None
     ) -> tuple[Any, ...] | None:
         """One of the participant's orders (``ORDER_COLUMNS``), the newest by that id."""
+        arg: int | str
         if order_id is not None:
-            where, arg = "order_key = ?", f"o{order_id}"
+            where, arg = "id = ? AND id >= 0", order_id  # a negative id is a reject's
         else:
             where, arg = "client_order_id = ?", client_order_id or ""
         rows = self._rows(
