@@ -135,7 +135,7 @@ class LocalClusterProcesses:
                 gateway += ["--port", str(self.port + i - 1)]
                 gateway += ["--http-port", str(self.port + self.gateways + i - 1)]
             gateway += ["--quiet", "--data-dir", str(data / f"g{i}")]
-            gateway += ["--admin-key", self.admin_key]
+            gateway += [f"--admin-key={self.admin_key}"]  # a key may start with "-"
             gateway += ["--secrets-key-file", str(data / "secrets.key"), *self._files_args()]
             gateway += self.gateway_args
             self.gateway_processes.append(
