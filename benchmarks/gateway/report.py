@@ -13,6 +13,31 @@ OTHER_LOAD_WARNING = 0.25
 """Cores used by processes other than the bench's beyond which the report warns."""
 
 
+WINDOW_BOUND_BELOW = 85.0
+"""Machine use (%) under which a saturation run is said to be held by its requests in flight."""
+
+
+def window_bound_note(run: dict[str, Any]) -> str | None:
+    """A saturation run that left the machine idle part of the time measured its own
+    pipeline, not the server: with a fixed number of requests in flight, orders/s is that
+    number over the round trip (Little's law), so it says so, and how to see more.  None
+    for a fixed-rate run, a busy machine, or a disturbed one (the load warning says that)."""
+    busy = run.get("machine_busy_percent")
+    if run.get("offered_rate") or busy is None or busy >= WINDOW_BOUND_BELOW:
+        return None
+    if (run.get("other_load_cores") or 0) > OTHER_LOAD_WARNING:
+        return None
+    clients, window = run.get("clients"), run.get("window")
+    if not clients or not window:
+        return None
+    return (
+        f"note: the machine was {busy}% busy: this rate is held by the {clients * window:,}"
+        f" requests in flight ({clients} connections x --window {window}) over their"
+        f" round trip (p50 {run['p50_ms']} ms), not by the CPU; a deeper --window shows more"
+        " of the server's capacity, with more latency"
+    )
+
+
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -146,6 +171,9 @@ def _format_run(r: dict[str, Any]) -> list[str]:
             f" {server.get('cluster_cpu_percent')}% of a core"
             f" ({server.get('cluster_cpu_us_per_order')} us per order)"
         )
+    note = window_bound_note(r)
+    if note is not None:
+        lines.append(note)
     if (r.get("other_load_cores") or 0) > OTHER_LOAD_WARNING:
         lines.append(
             f"WARNING: other processes used ~{r['other_load_cores']} cores during the run:"
