@@ -25,6 +25,7 @@ BENCHMARK_TESTS = {
     "test_bench_engine.py": {"benchmarks.engine_bench", "benchmarks.flow"},
     "test_plain_book.py": {"benchmarks.plain_book", "benchmarks.flow"},
     "test_bench_chart.py": {"benchmarks.gateway"},
+    "test_bench_report.py": {"benchmarks.gateway.report"},
     "test_bench_gateway.py": {"benchmarks.gateway_bench", "benchmarks.gateway"},
     "test_gateway_bench_client.py": {"benchmarks.gateway_bench", "benchmarks.gateway"},
     "test_exchange_bench.py": {"benchmarks.exchange_bench"},
