@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import select
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -79,16 +80,22 @@ def test_close_writes_what_was_offered_and_the_process_ends(tmp_path: Path) -> N
     assert rows(tmp_path / "h.sqlite") == [(i,) for i in range(1, 6)]
 
 
+def started_writer(path: Path) -> tuple[HistoryWriter, subprocess.Popen[bytes]]:
+    """A writer process that has written and acknowledged one batch (seq 1), and its child."""
+    writer = HistoryWriter(path, retention_days=0)
+    writer.start()
+    writer.offer(1, [[trade(1)]])
+    assert writer.flush(10.0)
+    process = writer._process
+    assert process is not None and process._process is not None
+    return writer, process._process
+
+
 def test_a_dead_writer_process_is_behind_and_never_blocks(tmp_path: Path) -> None:
     async def body() -> None:
-        writer = HistoryWriter(tmp_path / "h.sqlite", retention_days=0)
-        writer.start()
-        writer.offer(1, [[trade(1)]])
-        assert writer.flush(10.0)
-        process = writer._process
-        assert process is not None and process._process is not None
-        process._process.kill()
-        process._process.wait()
+        writer, child = started_writer(tmp_path / "h.sqlite")
+        child.kill()
+        child.wait()
         for seq in range(2, 200):  # the pipe is gone: dropped, never waited for
             writer.offer(seq, [[trade(seq)]])
         await asyncio.sleep(history_process.GATHER_S * 4)
@@ -106,13 +113,7 @@ def test_a_writer_process_dying_is_noticed_before_it_is_reaped(tmp_path: Path) -
     waits on a writer that will never write again (``order.status`` waits for it)."""
 
     async def body() -> None:
-        writer = HistoryWriter(tmp_path / "h.sqlite", retention_days=0)
-        writer.start()
-        writer.offer(1, [[trade(1)]])
-        assert writer.flush(10.0)
-        process = writer._process
-        assert process is not None and process._process is not None
-        child = process._process
+        writer, child = started_writer(tmp_path / "h.sqlite")
         child.poll = lambda: None  # type: ignore[method-assign]  # not reaped yet
         child.kill()
         deadline = time.monotonic() + 10.0
