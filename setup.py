@@ -78,6 +78,13 @@ extensions = [
         language="c",
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     ),
+    # An order's answer written as JSON bytes from the reports (gateway.sessions.session).
+    Extension(
+        "gateway.wire._answers",
+        ["gateway/wire/_answers.pyx"],
+        language="c",
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    ),
     # The journal's flush thread (gateway.storage.journal): C, so it never takes the GIL.
     Extension(
         "gateway.storage._flush",

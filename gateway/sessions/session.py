@@ -46,6 +46,7 @@ from gateway.sessions.ratelimit import LogLimiter, TokenBucket
 from gateway.storage.history import HistoryWriter
 from gateway.storage.sealing import SealError, SecretBox
 from gateway.wire import protocol
+from gateway.wire._answers import order_answer
 from gateway.wire.auth import (
     ReplayGuard,
     admin_key_matches,
@@ -123,7 +124,19 @@ class ErrorBody(TypedDict):
 
 # (accepted, the order's result) or (refused, {"code", "message"}) of one order request
 Outcome = tuple[bool, OrderResult | ErrorBody]
+# What an accepted order request is answered with: the order's report, its market, the
+# request's fills and the last of them if it came after the report (``order_result``'s
+# arguments); or the refusal.
+Picked = tuple[OrderReport, Market, list[FillReport], FillReport | None]
 Build = Callable[[int], Command]  # ts (ms) -> the command to sequence
+
+
+def _outcome(picked: Picked | ErrorBody) -> Outcome:
+    """(accepted, result-or-error) of an order request (a batch's item), from what it is
+    answered with."""
+    if isinstance(picked, tuple):
+        return True, order_result(*picked)
+    return False, picked
 
 
 def _stopped_answer(answer: object) -> bool:
@@ -779,16 +792,29 @@ class Session:
         self.venue.submit(build, lambda reports: self._answer_place(request.id, reports))
 
     def _answer_place(self, request_id: Any, reports: list[Report]) -> None:
-        _accepted, body = self._place_outcome(reports)
-        if isinstance(body, OrderResult):
-            self._reply(request_id, body)
+        self._answer_order(request_id, self._placed(reports))
+
+    def _answer_order(self, request_id: Any, picked: Picked | ErrorBody) -> None:
+        """Answer an order request: the order written straight to bytes (``order_answer``,
+        the same bytes as ``protocol.ok`` of ``order_result``), or the refusal."""
+        if isinstance(picked, tuple):
+            report, market, fills, after = picked
+            self.send(
+                order_answer(
+                    request_id, report, fills, after, market.quote_scale, market.base_scale
+                )
+            )
         else:
-            self.send(protocol.error(request_id, body["code"], body["message"]))
+            self.send(protocol.error(request_id, picked["code"], picked["message"]))
 
     def _place_outcome(self, reports: list[Report]) -> Outcome:
         """(accepted, result-or-error) of a place command, from its reports."""
+        return _outcome(self._placed(reports))
+
+    def _placed(self, reports: list[Report]) -> Picked | ErrorBody:
+        """What a place command is answered with, from its reports."""
         if reports is STOPPED:
-            return False, self._stopped()
+            return self._stopped()
         markets = self.venue.markets
         mine = None
         last = None
@@ -809,18 +835,18 @@ class Session:
                 fills.append(report)
                 after = report
         if mine is None or last is None:
-            return False, {"code": "INTERNAL", "message": "the order was not reported"}
+            return {"code": "INTERNAL", "message": "the order was not reported"}
         order_id = mine.order_id
         if mine.status == "rejected" or order_id is None:  # only a rejected order has no id
             code = mine.reason or "INTERNAL"  # a rejection always names its code
-            return False, {"code": code, "message": mine.message or code}
+            return {"code": code, "message": mine.message or code}
         market = markets[mine.market]
         self.placed.add((mine.market, order_id))
         if len(self.placed) > self._prune_at and not self._pruning:
             self._forget_closed_orders()
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((mine.market, order_id))
-        return True, order_result(last, market, fills, after)
+        return last, market, fills, after
 
     def _forget_closed_orders(self) -> None:
         """Drop from ``placed`` the orders that have closed since (filled as a maker, say),
@@ -954,20 +980,20 @@ class Session:
 
     def _answer_change(self, request_id: Any, reports: list[Report]) -> None:
         """Answer a cancel or amend: the order's last state (with fills), or the refusal."""
-        _accepted, body = self._change_outcome(reports)
-        if isinstance(body, OrderResult):
-            self._reply(request_id, body)
-        else:
-            self.send(protocol.error(request_id, body["code"], body["message"]))
+        self._answer_order(request_id, self._changed(reports))
 
     def _change_outcome(self, reports: list[Report]) -> Outcome:
         """(accepted, result-or-error) of a cancel or amend, from its reports."""
+        return _outcome(self._changed(reports))
+
+    def _changed(self, reports: list[Report]) -> Picked | ErrorBody:
+        """What a cancel or amend is answered with, from its reports."""
         if reports is STOPPED:
-            return False, self._stopped()
+            return self._stopped()
         markets = self.venue.markets
         for report in reports:
             if type(report) is CommandRejected:
-                return False, {"code": report.code, "message": report.message}
+                return {"code": report.code, "message": report.message}
         target = None
         last: Any = None
         fills = []
@@ -982,10 +1008,10 @@ class Session:
                 fills.append(report)
                 after = report
         if target is None:
-            return False, {"code": "INTERNAL", "message": "the order was not reported"}
+            return {"code": "INTERNAL", "message": "the order was not reported"}
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((last.market, target))
-        return True, order_result(last, markets[last.market], fills, after)
+        return last, markets[last.market], fills, after
 
     def _cancel_all(self, request: protocol.CancelAllOrders) -> None:
         params = request.params

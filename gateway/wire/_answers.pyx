@@ -1,0 +1,313 @@
+# cython: language_level=3
+"""An order's answer written straight to JSON bytes from the engine's reports.
+
+Every ``order.place``, ``order.cancel`` and ``order.amend`` is answered with the order as it
+stands and the fills of the request.  Built the general way, that answer is an
+``OrderResult`` Struct (``gateway.wire.views.order_result``: a decimal string per price and
+quantity, a dict per fill) wrapped in an envelope and encoded by msgspec
+(``gateway.wire.protocol.ok``): about 1.2 µs for an order without fills and 2.7 µs with
+one, the largest single step of the order path after the exchange.  ``order_answer`` writes
+the same bytes in one pass: it reads the reports' fields from their slots (the offsets of
+msgspec's member descriptors, checked when this module loads), formats integers and
+decimals in C, and copies strings that need no escaping as they are.
+
+It is exact by construction where it can be and by deferring where it cannot: a string
+with anything but printable ASCII other than ``"`` and ``\\``, an integer outside 64 bits,
+a negative decimal or an unusual scale is handed to msgspec or ``format_units``, whose
+output is then copied in.  tests/test_answers.py compares it with the general path on
+randomized reports.  Batches (``order.batch``) still build ``OrderResult`` objects: their
+items are embedded in a list of dicts.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.object cimport PyObject, PyTypeObject
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy, strlen
+
+import msgspec
+
+from engine.fixedpoint import format_units
+from engine.reports import FillReport, OrderReport
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    PyTypeObject PyMemberDescr_Type
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+    bint PyUnicode_IS_ASCII(object)
+    void* PyUnicode_DATA(object)
+    int T_OBJECT_EX
+
+
+cdef object _encode = msgspec.json.Encoder().encode
+
+# -- the reports' slots ------------------------------------------------------------------
+
+cdef Py_ssize_t _slot(object cls, str name) except -1:
+    """The offset of ``cls.name``'s object slot: msgspec keeps every field of a Struct in one,
+    described by a member descriptor.  Anything else stops the import with a clear error
+    rather than reading the wrong memory."""
+    descr = cls.__dict__.get(name)
+    descr_type = type(descr)
+    if descr is None or <PyTypeObject*>descr_type is not &PyMemberDescr_Type:
+        raise ImportError(f"{cls.__name__}.{name} is not a Struct field slot")
+    cdef PyMemberDef* member = (<PyMemberDescrObject*><PyObject*>descr).d_member
+    if member.type != T_OBJECT_EX or member.offset < <Py_ssize_t>sizeof(PyObject):
+        raise ImportError(f"{cls.__name__}.{name} is not an object slot")
+    return member.offset
+
+
+# OrderReport
+cdef Py_ssize_t O_ORDER_ID = _slot(OrderReport, "order_id")
+cdef Py_ssize_t O_CLIENT_ORDER_ID = _slot(OrderReport, "client_order_id")
+cdef Py_ssize_t O_MARKET = _slot(OrderReport, "market")
+cdef Py_ssize_t O_SIDE = _slot(OrderReport, "side")
+cdef Py_ssize_t O_ORDER_TYPE = _slot(OrderReport, "order_type")
+cdef Py_ssize_t O_PRICE = _slot(OrderReport, "price")
+cdef Py_ssize_t O_QTY = _slot(OrderReport, "qty")
+cdef Py_ssize_t O_FILLED_QTY = _slot(OrderReport, "filled_qty")
+cdef Py_ssize_t O_REMAINING_QTY = _slot(OrderReport, "remaining_qty")
+cdef Py_ssize_t O_STATUS = _slot(OrderReport, "status")
+cdef Py_ssize_t O_TS = _slot(OrderReport, "ts")
+cdef Py_ssize_t O_REASON = _slot(OrderReport, "reason")
+cdef Py_ssize_t O_MESSAGE = _slot(OrderReport, "message")
+# FillReport
+cdef Py_ssize_t F_ORDER_ID = _slot(FillReport, "order_id")
+cdef Py_ssize_t F_CLIENT_ORDER_ID = _slot(FillReport, "client_order_id")
+cdef Py_ssize_t F_MARKET = _slot(FillReport, "market")
+cdef Py_ssize_t F_SIDE = _slot(FillReport, "side")
+cdef Py_ssize_t F_TRADE_ID = _slot(FillReport, "trade_id")
+cdef Py_ssize_t F_FILL_PRICE = _slot(FillReport, "fill_price")
+cdef Py_ssize_t F_FILL_QTY = _slot(FillReport, "fill_qty")
+cdef Py_ssize_t F_FEE = _slot(FillReport, "fee")
+cdef Py_ssize_t F_FEE_ASSET = _slot(FillReport, "fee_asset")
+cdef Py_ssize_t F_LIQUIDITY = _slot(FillReport, "liquidity")
+cdef Py_ssize_t F_FILLED_QTY = _slot(FillReport, "filled_qty")
+cdef Py_ssize_t F_REMAINING_QTY = _slot(FillReport, "remaining_qty")
+cdef Py_ssize_t F_STATUS = _slot(FillReport, "status")
+cdef Py_ssize_t F_TS = _slot(FillReport, "ts")
+
+
+cdef inline object _get(object report, Py_ssize_t offset):
+    """A field of a report whose type was checked: the object in its slot."""
+    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>report) + offset))[0]
+    if value is NULL:  # msgspec leaves a slot empty only while building: not ours to see
+        raise AttributeError("a report field is unset")
+    return <object>value
+
+
+# -- the output buffer -------------------------------------------------------------------
+
+cdef char* _data = NULL
+cdef Py_ssize_t _length = 0
+cdef Py_ssize_t _capacity = 0
+
+
+cdef int _reserve(Py_ssize_t more) except -1:
+    global _data, _capacity
+    cdef Py_ssize_t want = _length + more
+    cdef char* grown
+    if want <= _capacity:
+        return 0
+    want = max(want, 2 * _capacity, 1024)
+    grown = <char*>PyMem_Realloc(_data, want)
+    if grown is NULL:
+        raise MemoryError()
+    _data = grown
+    _capacity = want
+    return 0
+
+
+cdef inline int _put(const char* text, Py_ssize_t size) except -1:
+    global _length
+    _reserve(size)
+    memcpy(_data + _length, text, size)
+    _length += size
+    return 0
+
+
+cdef inline int _text(const char* text) except -1:
+    """A constant piece of the answer (the compiler knows its length)."""
+    return _put(text, strlen(text))
+
+
+cdef int _put_bytes(bytes encoded) except -1:
+    return _put(encoded, len(encoded))
+
+
+cdef int _put_digits(uint64_t value, int width) except -1:
+    """``value`` in decimal, left-padded with zeros to ``width`` digits."""
+    cdef char digits[24]
+    cdef int n = 0
+    while value or n < width or n == 0:
+        digits[23 - n] = <char>(48 + value % 10)
+        value //= 10
+        n += 1
+    return _put(&digits[24 - n], n)
+
+
+cdef int _put_int(object value) except -1:
+    """A JSON integer (``null`` for None); msgspec's own encoding past 64 bits."""
+    cdef int overflow = 0
+    cdef long long v
+    if value is None:
+        return _text("null")
+    if type(value) is not int:
+        return _put_bytes(_encode(value))
+    v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow:
+        return _put_bytes(_encode(value))
+    if v < 0:
+        _text("-")
+        return _put_digits(<uint64_t>0 - <uint64_t>v, 1)
+    return _put_digits(<uint64_t>v, 1)
+
+
+cdef uint64_t _POW10[19]
+_POW10[0] = 1
+for _i in range(1, 19):
+    _POW10[_i] = _POW10[_i - 1] * 10
+
+
+cdef int _put_decimal(object units, int scale) except -1:
+    """``units`` of ``10**-scale`` as a quoted decimal string, ``format_units``'s text
+    (``null`` for None)."""
+    cdef int overflow = 0
+    cdef long long v
+    if units is None:
+        return _text("null")
+    if type(units) is int and 0 < scale <= 18:
+        v = PyLong_AsLongLongAndOverflow(units, &overflow)
+        if not overflow and v >= 0:
+            _text("\"")
+            _put_digits(<uint64_t>v // _POW10[scale], 1)
+            _text(".")
+            _put_digits(<uint64_t>v % _POW10[scale], scale)
+            return _text("\"")
+    return _put_string(format_units(units, scale))
+
+
+cdef int _put_string(object text) except -1:
+    """A JSON string (``null`` for None): printable ASCII without ``"`` or ``\\`` is copied
+    as it is; anything else is msgspec's encoding (its escapes, its UTF-8)."""
+    cdef Py_ssize_t size, i
+    cdef const unsigned char* chars
+    cdef unsigned char c
+    if text is None:
+        return _text("null")
+    if type(text) is str and PyUnicode_IS_ASCII(text):
+        size = PyUnicode_GET_LENGTH(text)
+        chars = <const unsigned char*>PyUnicode_DATA(text)
+        for i in range(size):
+            c = chars[i]
+            if c < 32 or c > 126 or c == 34 or c == 92:
+                break
+        else:
+            _reserve(size + 2)
+            _text("\"")
+            _put(<const char*>chars, size)
+            return _text("\"")
+    return _put_bytes(_encode(text))
+
+
+# -- the answer --------------------------------------------------------------------------
+
+cdef int _put_fill(object fill, int quote_scale, int base_scale) except -1:
+    """One of ``fills``: ``gateway.wire.views.fill_result``'s fields, in its order."""
+    _text("{\"order_id\":")
+    _put_int(_get(fill, F_ORDER_ID))
+    _text(",\"client_order_id\":")
+    _put_string(_get(fill, F_CLIENT_ORDER_ID))
+    _text(",\"market\":")
+    _put_string(_get(fill, F_MARKET))
+    _text(",\"side\":")
+    _put_string(_get(fill, F_SIDE))
+    _text(",\"trade_id\":")
+    _put_int(_get(fill, F_TRADE_ID))
+    _text(",\"fill_price\":")
+    _put_decimal(_get(fill, F_FILL_PRICE), quote_scale)
+    _text(",\"fill_qty\":")
+    _put_decimal(_get(fill, F_FILL_QTY), base_scale)
+    _text(",\"fee\":")
+    _put_decimal(_get(fill, F_FEE), quote_scale)
+    _text(",\"fee_asset\":")
+    _put_string(_get(fill, F_FEE_ASSET))
+    _text(",\"liquidity\":")
+    _put_string(_get(fill, F_LIQUIDITY))
+    _text(",\"filled_qty\":")
+    _put_decimal(_get(fill, F_FILLED_QTY), base_scale)
+    _text(",\"remaining_qty\":")
+    _put_decimal(_get(fill, F_REMAINING_QTY), base_scale)
+    _text(",\"status\":")
+    _put_string(_get(fill, F_STATUS))
+    _text(",\"ts\":")
+    _put_int(_get(fill, F_TS))
+    return _text("}")
+
+
+def order_answer(request_id, report, list fills, after, int quote_scale, int base_scale):
+    """``protocol.ok(request_id, order_result(report, market, fills, after))`` as bytes,
+    written in one pass; the scales are the market's (``quote_scale``, ``base_scale``).
+
+    ``report`` is an ``OrderReport``, ``fills`` ``FillReport``s, ``after`` one of them or
+    None (see ``order_result``)."""
+    global _length
+    cdef bint from_fill = after is not None
+    cdef object state = after if from_fill else report
+    if type(report) is not OrderReport:
+        raise TypeError(f"order_answer takes an OrderReport, not {type(report).__name__}")
+    for fill in fills:
+        if type(fill) is not FillReport:
+            raise TypeError(f"order_answer's fills are FillReports, not {type(fill).__name__}")
+    if from_fill and type(after) is not FillReport:
+        raise TypeError(f"order_answer's `after` is a FillReport, not {type(after).__name__}")
+    _length = 0
+    _text("{\"id\":")
+    if request_id is None or type(request_id) is int:
+        _put_int(request_id)
+    else:
+        _put_string(request_id)
+    _text(",\"ok\":true,\"result\":{\"order_id\":")
+    _put_int(_get(report, O_ORDER_ID))
+    _text(",\"client_order_id\":")
+    _put_string(_get(report, O_CLIENT_ORDER_ID))
+    _text(",\"market\":")
+    _put_string(_get(report, O_MARKET))
+    _text(",\"side\":")
+    _put_string(_get(report, O_SIDE))
+    _text(",\"order_type\":")
+    _put_string(_get(report, O_ORDER_TYPE))
+    _text(",\"price\":")
+    _put_decimal(_get(report, O_PRICE), quote_scale)
+    _text(",\"qty\":")
+    _put_decimal(_get(report, O_QTY), base_scale)
+    _text(",\"filled_qty\":")
+    _put_decimal(_get(state, F_FILLED_QTY if from_fill else O_FILLED_QTY), base_scale)
+    _text(",\"remaining_qty\":")
+    _put_decimal(_get(state, F_REMAINING_QTY if from_fill else O_REMAINING_QTY), base_scale)
+    _text(",\"status\":")
+    _put_string(_get(state, F_STATUS if from_fill else O_STATUS))
+    _text(",\"ts\":")
+    _put_int(_get(state, F_TS if from_fill else O_TS))
+    reason = _get(report, O_REASON)
+    if reason is not None:
+        _text(",\"reason\":")
+        _put_string(reason)
+    message = _get(report, O_MESSAGE)
+    if message is not None:
+        _text(",\"message\":")
+        _put_string(message)
+    _text(",\"fills\":[")
+    for i, fill in enumerate(fills):
+        if i:
+            _text(",")
+        _put_fill(fill, quote_scale, base_scale)
+    _text("]}}")
+    return PyBytes_FromStringAndSize(_data, _length)

@@ -1,0 +1,182 @@
+"""The compiled order answer (``gateway.wire._answers.order_answer``) against the general
+path it replaces on the order path, ``protocol.ok(request_id, order_result(...))``: the same
+bytes for any reports, including the values it hands back to msgspec and ``format_units``
+(strings to escape, integers past 64 bits, negative amounts, scale 0)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.reports import FillReport, OrderReport
+from gateway.wire import protocol
+from gateway.wire._answers import order_answer
+from gateway.wire.views import order_result
+
+# Mostly what the venue sends, sometimes what needs the slow path.
+texts = st.one_of(
+    st.sampled_from(["USDT-KZT", "BTC-KZT", "buy", "sell", "new", "filled", "mm.1:a-b_c"]),
+    st.text(max_size=12),
+    st.text(alphabet='"\\\n\t\x00\x7f\u00e9\u20b8\U0001f600ab', max_size=8),
+)
+maybe_texts = st.none() | texts
+amounts = st.one_of(
+    st.integers(min_value=0, max_value=10**12),
+    st.integers(min_value=-(2**70), max_value=2**70),
+)
+ints = st.one_of(
+    st.integers(min_value=0, max_value=2**62),
+    st.integers(min_value=-(2**80), max_value=2**80),
+)
+request_ids = st.one_of(st.none(), ints, texts)
+
+
+@st.composite
+def order_reports(draw: Any) -> OrderReport:
+    return OrderReport(
+        ts=draw(ints),
+        participant_id=draw(texts),
+        market=draw(texts),
+        order_id=draw(st.none() | ints),
+        client_order_id=draw(maybe_texts),
+        side=draw(texts),
+        order_type=draw(texts),
+        price=draw(st.none() | amounts),
+        qty=draw(amounts),
+        filled_qty=draw(amounts),
+        remaining_qty=draw(amounts),
+        status=draw(texts),
+        reason=draw(maybe_texts),
+        message=draw(maybe_texts),
+    )
+
+
+@st.composite
+def fill_reports(draw: Any) -> FillReport:
+    return FillReport(
+        ts=draw(ints),
+        participant_id=draw(texts),
+        market=draw(texts),
+        order_id=draw(ints),
+        client_order_id=draw(maybe_texts),
+        side=draw(texts),
+        trade_id=draw(ints),
+        fill_price=draw(amounts),
+        fill_qty=draw(amounts),
+        fee=draw(amounts),
+        fee_asset=draw(texts),
+        liquidity=draw(texts),
+        filled_qty=draw(amounts),
+        remaining_qty=draw(amounts),
+        status=draw(texts),
+    )
+
+
+def general(
+    request_id: Any,
+    report: OrderReport,
+    fills: list[FillReport],
+    after: FillReport | None,
+    quote_scale: int,
+    base_scale: int,
+) -> bytes:
+    market: Any = SimpleNamespace(quote_scale=quote_scale, base_scale=base_scale)
+    return protocol.ok(request_id, order_result(report, market, fills, after))
+
+
+@settings(max_examples=400)
+@given(
+    request_id=request_ids,
+    report=order_reports(),
+    fills=st.lists(fill_reports(), max_size=3),
+    after_last=st.booleans(),
+    quote_scale=st.integers(min_value=0, max_value=18),
+    base_scale=st.integers(min_value=0, max_value=18),
+)
+def test_the_compiled_answer_is_the_general_paths_bytes(
+    request_id: Any,
+    report: OrderReport,
+    fills: list[FillReport],
+    after_last: bool,
+    quote_scale: int,
+    base_scale: int,
+) -> None:
+    after = fills[-1] if fills and after_last else None
+    expected = general(request_id, report, fills, after, quote_scale, base_scale)
+    assert order_answer(request_id, report, fills, after, quote_scale, base_scale) == expected
+
+
+def test_a_crossing_order_answers_its_fills_and_state_after_them() -> None:
+    """A limit buy that took part of a resting sell and rests: the price and quantity are the
+    order's, the filled and remaining quantities and status the fill's, as decimal text."""
+    report = OrderReport(
+        ts=1_700_000_000_000,
+        participant_id="alice",
+        market="BTC-KZT",
+        order_id=42,
+        client_order_id="c-1",
+        side="buy",
+        order_type="limit",
+        price=4_500_000_000,
+        qty=150_000,
+        filled_qty=0,
+        remaining_qty=150_000,
+        status="new",
+    )
+    fill = FillReport(
+        ts=1_700_000_000_001,
+        participant_id="alice",
+        market="BTC-KZT",
+        order_id=42,
+        client_order_id="c-1",
+        side="buy",
+        trade_id=7,
+        fill_price=4_499_999_900,
+        fill_qty=50_000,
+        fee=2_250,
+        fee_asset="KZT",
+        liquidity="taker",
+        filled_qty=50_000,
+        remaining_qty=100_000,
+        status="partially_filled",
+    )
+    answer = msgspec.json.decode(order_answer("req-1", report, [fill], fill, 2, 8))
+    assert answer["id"] == "req-1" and answer["ok"] is True
+    result = answer["result"]
+    assert (result["price"], result["qty"]) == ("45000000.00", "0.00150000")
+    assert (result["filled_qty"], result["remaining_qty"]) == ("0.00050000", "0.00100000")
+    assert (result["status"], result["ts"]) == ("partially_filled", 1_700_000_000_001)
+    assert "reason" not in result and "message" not in result
+    assert [f["fill_price"] for f in result["fills"]] == ["44999999.00"]
+    assert result["fills"][0]["fee"] == "22.50"
+
+
+def test_other_report_types_are_refused_not_misread() -> None:
+    """The answer reads report fields from their slots: anything but the report types it
+    was built for is a TypeError, never a read of the wrong memory."""
+    fill = FillReport(
+        ts=1,
+        participant_id="p",
+        market="m",
+        order_id=1,
+        client_order_id=None,
+        side="buy",
+        trade_id=1,
+        fill_price=1,
+        fill_qty=1,
+        fee=0,
+        fee_asset="KZT",
+        liquidity="maker",
+        filled_qty=1,
+        remaining_qty=0,
+        status="filled",
+    )
+    with pytest.raises(TypeError):
+        order_answer(1, fill, [], None, 2, 2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        order_answer(1, SimpleNamespace(), [], None, 2, 2)  # type: ignore[arg-type]
