@@ -13,12 +13,15 @@ what Python imports.  Same code, same behaviour (the whole test suite runs again
 compiled modules), about 15-20 % less CPU per order (``benchmarks/RESULTS.md``, "Issue 16:
 the order path's Python compiled").  Annotations are not read as C types
 (``annotation_typing=False``): a compiled module accepts exactly what the Python one does.
+Where a class on the path is worth C fields, an augmenting ``.pxd`` beside its ``.py``
+declares them (``gateway/sessions/session.pxd``: the session as an extension type, its
+rate-limit buckets' doubles); the ``.py`` still reads and runs as plain Python.
 Set ``ALATAU_PURE_PYTHON=1`` to skip them (a debugger, a profiler that wants Python frames).
 
 Because the extension shadows the ``.py``, an edited module must be built again: the build
-writes ``gateway/compiled_sources.json`` (each module's source hash), and both the test
-suite (``tests/test_compiled_modules.py``) and ``alatau serve`` (a warning) tell when a
-compiled module is older than its source.
+writes ``gateway/compiled_sources.json`` (each module's source hash, its ``.pxd``
+included), and both the test suite (``tests/test_compiled_modules.py``) and ``alatau
+serve`` (a warning) tell when a compiled module is older than its source.
 """
 
 import hashlib
@@ -59,9 +62,19 @@ def _source(module: str) -> Path:
     return Path(*module.split(".")).with_suffix(".py")
 
 
+def _source_hash(module: str) -> str:
+    """The hash of what a module is compiled from: its ``.py``, and its ``.pxd`` (the C
+    types Cython reads beside it) when it has one; ``gateway.app.compiled`` hashes alike."""
+    digest = hashlib.sha256(_source(module).read_bytes())
+    pxd = _source(module).with_suffix(".pxd")
+    if pxd.exists():
+        digest.update(pxd.read_bytes())
+    return digest.hexdigest()
+
+
 def _write_manifest(modules: list[str]) -> None:
     """Each compiled module's source hash, for the stale-build checks (``gateway.app.compiled``)."""
-    hashes = {m: hashlib.sha256(_source(m).read_bytes()).hexdigest() for m in modules}
+    hashes = {m: _source_hash(m) for m in modules}
     MANIFEST.write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
 
 

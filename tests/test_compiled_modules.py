@@ -7,6 +7,7 @@ tested (and served) as it was, not as it reads.  These tests fail then, saying t
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -47,6 +48,20 @@ def test_a_changed_source_is_reported(tmp_path: Path, monkeypatch: pytest.Monkey
     manifest.write_text(json.dumps({"gateway.sessions.session": "0" * 64}))
     monkeypatch.setattr(compiled, "MANIFEST", manifest)
     assert compiled.stale() == ["gateway/sessions/session.py changed after it was compiled"]
+
+
+def test_a_changed_pxd_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's C types live in ``session.pxd``: a build made before the .pxd changed
+    is as stale as one made before the .py did (here: a hash of the .py alone)."""
+    source = Path(compiled.__file__).parents[1] / "sessions" / "session.py"
+    assert source.with_suffix(".pxd").exists()
+    py_only = hashlib.sha256(source.read_bytes()).hexdigest()
+    manifest = tmp_path / "compiled_sources.json"
+    manifest.write_text(json.dumps({"gateway.sessions.session": py_only}))
+    monkeypatch.setattr(compiled, "MANIFEST", manifest)
+    assert compiled.stale() == ["gateway/sessions/session.py changed after it was compiled"]
+    manifest.write_text(json.dumps({"gateway.sessions.session": compiled.source_hash(source)}))
+    assert not [line for line in compiled.stale() if "changed" in line]
 
 
 def test_no_manifest_means_nothing_compiled(

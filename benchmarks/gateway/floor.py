@@ -35,7 +35,7 @@ import msgspec
 from engine.markets import Market
 from gateway.app import cli
 from gateway.sessions import session as session_module
-from gateway.sessions.session import Session
+from gateway.sessions.session import Gateway, Session
 from gateway.wire import protocol
 from gateway.wire.views import OrderResult, decimal_text
 
@@ -53,13 +53,13 @@ _decode_head = msgspec.json.Decoder(_Head).decode
 _order_ids = itertools.count(1)
 
 
-def _transport_on_frame(original: Any) -> Any:
-    """``Session.on_frame`` that answers a logged-in connection's places and cancels with a
-    fixed answer, and hands everything else (log-ins, set-up) to the real one."""
+class _TransportFloorSession(Session):
+    """A session that answers a logged-in connection's places and cancels with a fixed
+    answer, and hands everything else (log-ins, set-up) to the real one."""
 
-    def on_frame(self: Session, frame: bytes | str) -> None:
+    def on_frame(self, frame: bytes | str) -> None:
         if self.participant_id is None or self.is_admin:
-            original(self, frame)
+            super().on_frame(frame)
             return
         head = _decode_head(frame)
         if head.method == "order.place":
@@ -67,14 +67,12 @@ def _transport_on_frame(original: Any) -> Any:
         elif head.method == "order.cancel":
             status = b"canceled"
         else:
-            original(self, frame)
+            super().on_frame(frame)
             return
         self.send(
             b'{"id":%s,"ok":true,"result":{"order_id":%d,"status":"%s","filled_qty":"0"}}'
             % (msgspec.json.encode(head.id), next(_order_ids), status)
         )
-
-    return on_frame
 
 
 def _session_place(self: Session, request: protocol.Place) -> None:
@@ -117,7 +115,7 @@ def _result(
 def install(level: str) -> None:
     """Cut the order path short at ``level`` in this process (before the server starts)."""
     if level == "transport":
-        Session.on_frame = _transport_on_frame(Session.on_frame)  # type: ignore[method-assign]
+        Gateway.session_type = _TransportFloorSession
     elif level == "session":
         dispatch = session_module._DISPATCH
         for kind, handler in ((protocol.Place, _session_place), (protocol.Cancel, _session_cancel)):

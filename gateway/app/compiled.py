@@ -37,6 +37,16 @@ def is_extension(module: str) -> bool:
     return origin is not None and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
+def source_hash(source: Path) -> str:
+    """The hash of what a module is compiled from: its ``.py`` and, when it has one, its
+    ``.pxd`` (the C types Cython reads beside it; editing it changes the build too)."""
+    digest = hashlib.sha256(source.read_bytes())
+    pxd = source.with_suffix(".pxd")
+    if pxd.exists():
+        digest.update(pxd.read_bytes())
+    return digest.hexdigest()
+
+
 def stale() -> list[str]:
     """The compiled modules whose source changed since they were built, each with why."""
     found = []
@@ -44,7 +54,7 @@ def stale() -> list[str]:
     for module, digest in sorted(compiled_modules().items()):
         source = root.joinpath(*module.split(".")).with_suffix(".py")
         try:
-            now = hashlib.sha256(source.read_bytes()).hexdigest()
+            now = source_hash(source)
         except OSError:
             continue  # an installed wheel may carry no sources: nothing to go stale
         if now != digest:

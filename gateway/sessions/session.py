@@ -185,6 +185,9 @@ class Limits:
 class Gateway:
     """What all sessions share: the venue, the admin key, limits and participant buckets."""
 
+    session_type: type[Session]
+    """What ``open_session`` makes: ``Session``, or a subclass (the bench's floors)."""
+
     def __init__(
         self,
         venue: Venue,
@@ -316,7 +319,7 @@ class Gateway:
                 )
                 return None
             self.connections_per_address[address] = count + 1
-        session = Session(self, connection)
+        session = self.session_type(self, connection)
         session.address = address
         self.sessions.add(session)
         return session
@@ -1113,6 +1116,9 @@ class Session:
                 ts=ts, market=market.symbol, status=params.status, reference_price=reference
             ),
         )
+
+
+Gateway.session_type = Session
 
 
 class _Balance:
