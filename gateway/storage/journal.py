@@ -117,14 +117,18 @@ MODE_CODES = {"fsync": 1, "buffered": 2}
 MODE_NAMES = {code: name for name, code in MODE_CODES.items()}
 PREALLOCATE_BYTES = 16 << 20
 SECTOR = 512  # the smallest unit a crash can lose
-INLINE_FLUSH_BELOW = 32
+INLINE_FLUSH_BELOW = 8
 """A batch of fewer commands, with no flush under way in the flush thread, is flushed on
 the loop's thread (``sync_later``).  A small batch means the loop has little else to do,
 and a flush there costs less than a hand-off: measured with ``benchmarks/order_path.py``,
 8 orders a batch cost 43 µs of CPU per order flushed here against 63 through the thread
-(the thread's wake-ups, the eventfd, the futures), while at 128 a batch the two were alike;
-end to end at 15,000 orders/s, 63-66 against 74 µs per order and a lower p99, and at
-saturation no loss (``benchmarks/RESULTS.md``, issue 16)."""
+(the thread's wake-ups, the eventfd, the futures), while at 128 a batch the two were alike.
+But while the loop waits for the disk it reads no frame and answers nothing: at saturation
+(``alatau bench gateway``, 16 requests in flight per connection) a third of the flushes
+were inline ones under the earlier bound of 32, and with 8 the same server acknowledged
+10-20 % more orders/s with a lower p99 (five alternating runs of each, issue 16's fifth
+pass in ``benchmarks/RESULTS.md``); at 15,000 and 30,000 orders/s the two bounds were
+alike within the machine's scatter."""
 
 SEGMENT_HEADER = struct.Struct("<8sHBBQ")  # magic, version, mode, flags, first seq
 PREALLOCATED = 1  # flag: every write of the segment lands inside space already allocated
