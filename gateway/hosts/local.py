@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from engine.commands import Command
 from engine.exchange import Exchange
@@ -28,7 +28,7 @@ from engine.reports import Report
 from engine.types import Side
 from gateway.hosts.start import EngineSettings, start_engine
 from gateway.sequencer.host import BookState, Item, Outcomes
-from gateway.sequencer.queries import QUERY_TYPES, answer
+from gateway.sequencer.queries import QUERY_KINDS, Query, answer
 from gateway.storage.datadir import Storage
 from gateway.storage.sealing import SecretBox
 
@@ -118,11 +118,12 @@ class LocalHost:
         commands: list[Command] = []
         executed: list[list[Report]] = []
         for item in items:
-            if isinstance(item, QUERY_TYPES):
-                outcomes.append(answer(exchange, item))
+            if type(item) in QUERY_KINDS:  # exact types: see QUERY_KINDS
+                outcomes.append(answer(exchange, cast(Query, item)))
                 continue
-            reports = execute(item)
-            commands.append(item)
+            command = cast(Command, item)
+            reports = execute(command)
+            commands.append(command)
             executed.append(reports)
             outcomes.append(reports)
         if journal is not None and commands:

@@ -48,6 +48,11 @@ class OrderStatusQuery(msgspec.Struct, tag="order_status", frozen=True):
 
 Query = BalancesQuery | OpenOrdersQuery | OrderStatusQuery
 QUERY_TYPES = (BalancesQuery, OpenOrdersQuery, OrderStatusQuery)
+QUERY_KINDS = frozenset(QUERY_TYPES)
+"""The query types as a set, for ``type(item) in QUERY_KINDS`` on the order path: every
+command passes that test, and ``isinstance`` with a msgspec Struct class (its metaclass is
+not ``type``) goes through ``__instancecheck__``, about 800 instructions per class; a set
+lookup is about 50.  The types are final: nothing subclasses them."""
 
 
 def answer(exchange: Exchange, query: Query) -> Any:

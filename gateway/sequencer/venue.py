@@ -44,7 +44,7 @@ from engine.reports import (
 )
 from gateway.sequencer.host import EngineHost, Item, Outcomes
 from gateway.sequencer.marketdata import Channels
-from gateway.sequencer.queries import QUERY_TYPES, Query
+from gateway.sequencer.queries import QUERY_KINDS, Query
 from gateway.sequencer.tape import Tapes
 from gateway.wire import protocol
 from gateway.wire.protocol import WireError
@@ -275,7 +275,7 @@ class Venue:
         ts = self._stamp()  # one reading of the clock for the batch: it runs at once
         for build, done in batch:
             item: Item = build(ts)
-            if isinstance(item, QUERY_TYPES):
+            if type(item) in QUERY_KINDS:
                 queries.append(len(items))
             items.append(item)
             dones.append(done)

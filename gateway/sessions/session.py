@@ -73,6 +73,10 @@ _refused = LogLimiter(log)
 
 TOO_MANY_FROM_ADDRESS = "too many connections from this address"
 
+# Enum members held once: reading one off its class (``OrderType.MARKET``) goes through
+# the enum metaclass's ``__getattr__`` hook, about 850 instructions, on every order.
+_MARKET, _LIMIT = OrderType.MARKET, OrderType.LIMIT
+_IOC, _GTC = TimeInForce.IOC, TimeInForce.GTC
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
 STPS = {
@@ -766,13 +770,11 @@ class Session:
             raise WireError("INVALID_PARAMS", "a market order takes no `price`", request_id)
         if not is_market and price is None:
             raise WireError("INVALID_PARAMS", "a limit order needs a `price`", request_id)
-        tif = (
-            TIFS[params.tif] if params.tif else (TimeInForce.IOC if is_market else TimeInForce.GTC)
-        )
+        tif = TIFS[params.tif] if params.tif else (_IOC if is_market else _GTC)
         participant_id = self._participant(request_id)
         symbol = market.symbol
         side = SIDES[params.side]
-        order_type = OrderType.MARKET if is_market else OrderType.LIMIT
+        order_type = _MARKET if is_market else _LIMIT
         post_only = params.post_only
         stp = STPS[params.stp]
         client_order_id = params.client_order_id
