@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import nats
@@ -51,7 +51,7 @@ from engine.commands import Command
 from engine.exchange import Exchange
 from gateway.hosts.process import Answer, Reports, answer_struct, answer_value
 from gateway.sequencer.host import Item, Outcomes
-from gateway.sequencer.queries import QUERY_TYPES, Query, answer
+from gateway.sequencer.queries import QUERY_KINDS, Query, answer
 
 COMMANDS_STREAM = "ALATAU_COMMANDS"
 COMMANDS_SUBJECT = "alatau.commands"
@@ -115,10 +115,11 @@ def execute_batch(exchange: Exchange, stream_seq: int, batch: CommandBatch) -> R
 def run_items(exchange: Exchange, items: Sequence[Item]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for item in items:
-        if isinstance(item, QUERY_TYPES):
-            outcomes.append(answer_struct(item, answer(exchange, item)))
+        if type(item) in QUERY_KINDS:  # not isinstance: see QUERY_KINDS
+            query = cast(Query, item)
+            outcomes.append(answer_struct(query, answer(exchange, query)))
         else:
-            outcomes.append(Reports(exchange.execute(item)))
+            outcomes.append(Reports(exchange.execute(cast(Command, item))))
     return outcomes
 
 

@@ -46,7 +46,7 @@ import struct
 import sys
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -58,14 +58,14 @@ from engine.reports import OrderReport, Report, TradePrinted
 from engine.types import Side
 from gateway.hosts.start import EngineSettings, settle_collector, start_engine
 from gateway.sequencer.host import BookState, Item, Outcomes
-from gateway.sequencer.queries import QUERY_TYPES, BalancesQuery, OpenOrdersQuery, Query, answer
+from gateway.sequencer.queries import QUERY_KINDS, BalancesQuery, OpenOrdersQuery, Query, answer
 from gateway.storage.datadir import Storage
 from gateway.storage.sealing import SECRETS_KEY_ENV, SecretBox
 
 log = logging.getLogger("alatau.engine")
 
 _LENGTH = struct.Struct("<I")
-_ADMIN_COMMANDS = (SetMarket, SetLicense, SetParticipant)
+_ADMIN_COMMANDS = frozenset((SetMarket, SetLicense, SetParticipant))  # exact types, as QUERY_KINDS
 _READ_SIZE = 1 << 20
 GROUP_COMMANDS = 256  # commands per fsync and reply, at most, when a backlog is waiting
 SEND_EARLY = 64  # commands: the gateway sends this many at once without waiting for its turn
@@ -236,14 +236,16 @@ def _execute(exchange: Exchange, storage: Storage | None, items: list[Item]) -> 
     executed: list[list[Report]] = []
     config_changed = False
     for item in items:
-        if isinstance(item, QUERY_TYPES):
-            results.append(answer_struct(item, answer(exchange, item)))
+        if type(item) in QUERY_KINDS:  # not isinstance: see QUERY_KINDS
+            query = cast(Query, item)
+            results.append(answer_struct(query, answer(exchange, query)))
             continue
-        reports = exchange.execute(item)
+        command = cast(Command, item)
+        reports = exchange.execute(command)
         results.append(Reports(reports))
-        commands.append(item)
+        commands.append(command)
         executed.append(reports)
-        if isinstance(item, _ADMIN_COMMANDS):
+        if type(command) in _ADMIN_COMMANDS:
             config_changed = True
     if storage is not None and commands:
         storage.append_batch(commands, executed)

@@ -47,8 +47,7 @@ class OrderStatusQuery(msgspec.Struct, tag="order_status", frozen=True):
 
 
 Query = BalancesQuery | OpenOrdersQuery | OrderStatusQuery
-QUERY_TYPES = (BalancesQuery, OpenOrdersQuery, OrderStatusQuery)
-QUERY_KINDS = frozenset(QUERY_TYPES)
+QUERY_KINDS = frozenset((BalancesQuery, OpenOrdersQuery, OrderStatusQuery))
 """The query types as a set, for ``type(item) in QUERY_KINDS`` on the order path: every
 command passes that test, and ``isinstance`` with a msgspec Struct class (its metaclass is
 not ``type``) goes through ``__instancecheck__``, about 800 instructions per class; a set
