@@ -17,6 +17,7 @@ from engine.reports import FillReport, OrderReport
 from gateway.wire import protocol
 from gateway.wire._answers import order_answer
 from gateway.wire.views import order_result
+from tests.kit.reports import fill_report, order_report
 
 # Mostly what the venue sends, sometimes what needs the slow path.
 texts = st.one_of(
@@ -114,37 +115,8 @@ def test_the_compiled_answer_is_the_general_paths_bytes(
 def test_a_crossing_order_answers_its_fills_and_state_after_them() -> None:
     """A limit buy that took part of a resting sell and rests: the price and quantity are the
     order's, the filled and remaining quantities and status the fill's, as decimal text."""
-    report = OrderReport(
-        ts=1_700_000_000_000,
-        participant_id="alice",
-        market="BTC-KZT",
-        order_id=42,
-        client_order_id="c-1",
-        side="buy",
-        order_type="limit",
-        price=4_500_000_000,
-        qty=150_000,
-        filled_qty=0,
-        remaining_qty=150_000,
-        status="new",
-    )
-    fill = FillReport(
-        ts=1_700_000_000_001,
-        participant_id="alice",
-        market="BTC-KZT",
-        order_id=42,
-        client_order_id="c-1",
-        side="buy",
-        trade_id=7,
-        fill_price=4_499_999_900,
-        fill_qty=50_000,
-        fee=2_250,
-        fee_asset="KZT",
-        liquidity="taker",
-        filled_qty=50_000,
-        remaining_qty=100_000,
-        status="partially_filled",
-    )
+    report = order_report(client_order_id="c-1")
+    fill = fill_report(client_order_id="c-1")
     answer = msgspec.json.decode(order_answer("req-1", report, [fill], fill, 2, 8))
     assert answer["id"] == "req-1" and answer["ok"] is True
     result = answer["result"]
@@ -159,24 +131,10 @@ def test_a_crossing_order_answers_its_fills_and_state_after_them() -> None:
 def test_other_report_types_are_refused_not_misread() -> None:
     """The answer reads report fields from their slots: anything but the report types it
     was built for is a TypeError, never a read of the wrong memory."""
-    fill = FillReport(
-        ts=1,
-        participant_id="p",
-        market="m",
-        order_id=1,
-        client_order_id=None,
-        side="buy",
-        trade_id=1,
-        fill_price=1,
-        fill_qty=1,
-        fee=0,
-        fee_asset="KZT",
-        liquidity="maker",
-        filled_qty=1,
-        remaining_qty=0,
-        status="filled",
-    )
+    fill = fill_report()
     with pytest.raises(TypeError):
         order_answer(1, fill, [], None, 2, 2)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         order_answer(1, SimpleNamespace(), [], None, 2, 2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        order_answer(1, order_report(), [order_report()], None, 2, 2)  # type: ignore[list-item]

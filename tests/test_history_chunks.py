@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from engine.reports import FillReport, OrderReport, Report, TradePrinted
 from gateway.storage import history
+from tests.kit.reports import order_report
 
 
 def oracle(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> None:
@@ -185,31 +186,13 @@ def test_a_place_and_its_cancel_in_one_chunk_are_one_statement() -> None:
     conn = history.connect(None)
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
-    placed = OrderReport(
-        ts=1,
-        participant_id="bob",
-        market="BTC-KZT",
-        order_id=9,
-        client_order_id=None,
-        side="buy",
-        order_type="limit",
-        price=5,
-        qty=3,
-        filled_qty=0,
-        remaining_qty=3,
-        status="new",
-    )
-    canceled = OrderReport(
+    placed = order_report(ts=1, participant_id="bob", order_id=9, price=5, qty=3, remaining_qty=3)
+    canceled = order_report(
         ts=2,
         participant_id="bob",
-        market="BTC-KZT",
         order_id=9,
-        client_order_id=None,
-        side="buy",
-        order_type="limit",
         price=5,
         qty=3,
-        filled_qty=0,
         remaining_qty=0,
         status="canceled",
         reason="user",

@@ -6,6 +6,9 @@
 ``tests.kit.commands``
     The seeded random command stream (``random_command``) over its participants and
     markets, and the venue it runs on (``soak_venue``).
+``tests.kit.reports``
+    Engine reports built by hand (``order_report``, ``fill_report``: defaults, any field
+    overridden), for the tests of what reads them.
 
 The kit belongs to the tests: no test imports ``benchmarks`` for its inputs (only the tests
 of a benchmark import that benchmark; ``tests/test_tools_layout.py`` checks it).  The soak
