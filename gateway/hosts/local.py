@@ -67,6 +67,10 @@ class LocalHost:
         recovered: str = "",
     ) -> None:
         self.exchange = exchange
+        # The exchange's own dict of markets, which admin commands change in place (it is
+        # never replaced), so this stays current.  An attribute rather than a property:
+        # sessions read it on every order, and a property call cost about 800 instructions.
+        self.markets: dict[str, Market] = exchange.markets
         self.journal = journal
         self.last_seq = last_seq
         self.recovered = recovered
@@ -86,10 +90,6 @@ class LocalHost:
         return host
 
     # -- what the sessions read
-
-    @property
-    def markets(self) -> dict[str, Market]:
-        return self.exchange.markets
 
     @property
     def registry(self) -> Registry:
