@@ -138,3 +138,13 @@ def test_other_report_types_are_refused_not_misread() -> None:
         order_answer(1, SimpleNamespace(), [], None, 2, 2)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         order_answer(1, order_report(), [order_report()], None, 2, 2)  # type: ignore[list-item]
+
+
+def test_an_answer_larger_than_the_stack_buffer_is_whole() -> None:
+    """An order that took many resting orders answers every fill: the writer moves to the
+    heap past its stack buffer, and the bytes are still the general path's."""
+    report = order_report(client_order_id="c" * 64, message="m" * 500)
+    fills = [fill_report(trade_id=t, client_order_id="c" * 64) for t in range(1, 41)]
+    answer = order_answer(7, report, fills, fills[-1], 2, 8)
+    assert len(answer) > 4 * 2048  # grown on the heap three times
+    assert answer == general(7, report, fills, fills[-1], 2, 8)

@@ -21,7 +21,7 @@ items are embedded in a list of dicts.
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, strlen
@@ -105,44 +105,58 @@ cdef inline object _get(object report, Py_ssize_t offset):
 
 # -- the output buffer -------------------------------------------------------------------
 
-cdef char* _data = NULL
-cdef Py_ssize_t _length = 0
-cdef Py_ssize_t _capacity = 0
+cdef enum:
+    STACK_BYTES = 2048  # an answer without fills is about 300 bytes, each fill about 330
 
 
-cdef int _reserve(Py_ssize_t more) except -1:
-    global _data, _capacity
-    cdef Py_ssize_t want = _length + more
+# One answer being written: a buffer on the caller's stack, moved to the heap only if the
+# answer outgrows it (many fills).  Per call, never shared: a thread may call
+# ``order_answer`` while another is inside it (msgspec and ``format_units``, which it may
+# call, can let the GIL go).
+cdef struct Out:
+    char* data
+    Py_ssize_t length
+    Py_ssize_t capacity
+    bint on_heap
+
+
+cdef int _reserve(Out* out, Py_ssize_t more) except -1:
+    cdef Py_ssize_t want = out.length + more
     cdef char* grown
-    if want <= _capacity:
+    if want <= out.capacity:
         return 0
-    want = max(want, 2 * _capacity, 1024)
-    grown = <char*>PyMem_Realloc(_data, want)
+    want = max(want, 2 * out.capacity)
+    if out.on_heap:
+        grown = <char*>PyMem_Realloc(out.data, want)
+    else:
+        grown = <char*>PyMem_Malloc(want)
+        if grown is not NULL:
+            memcpy(grown, out.data, out.length)
     if grown is NULL:
         raise MemoryError()
-    _data = grown
-    _capacity = want
+    out.data = grown
+    out.capacity = want
+    out.on_heap = True
     return 0
 
 
-cdef inline int _put(const char* text, Py_ssize_t size) except -1:
-    global _length
-    _reserve(size)
-    memcpy(_data + _length, text, size)
-    _length += size
+cdef inline int _put(Out* out, const char* text, Py_ssize_t size) except -1:
+    _reserve(out, size)
+    memcpy(out.data + out.length, text, size)
+    out.length += size
     return 0
 
 
-cdef inline int _text(const char* text) except -1:
+cdef inline int _text(Out* out, const char* text) except -1:
     """A constant piece of the answer (the compiler knows its length)."""
-    return _put(text, strlen(text))
+    return _put(out, text, strlen(text))
 
 
-cdef int _put_bytes(bytes encoded) except -1:
-    return _put(encoded, len(encoded))
+cdef int _put_bytes(Out* out, bytes encoded) except -1:
+    return _put(out, encoded, len(encoded))
 
 
-cdef int _put_digits(uint64_t value, int width) except -1:
+cdef int _put_digits(Out* out, uint64_t value, int width) except -1:
     """``value`` in decimal, left-padded with zeros to ``width`` digits."""
     cdef char digits[24]
     cdef int n = 0
@@ -150,24 +164,24 @@ cdef int _put_digits(uint64_t value, int width) except -1:
         digits[23 - n] = <char>(48 + value % 10)
         value //= 10
         n += 1
-    return _put(&digits[24 - n], n)
+    return _put(out, &digits[24 - n], n)
 
 
-cdef int _put_int(object value) except -1:
+cdef int _put_int(Out* out, object value) except -1:
     """A JSON integer (``null`` for None); msgspec's own encoding past 64 bits."""
     cdef int overflow = 0
     cdef long long v
     if value is None:
-        return _text("null")
+        return _text(out, "null")
     if type(value) is not int:
-        return _put_bytes(_encode(value))
+        return _put_bytes(out, _encode(value))
     v = PyLong_AsLongLongAndOverflow(value, &overflow)
     if overflow:
-        return _put_bytes(_encode(value))
+        return _put_bytes(out, _encode(value))
     if v < 0:
-        _text("-")
-        return _put_digits(<uint64_t>0 - <uint64_t>v, 1)
-    return _put_digits(<uint64_t>v, 1)
+        _text(out, "-")
+        return _put_digits(out, <uint64_t>0 - <uint64_t>v, 1)
+    return _put_digits(out, <uint64_t>v, 1)
 
 
 cdef uint64_t _POW10[19]
@@ -176,32 +190,32 @@ for _i in range(1, 19):
     _POW10[_i] = _POW10[_i - 1] * 10
 
 
-cdef int _put_decimal(object units, int scale) except -1:
+cdef int _put_decimal(Out* out, object units, int scale) except -1:
     """``units`` of ``10**-scale`` as a quoted decimal string, ``format_units``'s text
     (``null`` for None)."""
     cdef int overflow = 0
     cdef long long v
     if units is None:
-        return _text("null")
+        return _text(out, "null")
     if type(units) is int and 0 < scale <= 18:
         v = PyLong_AsLongLongAndOverflow(units, &overflow)
         if not overflow and v >= 0:
-            _text("\"")
-            _put_digits(<uint64_t>v // _POW10[scale], 1)
-            _text(".")
-            _put_digits(<uint64_t>v % _POW10[scale], scale)
-            return _text("\"")
-    return _put_string(format_units(units, scale))
+            _text(out, "\"")
+            _put_digits(out, <uint64_t>v // _POW10[scale], 1)
+            _text(out, ".")
+            _put_digits(out, <uint64_t>v % _POW10[scale], scale)
+            return _text(out, "\"")
+    return _put_string(out, format_units(units, scale))
 
 
-cdef int _put_string(object text) except -1:
+cdef int _put_string(Out* out, object text) except -1:
     """A JSON string (``null`` for None): printable ASCII without ``"`` or ``\\`` is copied
     as it is; anything else is msgspec's encoding (its escapes, its UTF-8)."""
     cdef Py_ssize_t size, i
     cdef const unsigned char* chars
     cdef unsigned char c
     if text is None:
-        return _text("null")
+        return _text(out, "null")
     if type(text) is str and PyUnicode_IS_ASCII(text):
         size = PyUnicode_GET_LENGTH(text)
         chars = <const unsigned char*>PyUnicode_DATA(text)
@@ -210,46 +224,46 @@ cdef int _put_string(object text) except -1:
             if c < 32 or c > 126 or c == 34 or c == 92:
                 break
         else:
-            _reserve(size + 2)
-            _text("\"")
-            _put(<const char*>chars, size)
-            return _text("\"")
-    return _put_bytes(_encode(text))
+            _reserve(out, size + 2)
+            _text(out, "\"")
+            _put(out, <const char*>chars, size)
+            return _text(out, "\"")
+    return _put_bytes(out, _encode(text))
 
 
 # -- the answer --------------------------------------------------------------------------
 
-cdef int _put_fill(object fill, int quote_scale, int base_scale) except -1:
+cdef int _put_fill(Out* out, object fill, int quote_scale, int base_scale) except -1:
     """One of ``fills``: ``gateway.wire.views.fill_result``'s fields, in its order."""
-    _text("{\"order_id\":")
-    _put_int(_get(fill, F_ORDER_ID))
-    _text(",\"client_order_id\":")
-    _put_string(_get(fill, F_CLIENT_ORDER_ID))
-    _text(",\"market\":")
-    _put_string(_get(fill, F_MARKET))
-    _text(",\"side\":")
-    _put_string(_get(fill, F_SIDE))
-    _text(",\"trade_id\":")
-    _put_int(_get(fill, F_TRADE_ID))
-    _text(",\"fill_price\":")
-    _put_decimal(_get(fill, F_FILL_PRICE), quote_scale)
-    _text(",\"fill_qty\":")
-    _put_decimal(_get(fill, F_FILL_QTY), base_scale)
-    _text(",\"fee\":")
-    _put_decimal(_get(fill, F_FEE), quote_scale)
-    _text(",\"fee_asset\":")
-    _put_string(_get(fill, F_FEE_ASSET))
-    _text(",\"liquidity\":")
-    _put_string(_get(fill, F_LIQUIDITY))
-    _text(",\"filled_qty\":")
-    _put_decimal(_get(fill, F_FILLED_QTY), base_scale)
-    _text(",\"remaining_qty\":")
-    _put_decimal(_get(fill, F_REMAINING_QTY), base_scale)
-    _text(",\"status\":")
-    _put_string(_get(fill, F_STATUS))
-    _text(",\"ts\":")
-    _put_int(_get(fill, F_TS))
-    return _text("}")
+    _text(out, "{\"order_id\":")
+    _put_int(out, _get(fill, F_ORDER_ID))
+    _text(out, ",\"client_order_id\":")
+    _put_string(out, _get(fill, F_CLIENT_ORDER_ID))
+    _text(out, ",\"market\":")
+    _put_string(out, _get(fill, F_MARKET))
+    _text(out, ",\"side\":")
+    _put_string(out, _get(fill, F_SIDE))
+    _text(out, ",\"trade_id\":")
+    _put_int(out, _get(fill, F_TRADE_ID))
+    _text(out, ",\"fill_price\":")
+    _put_decimal(out, _get(fill, F_FILL_PRICE), quote_scale)
+    _text(out, ",\"fill_qty\":")
+    _put_decimal(out, _get(fill, F_FILL_QTY), base_scale)
+    _text(out, ",\"fee\":")
+    _put_decimal(out, _get(fill, F_FEE), quote_scale)
+    _text(out, ",\"fee_asset\":")
+    _put_string(out, _get(fill, F_FEE_ASSET))
+    _text(out, ",\"liquidity\":")
+    _put_string(out, _get(fill, F_LIQUIDITY))
+    _text(out, ",\"filled_qty\":")
+    _put_decimal(out, _get(fill, F_FILLED_QTY), base_scale)
+    _text(out, ",\"remaining_qty\":")
+    _put_decimal(out, _get(fill, F_REMAINING_QTY), base_scale)
+    _text(out, ",\"status\":")
+    _put_string(out, _get(fill, F_STATUS))
+    _text(out, ",\"ts\":")
+    _put_int(out, _get(fill, F_TS))
+    return _text(out, "}")
 
 
 def order_answer(request_id, report, list fills, after, int quote_scale, int base_scale):
@@ -258,56 +272,70 @@ def order_answer(request_id, report, list fills, after, int quote_scale, int bas
 
     ``report`` is an ``OrderReport``, ``fills`` ``FillReport``s, ``after`` one of them or
     None (see ``order_result``)."""
-    global _length
-    cdef bint from_fill = after is not None
-    cdef object state = after if from_fill else report
+    cdef char stack[STACK_BYTES]
+    cdef Out out
     if type(report) is not OrderReport:
         raise TypeError(f"order_answer takes an OrderReport, not {type(report).__name__}")
     for fill in fills:
         if type(fill) is not FillReport:
             raise TypeError(f"order_answer's fills are FillReports, not {type(fill).__name__}")
-    if from_fill and type(after) is not FillReport:
+    if after is not None and type(after) is not FillReport:
         raise TypeError(f"order_answer's `after` is a FillReport, not {type(after).__name__}")
-    _length = 0
-    _text("{\"id\":")
+    out.data = stack
+    out.length = 0
+    out.capacity = STACK_BYTES
+    out.on_heap = False
+    try:
+        _put_answer(&out, request_id, report, fills, after, quote_scale, base_scale)
+        return PyBytes_FromStringAndSize(out.data, out.length)
+    finally:
+        if out.on_heap:
+            PyMem_Free(out.data)
+
+
+cdef int _put_answer(
+    Out* out, request_id, report, list fills, after, int quote_scale, int base_scale
+) except -1:
+    cdef bint from_fill = after is not None
+    cdef object state = after if from_fill else report
+    _text(out, "{\"id\":")
     if request_id is None or type(request_id) is int:
-        _put_int(request_id)
+        _put_int(out, request_id)
     else:
-        _put_string(request_id)
-    _text(",\"ok\":true,\"result\":{\"order_id\":")
-    _put_int(_get(report, O_ORDER_ID))
-    _text(",\"client_order_id\":")
-    _put_string(_get(report, O_CLIENT_ORDER_ID))
-    _text(",\"market\":")
-    _put_string(_get(report, O_MARKET))
-    _text(",\"side\":")
-    _put_string(_get(report, O_SIDE))
-    _text(",\"order_type\":")
-    _put_string(_get(report, O_ORDER_TYPE))
-    _text(",\"price\":")
-    _put_decimal(_get(report, O_PRICE), quote_scale)
-    _text(",\"qty\":")
-    _put_decimal(_get(report, O_QTY), base_scale)
-    _text(",\"filled_qty\":")
-    _put_decimal(_get(state, F_FILLED_QTY if from_fill else O_FILLED_QTY), base_scale)
-    _text(",\"remaining_qty\":")
-    _put_decimal(_get(state, F_REMAINING_QTY if from_fill else O_REMAINING_QTY), base_scale)
-    _text(",\"status\":")
-    _put_string(_get(state, F_STATUS if from_fill else O_STATUS))
-    _text(",\"ts\":")
-    _put_int(_get(state, F_TS if from_fill else O_TS))
+        _put_string(out, request_id)
+    _text(out, ",\"ok\":true,\"result\":{\"order_id\":")
+    _put_int(out, _get(report, O_ORDER_ID))
+    _text(out, ",\"client_order_id\":")
+    _put_string(out, _get(report, O_CLIENT_ORDER_ID))
+    _text(out, ",\"market\":")
+    _put_string(out, _get(report, O_MARKET))
+    _text(out, ",\"side\":")
+    _put_string(out, _get(report, O_SIDE))
+    _text(out, ",\"order_type\":")
+    _put_string(out, _get(report, O_ORDER_TYPE))
+    _text(out, ",\"price\":")
+    _put_decimal(out, _get(report, O_PRICE), quote_scale)
+    _text(out, ",\"qty\":")
+    _put_decimal(out, _get(report, O_QTY), base_scale)
+    _text(out, ",\"filled_qty\":")
+    _put_decimal(out, _get(state, F_FILLED_QTY if from_fill else O_FILLED_QTY), base_scale)
+    _text(out, ",\"remaining_qty\":")
+    _put_decimal(out, _get(state, F_REMAINING_QTY if from_fill else O_REMAINING_QTY), base_scale)
+    _text(out, ",\"status\":")
+    _put_string(out, _get(state, F_STATUS if from_fill else O_STATUS))
+    _text(out, ",\"ts\":")
+    _put_int(out, _get(state, F_TS if from_fill else O_TS))
     reason = _get(report, O_REASON)
     if reason is not None:
-        _text(",\"reason\":")
-        _put_string(reason)
+        _text(out, ",\"reason\":")
+        _put_string(out, reason)
     message = _get(report, O_MESSAGE)
     if message is not None:
-        _text(",\"message\":")
-        _put_string(message)
-    _text(",\"fills\":[")
+        _text(out, ",\"message\":")
+        _put_string(out, message)
+    _text(out, ",\"fills\":[")
     for i, fill in enumerate(fills):
         if i:
-            _text(",")
-        _put_fill(fill, quote_scale, base_scale)
-    _text("]}}")
-    return PyBytes_FromStringAndSize(_data, _length)
+            _text(out, ",")
+        _put_fill(out, fill, quote_scale, base_scale)
+    return _text(out, "]}}")
