@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 BENCHMARK_TESTS = {
     # test module: the benchmark modules (and packages) it tests
+    "test_bench_ab.py": {"benchmarks.ab"},
     "test_bench_engine.py": {"benchmarks.engine_bench", "benchmarks.flow"},
     "test_plain_book.py": {"benchmarks.plain_book", "benchmarks.flow"},
     "test_bench_chart.py": {"benchmarks.gateway"},
