@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cluster.nodes import nats_server_binary
+from gateway.cluster.nodes import free_ports, nats_server_binary
 
 pytestmark = pytest.mark.skipif(
     nats_server_binary() is None, reason="needs the nats-server binary (the cluster extra)"
@@ -23,27 +22,6 @@ pytestmark = pytest.mark.skipif(
 
 from gateway.app.serve import DEMO_PRIVATE_KEYS  # noqa: E402
 from gateway.sdk.client import Client  # noqa: E402
-
-
-def free_run_of_ports(count: int) -> int:
-    """A first port with ``count`` free ports from it on (the gateways and their HTTP)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count > 65535:
-            continue
-        taken = False
-        for port in range(first, first + count):
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    taken = True
-                    break
-        if not taken:
-            return first
-    raise AssertionError("no run of free ports")
 
 
 async def trade_across_the_gateways(first: str, second: str) -> tuple[dict, dict]:
@@ -67,7 +45,7 @@ async def trade_across_the_gateways(first: str, second: str) -> tuple[dict, dict
 
 
 def test_cluster_up_runs_two_gateways_that_trade_and_stops_everything(tmp_path: Path) -> None:
-    port = free_run_of_ports(4)
+    port = free_ports(4)  # the gateways' websocket and HTTP ports
     process = subprocess.Popen(
         [
             sys.executable,

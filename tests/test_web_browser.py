@@ -21,7 +21,6 @@ import concurrent.futures
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 
 from gateway.app.serve import DEMO_PRIVATE_KEYS
+from gateway.cluster.nodes import free_port
 from gateway.sdk.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -328,12 +328,6 @@ def test_accessible_names_and_screenshots_at_desktop_and_phone_width(page: Page)
     page.set_viewport_size({"width": 1280, "height": 800})
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _serve(port: int, http_port: int) -> subprocess.Popen[str]:
     """``alatau serve --ephemeral`` on these ports, once it listens."""
     options = ["--ephemeral", "--quiet", "--port", str(port), "--http-port", str(http_port)]
@@ -367,7 +361,7 @@ def test_the_page_reconnects_and_logs_in_again_after_a_restart(browser: Browser)
     """The server restarts under a logged-in page: it says so, connects again, logs in again
     with the key it kept in memory, and trades; Log out leaves it connected, logged out.  The
     key is stored in the browser only when asked to (then a reload logs in), until Log out."""
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     server = _serve(port, http_port)
     context = browser.new_context()
     try:
@@ -410,7 +404,7 @@ def test_a_lost_book_update_makes_the_page_resync(browser: Browser) -> None:
     """One ``book`` update is taken out of the page's websocket on the way (Playwright's
     websocket routing): the next update's ``first_seq`` shows the gap, the page subscribes
     again, and the new snapshot gives it the whole book, with the level it never saw."""
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     server = _serve(port, http_port)
     sent: list[str] = []
     dropped: list[str] = []

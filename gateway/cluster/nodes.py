@@ -10,6 +10,7 @@ default syncs every two minutes and relies on the other replicas (``docs/cluster
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import signal
 import socket
@@ -36,11 +37,54 @@ def nats_server_binary() -> str | None:
     return shutil.which("nats-server")
 
 
+_EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10_000
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The ports the kernel hands out to outgoing connections (Linux's default if it does
+    not say)."""
+    try:
+        low, high = (int(part) for part in _EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return 32_768, 60_999
+    return low, high
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int = 1) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1 now, for servers started
+    a little later.
+
+    Not from the kernel's ephemeral range (where binding port 0 would pick): between the
+    choice and the server's bind, any outgoing connection of the machine (a NATS route, a
+    client) may be given a port from that range, and the server then cannot start (the
+    test suite failed now and then on it).  Below the range (or above it, where it starts
+    low) only another program choosing ports on purpose can collide."""
+    low, high = ephemeral_port_range()
+    if low - _LOWEST_PORT > 1_000 + count:
+        first_port, last_port = _LOWEST_PORT, low - count
+    else:
+        first_port, last_port = high + 1, 65_535 - count
+    chooser = random.SystemRandom()
+    for _ in range(200):
+        first = chooser.randrange(first_port, last_port)
+        if all(_bindable(port) for port in range(first, first + count)):
+            return first
+    raise ClusterError(f"no {count} consecutive free ports in {first_port}-{last_port}")
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """One port free on 127.0.0.1 now (see ``free_ports``)."""
+    return free_ports(1)
 
 
 @dataclass
