@@ -161,9 +161,9 @@ class LocalCluster:
     def start(self, timeout: float = 30.0, attempts: int = 3) -> None:
         """Start every node and wait until JetStream is ready.
 
-        The ports were free when chosen (``free_port``), but until a server binds one, any
-        socket may take it: an outgoing connection's ephemeral port comes from the same
-        range.  A node that exits because its port was taken is not a broken cluster: all
+        The ports were free when chosen (``free_ports``, outside the range outgoing
+        connections take theirs from), but until a server binds one another program may
+        take it.  A node that exits because its port was taken is not a broken cluster: all
         nodes are stopped and started again on fresh ports (the routes name every node's
         port), up to ``attempts`` times in all."""
         binary = nats_server_binary()
