@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine.reports import FillReport, OrderReport, Report, TradePrinted
 from gateway.storage import history
-from tests.kit.reports import order_report
+from tests.kit.reports import fill_report, order_report
 
 
 def oracle(conn: sqlite3.Connection, seq: int, commands: list[list[Report]]) -> None:
@@ -210,17 +210,13 @@ def test_many_orders_a_chunk_written_many_rows_a_statement_leave_the_same_rows()
     for count in (0, 1, 3, 4, 5, 16, 21, 64, 85, 150):
         commands: list[list[Report]] = []
         for i in range(1, count + 1):
-            placed = OrderReport(
+            placed = order_report(
                 ts=i,
                 participant_id=f"p{i % 3}",
-                market="BTC-KZT",
                 order_id=i if i % 7 else None,
                 client_order_id=None if i % 2 else f"c{i}",
-                side="buy",
-                order_type="limit",
                 price=i,
                 qty=3,
-                filled_qty=0,
                 remaining_qty=3,
                 status="new" if i % 7 else "rejected",
             )
@@ -231,22 +227,17 @@ def test_many_orders_a_chunk_written_many_rows_a_statement_leave_the_same_rows()
                         TradePrinted(
                             ts=i, market="BTC-KZT", trade_id=i, price=i, qty=1, taker_side="sell"
                         ),
-                        FillReport(
+                        fill_report(
                             ts=i,
                             participant_id=f"p{i % 3}",
-                            market="BTC-KZT",
                             order_id=i,
-                            client_order_id=None,
-                            side="buy",
                             trade_id=i,
                             fill_price=i,
                             fill_qty=1,
                             fee=0,
-                            fee_asset="KZT",
                             liquidity="maker",
                             filled_qty=1,
                             remaining_qty=2,
-                            status="partially_filled",
                         ),
                     ]
                 )

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from engine.reports import FillReport, OrderReport, Report, TradePrinted
+from engine.reports import OrderReport, Report, TradePrinted
 from gateway.storage import history
 from gateway.storage.history import HistoryWriter
+from tests.kit.reports import fill_report, order_report
 
 UNVERSIONED_TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,37 +59,29 @@ CREATE INDEX orders_by_client_id ON orders (participant_id, client_order_id);
 
 
 def order(order_id: int | None, status: str, ts: int, client_order_id: str | None) -> OrderReport:
-    return OrderReport(
+    return order_report(
         ts=ts,
         participant_id=f"p{(order_id or ts) % 3}",
-        market="BTC-KZT",
         order_id=order_id,
         client_order_id=client_order_id,
-        side="buy",
-        order_type="limit",
         price=100 + (order_id or 0),
         qty=10,
-        filled_qty=0,
         remaining_qty=0 if status != "new" else 10,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         reason="user" if status == "canceled" else None,
         message="no funds" if status == "rejected" else None,
     )
 
 
 def traded(order_id: int, trade_id: int, ts: int) -> list[Report]:
-    fill = FillReport(
+    fill = fill_report(
         ts=ts,
         participant_id=f"p{order_id % 3}",
-        market="BTC-KZT",
         order_id=order_id,
-        client_order_id=None,
-        side="buy",
         trade_id=trade_id,
         fill_price=100 + order_id,
         fill_qty=10,
         fee=1,
-        fee_asset="KZT",
         liquidity="maker",
         filled_qty=10,
         remaining_qty=0,
