@@ -116,7 +116,6 @@ class Bot(OrderFlow):
         self.unanswered = unanswered
         self.kinds = bytearray(self.total + 1)
         self.next_id = 0
-        self.answered = 0
         self.rejects: dict[str, int] = {}
         sink.on_message = self.on_message
 
@@ -137,7 +136,6 @@ class Bot(OrderFlow):
         rid = response.id
         if type(rid) is not int:
             return
-        self.answered += 1
         self.unanswered.answered()
         kind = self.kinds[rid]
         if kind == PLACE:

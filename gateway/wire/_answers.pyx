@@ -23,7 +23,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject, PyTypeObject
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, strlen
 
 import msgspec
@@ -224,7 +224,6 @@ cdef int _put_string(Out* out, object text) except -1:
             if c < 32 or c > 126 or c == 34 or c == 92:
                 break
         else:
-            _reserve(out, size + 2)
             _text(out, "\"")
             _put(out, <const char*>chars, size)
             return _text(out, "\"")
