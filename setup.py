@@ -98,6 +98,13 @@ extensions = [
         language="c",
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     ),
+    # A plain order.place / order.cancel read from its frame (gateway.sessions.session).
+    Extension(
+        "gateway.wire._intake",
+        ["gateway/wire/_intake.pyx"],
+        language="c",
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    ),
     # The journal's flush thread (gateway.storage.journal): C, so it never takes the GIL.
     Extension(
         "gateway.storage._flush",

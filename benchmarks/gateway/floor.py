@@ -10,9 +10,10 @@ deposits, logins all go through the real server).  Only ``order.place`` and
   What is measured is picows, the kernel's loopback TCP and the event loop on both sides,
   and the load generator itself: the cost any websocket server in this design pays per
   request before it does anything with it.
-* ``session``: the session's own intake runs as for a real order (rate limits, the full
-  request decode, the dispatch, the number parsing and the command built), then the answer
-  is an ``OrderResult`` for a new (or canceled) order, encoded the way the real one is.
+* ``session``: the session's own intake runs as for a real order (rate limits, the
+  one-pass read of a plain order, or the full request decode, the dispatch and the number
+  parsing of any other, and the command built), then the answer is an ``OrderResult`` for
+  a new (or canceled) order, encoded the way the real one is.
   No sequencer, exchange, journal, publishing or history.
 
 Neither is a venue: nothing is matched, held or journaled.  They are lower bounds: the real
@@ -33,10 +34,12 @@ from typing import Any
 import msgspec
 
 from engine.markets import Market
+from engine.types import Side
 from gateway.app import cli
 from gateway.sessions import session as session_module
 from gateway.sessions.session import Gateway, Session
 from gateway.wire import protocol
+from gateway.wire._intake import PLACE
 from gateway.wire.views import OrderResult, decimal_text
 
 LEVELS = ("transport", "session")
@@ -73,6 +76,40 @@ class _TransportFloorSession(Session):
             b'{"id":%s,"ok":true,"result":{"order_id":%d,"status":"%s","filled_qty":"0"}}'
             % (msgspec.json.encode(head.id), next(_order_ids), status)
         )
+
+
+class _SessionFloorSession(Session):
+    """A session whose plain orders (``gateway.wire._intake``) are answered as soon as
+    their command is built; the others go through ``_session_place`` and
+    ``_session_cancel``."""
+
+    def _submit_plain(self, plain: tuple[Any, ...]) -> None:
+        request_id = plain[1]
+        participant_id = self._participant(request_id)
+        if plain[0] == PLACE:
+            _, _, market, side, qty, order_type, price, tif, post_only, stp, coid = plain
+            command: Any = session_module._place_builder(
+                participant_id,
+                market.symbol,
+                side,
+                qty,
+                order_type,
+                price,
+                tif,
+                post_only,
+                stp,
+                coid,
+            )(0)
+            side_text = "buy" if side == Side.BUY else "sell"
+            result = _result(command, market, next(_order_ids), side_text, qty, "new")
+        else:
+            _, _, market, order_id, coid = plain
+            command = session_module._cancel_builder(participant_id, market.symbol, order_id, coid)(
+                0
+            )
+            order_id = order_id if order_id is not None else next(_order_ids)
+            result = _result(command, market, order_id, "buy", 0, "canceled")
+        self._reply(request_id, result)
 
 
 def _session_place(self: Session, request: protocol.Place) -> None:
@@ -117,6 +154,7 @@ def install(level: str) -> None:
     if level == "transport":
         Gateway.session_type = _TransportFloorSession
     elif level == "session":
+        Gateway.session_type = _SessionFloorSession
         dispatch = session_module._DISPATCH
         for kind, handler in ((protocol.Place, _session_place), (protocol.Cancel, _session_cancel)):
             _old, public, admin = dispatch[kind]
