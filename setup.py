@@ -50,6 +50,7 @@ COMPILED_MODULES = [
     "gateway.hosts.local",
     "gateway.storage.journal",
     "gateway.storage.datadir",
+    "gateway.storage.audit",
     "gateway.storage.history",
 ]
 # Not compiled: modules run with ``python -m`` (an extension cannot be ``__main__``), the

@@ -46,7 +46,7 @@ from gateway.sessions.ratelimit import LogLimiter, TokenBucket
 from gateway.storage.history import HistoryWriter
 from gateway.storage.sealing import SealError, SecretBox
 from gateway.wire import protocol
-from gateway.wire._answers import order_answer
+from gateway.wire._answers import changed_reports, order_answer, placed_reports
 from gateway.wire._intake import PLACE as PLAIN_PLACE
 from gateway.wire._intake import plain_order
 from gateway.wire.auth import (
@@ -890,24 +890,8 @@ class Session:
         if reports is STOPPED:
             return self._stopped()
         markets = self.venue.markets
-        mine = None
-        last = None
-        fills = []
-        after = None  # a fill after ``last``: the order's state is the fill's
-        for report in reports:
-            if type(report) is OrderReport and report.participant_id == self.participant_id:
-                # The new order's first report says "new" or "rejected"; reports of older
-                # orders (a licence sweep, self-trade cancels) are about something else.
-                if mine is None and report.status in ("new", "rejected"):
-                    mine = report
-                if mine is not None and report.order_id == mine.order_id:
-                    last = report
-                    after = None
-            elif (
-                type(report) is FillReport and mine is not None and report.order_id == mine.order_id
-            ):
-                fills.append(report)
-                after = report
+        # after: a fill after ``last``, when the order's state is the fill's
+        mine, last, fills, after = placed_reports(reports, self.participant_id)
         if mine is None or last is None:
             return {"code": "INTERNAL", "message": "the order was not reported"}
         order_id = mine.order_id
@@ -1056,23 +1040,11 @@ class Session:
         if reports is STOPPED:
             return self._stopped()
         markets = self.venue.markets
-        for report in reports:
-            if type(report) is CommandRejected:
-                return {"code": report.code, "message": report.message}
-        target = None
-        last: Any = None
-        fills = []
-        after = None  # a fill after ``last`` (a crossing amend): the order's state is the fill's
-        for report in reports:
-            if type(report) is OrderReport and report.participant_id == self.participant_id:
-                target = target or report.order_id
-                if report.order_id == target:
-                    last = report
-                    after = None
-            elif type(report) is FillReport and target is not None and report.order_id == target:
-                fills.append(report)
-                after = report
-        if target is None:
+        # after: a fill after ``last`` (a crossing amend), when the order's state is the fill's
+        rejected, target, last, fills, after = changed_reports(reports, self.participant_id)
+        if rejected is not None:
+            return {"code": rejected.code, "message": rejected.message}
+        if target is None or last is None:  # (last is set whenever target is)
             return {"code": "INTERNAL", "message": "the order was not reported"}
         if last.status in ("filled", "canceled", "expired"):
             self.placed.discard((last.market, target))

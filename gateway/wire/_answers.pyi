@@ -1,4 +1,4 @@
-from engine.reports import FillReport, OrderReport
+from engine.reports import CommandRejected, FillReport, OrderReport, Report
 from gateway.wire.protocol import RequestId
 
 def order_answer(
@@ -9,3 +9,11 @@ def order_answer(
     quote_scale: int,
     base_scale: int,
 ) -> bytes: ...
+def placed_reports(
+    reports: list[Report], participant_id: str | None
+) -> tuple[OrderReport | None, OrderReport | None, list[FillReport], FillReport | None]: ...
+def changed_reports(
+    reports: list[Report], participant_id: str | None
+) -> tuple[
+    CommandRejected | None, int | None, OrderReport | None, list[FillReport], FillReport | None
+]: ...

@@ -22,14 +22,14 @@ items are embedded in a list of dicts.
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport Py_EQ, PyObject, PyObject_IsTrue, PyObject_RichCompareBool, PyTypeObject
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, strlen
 
 import msgspec
 
 from engine.fixedpoint import format_units
-from engine.reports import FillReport, OrderReport
+from engine.reports import CommandRejected, FillReport, OrderReport
 
 
 cdef extern from "Python.h":
@@ -65,6 +65,7 @@ cdef Py_ssize_t _slot(object cls, str name) except -1:
 
 
 # OrderReport
+cdef Py_ssize_t O_PARTICIPANT_ID = _slot(OrderReport, "participant_id")
 cdef Py_ssize_t O_ORDER_ID = _slot(OrderReport, "order_id")
 cdef Py_ssize_t O_CLIENT_ORDER_ID = _slot(OrderReport, "client_order_id")
 cdef Py_ssize_t O_MARKET = _slot(OrderReport, "market")
@@ -101,6 +102,82 @@ cdef inline object _get(object report, Py_ssize_t offset):
     if value is NULL:  # msgspec leaves a slot empty only while building: not ours to see
         raise AttributeError("a report field is unset")
     return <object>value
+
+
+# -- which reports an answer is about -----------------------------------------------------
+# A command's reports include others' (the maker's side of a fill, a licence sweep, balance
+# and book changes): these pick the requesting participant's order out of them, as the
+# session's loops over the reports did (tests/test_answers.py keeps those loops and holds
+# these to them on randomized report lists), reading the fields from their slots.
+
+cdef object _NEW = "new"
+cdef object _REJECTED = "rejected"
+
+
+cdef inline bint _same(object a, object b) except -1:
+    return PyObject_RichCompareBool(a, b, Py_EQ)
+
+
+def placed_reports(list reports, participant_id):
+    """``(mine, last, fills, after)`` of a place command's reports: the participant's new
+    (or rejected) order's first report, its last report, its fills in order, and the fill
+    after its last report if one came after it (its state is then the fill's); ``mine``
+    is None if the order was not reported."""
+    cdef object mine = None
+    cdef object last = None
+    cdef object after = None
+    cdef list fills = []
+    cdef object status
+    for report in reports:
+        kind = type(report)
+        if kind is OrderReport:
+            if not _same(_get(report, O_PARTICIPANT_ID), participant_id):
+                continue
+            # The new order's first report says "new" or "rejected"; reports of older
+            # orders (a licence sweep, self-trade cancels) are about something else.
+            if mine is None:
+                status = _get(report, O_STATUS)
+                if _same(status, _NEW) or _same(status, _REJECTED):
+                    mine = report
+            if mine is not None and _same(_get(report, O_ORDER_ID), _get(mine, O_ORDER_ID)):
+                last = report
+                after = None
+        elif kind is FillReport and mine is not None:
+            if _same(_get(report, F_ORDER_ID), _get(mine, O_ORDER_ID)):
+                fills.append(report)
+                after = report
+    return mine, last, fills, after
+
+
+def changed_reports(list reports, participant_id):
+    """``(rejected, target, last, fills, after)`` of a cancel or amend command's reports:
+    its first ``CommandRejected`` if it was refused (then nothing else), else None and the
+    id of the participant's first reported order, that order's last report, its fills and
+    a fill after its last report (``target`` None: no order of the participant was
+    reported)."""
+    for report in reports:
+        if type(report) is CommandRejected:
+            return report, None, None, [], None
+    cdef object target = None
+    cdef object last = None
+    cdef object after = None
+    cdef list fills = []
+    for report in reports:
+        kind = type(report)
+        if kind is OrderReport:
+            if not _same(_get(report, O_PARTICIPANT_ID), participant_id):
+                continue
+            order_id = _get(report, O_ORDER_ID)
+            if not PyObject_IsTrue(target):
+                target = order_id
+            if _same(order_id, target):
+                last = report
+                after = None
+        elif kind is FillReport and target is not None:
+            if _same(_get(report, F_ORDER_ID), target):
+                fills.append(report)
+                after = report
+    return None, target, last, fills, after
 
 
 # -- the output buffer -------------------------------------------------------------------
