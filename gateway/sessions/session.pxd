@@ -10,6 +10,7 @@ from gateway.sessions.ratelimit cimport TokenBucket
 
 cdef class Session:
     cdef public object gateway
+    cdef public object _max_buffered_bytes
     cdef public Venue venue
     cdef public object connection
     cdef public object participant_id

