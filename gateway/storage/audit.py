@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+from msgspec.structs import astuple
 
 from engine.reports import Audit, Report
 from gateway.storage.journal import create_private, fsync_path, seq_in_name
@@ -70,6 +71,9 @@ class AuditLine(msgspec.Struct):
     check: str
     code: str | None
 
+
+if AuditLine.__struct_fields__ != ("seq", *Audit.__struct_fields__):
+    raise ImportError("AuditLine must hold the seq, then an Audit's fields in their order")
 
 WRITEBACK_BYTES = 256 * 1024  # see AuditTrail._start_writeback
 
@@ -159,20 +163,9 @@ class AuditTrail:
         On every order's path: the line is built inline, not by a call per line."""
         for r in reports:
             if type(r) is Audit:
-                self._pending.append(
-                    AuditLine(
-                        seq,
-                        r.ts,
-                        r.participant_id,
-                        r.market,
-                        r.order_id,
-                        r.client_order_id,
-                        r.action,
-                        r.decision,
-                        r.check,
-                        r.code,
-                    )
-                )
+                # The line's fields are the seq then the decision's own, in order (checked
+                # below): one C call for all of them, not a generic getattr per field.
+                self._pending.append(AuditLine(seq, *astuple(r)))
 
     def commit(self) -> None:
         """The commands added so far are durable: their lines may be written."""
