@@ -900,12 +900,14 @@ class Session:
         if mine.status == "rejected" or order_id is None:  # only a rejected order has no id
             code = mine.reason or "INTERNAL"  # a rejection always names its code
             return {"code": code, "message": mine.message or code}
-        market = markets[mine.market]
-        self.placed.add((mine.market, order_id))
-        if len(self.placed) > self._prune_at and not self._pruning:
+        symbol = mine.market
+        market = markets[symbol]
+        placed = self.placed
+        placed.add((symbol, order_id))
+        if len(placed) > self._prune_at and not self._pruning:
             self._forget_closed_orders()
         if last.status in ("filled", "canceled", "expired"):
-            self.placed.discard((mine.market, order_id))
+            placed.discard((symbol, order_id))
         return last, market, fills, after
 
     def _forget_closed_orders(self) -> None:
