@@ -280,7 +280,8 @@ _DATADIR, _VENUE, _SESSION, _HISTORY, _PIPE = (
 STEPS: tuple[tuple[str, str, str, str], ...] = (
     # (step, module, owner, function): timed inclusive of what it calls
     ("intake: frame to submitted command", _SESSION, "Session", "on_frame"),
-    ("  of which: decode the frame", "gateway.wire.protocol", "", "decode_request"),
+    ("  of which: read a plain order in one pass", _SESSION, "", "plain_order"),
+    ("  of which: decode any other frame", "gateway.wire.protocol", "", "decode_request"),
     ("sequence and execute a batch", _VENUE, "Venue", "_execute_batch"),
     ("  of which: the exchange", "engine.compiled", "CompiledExchange", "execute"),
     ("  of which: journal record + audit lines", _DATADIR, "Storage", "append_batch"),
@@ -327,6 +328,8 @@ class StepTimer:
         self.calls = {name: 0 for name, *_ in STEPS}
         self._restore: list[tuple[Any, str, Any]] = []
         self.running = False
+        self.timed: list[str] = []
+        self.untimed: list[str] = []  # methods of compiled extension types
 
     def install(self) -> None:
         import importlib
@@ -335,8 +338,13 @@ class StepTimer:
             module = importlib.import_module(module_name)
             owner = getattr(module, owner_name) if owner_name else module
             original = getattr(owner, function)
+            try:
+                setattr(owner, function, self._timed(name, original))
+            except TypeError:  # a compiled extension type's methods cannot be replaced
+                self.untimed.append(name.strip())
+                continue
             self._restore.append((owner, function, original))
-            setattr(owner, function, self._timed(name, original))
+            self.timed.append(name)
 
     def _timed(self, name: str, original: Any) -> Any:
         clock = time.thread_time_ns
@@ -435,7 +443,7 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> dict[str, Any]
         cost = StepTimer.clock_cost_ns()
         steps = {
             name: max(0.0, timer.ns[name] - cost * timer.calls[name]) / 1000 / orders
-            for name, *_ in STEPS
+            for name in timer.timed
         }
     steps["garbage collector"] = collector.ns / 1000 / orders
     return {
@@ -508,6 +516,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name, us in median["steps_us_per_order"].items():
             print(f"  {name:<45} {us:6.2f} us per order")
+        timer = getattr(args, "timer", None)
+        if timer is not None and timer.untimed:
+            print(
+                "  not timed (methods of compiled extension types, which cannot be wrapped;"
+                " a build with ALATAU_PURE_PYTHON=1 times them): " + ", ".join(timer.untimed)
+            )
         print(
             f"  collections by generation: {median['gc_collections']}, the longest "
             f"{median['gc_longest_ms']} ms"
