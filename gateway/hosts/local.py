@@ -121,7 +121,8 @@ class LocalHost:
             if type(item) in QUERY_KINDS:  # exact types: see QUERY_KINDS
                 outcomes.append(answer(exchange, cast(Query, item)))
                 continue
-            command = cast(Command, item)
+            # A command here (no typing.cast: a Python call per command on the order path).
+            command: Command = item  # type: ignore[assignment]
             reports = execute(command)
             commands.append(command)
             executed.append(reports)
