@@ -164,7 +164,7 @@ class AuditTrail:
         for r in reports:
             if type(r) is Audit:
                 # The line's fields are the seq then the decision's own, in order (checked
-                # below): one C call for all of them, not a generic getattr per field.
+                # at import): one C call for all of them, not a generic getattr per field.
                 self._pending.append(AuditLine(seq, *astuple(r)))
 
     def commit(self) -> None:

@@ -12,12 +12,15 @@ each durable batch's reports once (msgpack, in C) and a non-blocking pipe write.
 The protocol, over the child's stdin and stdout:
 
 * parent to child, per durable batch: a frame ``u32 length | msgpack [seq, commands]``
-  (``commands``: each command's reports); ``[-1, []]`` means "mark the database stale";
+  (``commands``: each command's reports of the kinds the history keeps,
+  ``gateway.storage.history.stored_reports``); ``[-1, []]`` means "mark the database
+  stale";
 * child to parent, after each transaction: ``u64`` the last seq written.
 
 The child reads whatever frames have arrived (and, while they keep arriving, what arrives
 until ``WRITE_EVERY_S`` after its last transaction), decodes in full only the reports the
-history keeps (``LEAN_REPORT``), writes them in one transaction (``apply_chunk``),
+history keeps (``LEAN_REPORT``: any other kind, which the server no longer sends, would be
+read as an empty placeholder), writes them in one transaction (``apply_chunk``),
 acknowledges, prunes by the retention once a minute, and exits when its stdin ends (the
 server closed it, or died), after writing what it read.
 
