@@ -15,8 +15,9 @@ It reads a strict subset of what the general path reads, and declines (returns N
 everything else, so a frame it returns something for means exactly what the general path
 would make of it:
 
-* the frame is ``bytes`` (or a ``str`` of ASCII only), one JSON object with the keys ``id`` (optional), ``method`` and
-  ``params``, each once, in any order, with JSON whitespace anywhere JSON allows it;
+* the frame is ``bytes`` (or a ``str`` of ASCII only), one JSON object with the keys
+  ``id`` (optional), ``method`` and ``params``, each once, in any order, with JSON
+  whitespace anywhere JSON allows it;
 * every string is printable ASCII without ``\\`` (no escape sequence to undo) and every
   number an integer of at most 18 digits (no fraction, no exponent);
 * ``params`` is one flat object with only that method's keys, each once, each of its
