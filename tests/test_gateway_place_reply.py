@@ -16,20 +16,7 @@ from gateway.hosts.local import LocalHost
 from gateway.sequencer.venue import Venue
 from gateway.sessions.session import Gateway
 from gateway.wire.auth import sign_ed25519
-
-
-class RecordingConnection:
-    def __init__(self) -> None:
-        self.out: list[dict] = []
-
-    def send(self, data: bytes) -> None:
-        self.out.append(json.loads(data))
-
-    def buffered(self) -> int:
-        return 0
-
-    def close(self, code: int, reason: str) -> None:
-        pass
+from tests.kit.connections import RecordingConnection
 
 
 def test_order_after_licence_expiry_is_refused_not_confused_with_swept_orders():

@@ -27,6 +27,7 @@ from gateway.sessions.session import Gateway, Limits, Session
 from gateway.wire import protocol
 from gateway.wire._intake import CANCEL, PLACE, plain_order
 from gateway.wire.protocol import WireError
+from tests.kit.connections import RecordingConnection
 
 TS = 1_790_000_000_000
 MARKETS = load_markets()
@@ -45,24 +46,12 @@ class RecordingVenue(Venue):
         self.submitted.append((build, done))
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.out: list[dict[str, Any]] = []
-
-    def send(self, data: bytes) -> None:
-        self.out.append(json.loads(data))
-
-    def buffered(self) -> int:
-        return 0
-
-    def close(self, code: int, reason: str) -> None:
-        pass
-
-
-def _session(participant_id: str | None = "mm1") -> tuple[Session, RecordingVenue, Sink]:
+def _session(
+    participant_id: str | None = "mm1",
+) -> tuple[Session, RecordingVenue, RecordingConnection]:
     venue = RecordingVenue(LocalHost(build_exchange(ServeOptions())))
     venue.submitted = []
-    sink = Sink()
+    sink = RecordingConnection()
     session = Gateway(venue, admin_key=None, limits=UNLIMITED).open_session(sink)
     assert session is not None
     session.participant_id = participant_id

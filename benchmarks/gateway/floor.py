@@ -54,6 +54,7 @@ class _Head(msgspec.Struct):
 
 _decode_head = msgspec.json.Decoder(_Head).decode
 _order_ids = itertools.count(1)
+_BUY = Side.BUY  # read once: an enum member read off its class costs the enum metaclass
 
 
 class _TransportFloorSession(Session):
@@ -84,32 +85,15 @@ class _SessionFloorSession(Session):
     ``_session_cancel``."""
 
     def _submit_plain(self, plain: tuple[Any, ...]) -> None:
-        request_id = plain[1]
-        participant_id = self._participant(request_id)
+        command: Any = self._plain_command(plain)(0)
+        market = plain[2]
         if plain[0] == PLACE:
-            _, _, market, side, qty, order_type, price, tif, post_only, stp, coid = plain
-            command: Any = session_module._place_builder(
-                participant_id,
-                market.symbol,
-                side,
-                qty,
-                order_type,
-                price,
-                tif,
-                post_only,
-                stp,
-                coid,
-            )(0)
-            side_text = "buy" if side == Side.BUY else "sell"
-            result = _result(command, market, next(_order_ids), side_text, qty, "new")
+            side = "buy" if command.side is _BUY else "sell"
+            result = _result(command, market, next(_order_ids), side, command.qty, "new")
         else:
-            _, _, market, order_id, coid = plain
-            command = session_module._cancel_builder(participant_id, market.symbol, order_id, coid)(
-                0
-            )
-            order_id = order_id if order_id is not None else next(_order_ids)
+            order_id = command.order_id if command.order_id is not None else next(_order_ids)
             result = _result(command, market, order_id, "buy", 0, "canceled")
-        self._reply(request_id, result)
+        self._reply(plain[1], result)
 
 
 def _session_place(self: Session, request: protocol.Place) -> None:

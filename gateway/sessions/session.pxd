@@ -36,6 +36,7 @@ cdef class Session:
     cpdef _reply(self, request_id, result)
     cpdef _participant(self, request_id)
     cpdef _market(self, symbol, request_id)
+    cpdef _plain_command(self, plain)
     cpdef _answer_place(self, request_id, reports)
     cpdef _answer_order(self, request_id, picked)
     cpdef _placed(self, reports)

@@ -838,14 +838,13 @@ class Session:
             params.client_order_id,
         )
 
-    def _submit_plain(self, plain: tuple[Any, ...]) -> None:
-        """Submit what ``plain_order`` read: the command ``_place`` or ``_cancel`` would
-        submit for the same frame (tests/test_intake.py), answered the same way."""
-        request_id = plain[1]
-        participant_id = self._participant(request_id)
+    def _plain_command(self, plain: tuple[Any, ...]) -> Build:
+        """The command of what ``plain_order`` read: the one ``_place_command`` or
+        ``_cancel_command`` builds for the same frame (tests/test_intake.py)."""
+        participant_id = self._participant(plain[1])
         if plain[0] == PLAIN_PLACE:
             _, _, market, side, qty, order_type, price, tif, post_only, stp, coid = plain
-            build = _place_builder(
+            return _place_builder(
                 participant_id,
                 market.symbol,
                 side,
@@ -857,10 +856,16 @@ class Session:
                 stp,
                 coid,
             )
+        _, _, market, order_id, client_order_id = plain
+        return _cancel_builder(participant_id, market.symbol, order_id, client_order_id)
+
+    def _submit_plain(self, plain: tuple[Any, ...]) -> None:
+        """Submit what ``plain_order`` read, answered as ``_place`` or ``_cancel`` answers."""
+        request_id = plain[1]
+        build = self._plain_command(plain)
+        if plain[0] == PLAIN_PLACE:
             self.venue.submit(build, lambda reports: self._answer_place(request_id, reports))
         else:
-            _, _, market, order_id, client_order_id = plain
-            build = _cancel_builder(participant_id, market.symbol, order_id, client_order_id)
             self.venue.submit(build, lambda reports: self._answer_change(request_id, reports))
 
     def _place(self, request: protocol.Place) -> None:

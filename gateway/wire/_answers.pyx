@@ -22,9 +22,11 @@ items are embedded in a list of dicts.
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.object cimport Py_EQ, PyObject, PyObject_IsTrue, PyObject_RichCompareBool, PyTypeObject
+from cpython.object cimport Py_EQ, PyObject_IsTrue, PyObject_RichCompareBool
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, strlen
+
+from gateway.wire._structs cimport slot_value, struct_slot
 
 import msgspec
 
@@ -33,75 +35,45 @@ from engine.reports import CommandRejected, FillReport, OrderReport
 
 
 cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-        int flags
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef* d_member
-    PyTypeObject PyMemberDescr_Type
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     bint PyUnicode_IS_ASCII(object)
     void* PyUnicode_DATA(object)
-    int T_OBJECT_EX
 
 
 cdef object _encode = msgspec.json.Encoder().encode
 
-# -- the reports' slots ------------------------------------------------------------------
-
-cdef Py_ssize_t _slot(object cls, str name) except -1:
-    """The offset of ``cls.name``'s object slot: msgspec keeps every field of a Struct in one,
-    described by a member descriptor.  Anything else stops the import with a clear error
-    rather than reading the wrong memory."""
-    descr = cls.__dict__.get(name)
-    descr_type = type(descr)
-    if descr is None or <PyTypeObject*>descr_type is not &PyMemberDescr_Type:
-        raise ImportError(f"{cls.__name__}.{name} is not a Struct field slot")
-    cdef PyMemberDef* member = (<PyMemberDescrObject*><PyObject*>descr).d_member
-    if member.type != T_OBJECT_EX or member.offset < <Py_ssize_t>sizeof(PyObject):
-        raise ImportError(f"{cls.__name__}.{name} is not an object slot")
-    return member.offset
-
+# -- the reports' slots (gateway/wire/_structs.pxd) ------------------------------------
 
 # OrderReport
-cdef Py_ssize_t O_PARTICIPANT_ID = _slot(OrderReport, "participant_id")
-cdef Py_ssize_t O_ORDER_ID = _slot(OrderReport, "order_id")
-cdef Py_ssize_t O_CLIENT_ORDER_ID = _slot(OrderReport, "client_order_id")
-cdef Py_ssize_t O_MARKET = _slot(OrderReport, "market")
-cdef Py_ssize_t O_SIDE = _slot(OrderReport, "side")
-cdef Py_ssize_t O_ORDER_TYPE = _slot(OrderReport, "order_type")
-cdef Py_ssize_t O_PRICE = _slot(OrderReport, "price")
-cdef Py_ssize_t O_QTY = _slot(OrderReport, "qty")
-cdef Py_ssize_t O_FILLED_QTY = _slot(OrderReport, "filled_qty")
-cdef Py_ssize_t O_REMAINING_QTY = _slot(OrderReport, "remaining_qty")
-cdef Py_ssize_t O_STATUS = _slot(OrderReport, "status")
-cdef Py_ssize_t O_TS = _slot(OrderReport, "ts")
-cdef Py_ssize_t O_REASON = _slot(OrderReport, "reason")
-cdef Py_ssize_t O_MESSAGE = _slot(OrderReport, "message")
+cdef Py_ssize_t O_PARTICIPANT_ID = struct_slot(OrderReport, "participant_id")
+cdef Py_ssize_t O_ORDER_ID = struct_slot(OrderReport, "order_id")
+cdef Py_ssize_t O_CLIENT_ORDER_ID = struct_slot(OrderReport, "client_order_id")
+cdef Py_ssize_t O_MARKET = struct_slot(OrderReport, "market")
+cdef Py_ssize_t O_SIDE = struct_slot(OrderReport, "side")
+cdef Py_ssize_t O_ORDER_TYPE = struct_slot(OrderReport, "order_type")
+cdef Py_ssize_t O_PRICE = struct_slot(OrderReport, "price")
+cdef Py_ssize_t O_QTY = struct_slot(OrderReport, "qty")
+cdef Py_ssize_t O_FILLED_QTY = struct_slot(OrderReport, "filled_qty")
+cdef Py_ssize_t O_REMAINING_QTY = struct_slot(OrderReport, "remaining_qty")
+cdef Py_ssize_t O_STATUS = struct_slot(OrderReport, "status")
+cdef Py_ssize_t O_TS = struct_slot(OrderReport, "ts")
+cdef Py_ssize_t O_REASON = struct_slot(OrderReport, "reason")
+cdef Py_ssize_t O_MESSAGE = struct_slot(OrderReport, "message")
 # FillReport
-cdef Py_ssize_t F_ORDER_ID = _slot(FillReport, "order_id")
-cdef Py_ssize_t F_CLIENT_ORDER_ID = _slot(FillReport, "client_order_id")
-cdef Py_ssize_t F_MARKET = _slot(FillReport, "market")
-cdef Py_ssize_t F_SIDE = _slot(FillReport, "side")
-cdef Py_ssize_t F_TRADE_ID = _slot(FillReport, "trade_id")
-cdef Py_ssize_t F_FILL_PRICE = _slot(FillReport, "fill_price")
-cdef Py_ssize_t F_FILL_QTY = _slot(FillReport, "fill_qty")
-cdef Py_ssize_t F_FEE = _slot(FillReport, "fee")
-cdef Py_ssize_t F_FEE_ASSET = _slot(FillReport, "fee_asset")
-cdef Py_ssize_t F_LIQUIDITY = _slot(FillReport, "liquidity")
-cdef Py_ssize_t F_FILLED_QTY = _slot(FillReport, "filled_qty")
-cdef Py_ssize_t F_REMAINING_QTY = _slot(FillReport, "remaining_qty")
-cdef Py_ssize_t F_STATUS = _slot(FillReport, "status")
-cdef Py_ssize_t F_TS = _slot(FillReport, "ts")
-
-
-cdef inline object _get(object report, Py_ssize_t offset):
-    """A field of a report whose type was checked: the object in its slot."""
-    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>report) + offset))[0]
-    if value is NULL:  # msgspec leaves a slot empty only while building: not ours to see
-        raise AttributeError("a report field is unset")
-    return <object>value
+cdef Py_ssize_t F_ORDER_ID = struct_slot(FillReport, "order_id")
+cdef Py_ssize_t F_CLIENT_ORDER_ID = struct_slot(FillReport, "client_order_id")
+cdef Py_ssize_t F_MARKET = struct_slot(FillReport, "market")
+cdef Py_ssize_t F_SIDE = struct_slot(FillReport, "side")
+cdef Py_ssize_t F_TRADE_ID = struct_slot(FillReport, "trade_id")
+cdef Py_ssize_t F_FILL_PRICE = struct_slot(FillReport, "fill_price")
+cdef Py_ssize_t F_FILL_QTY = struct_slot(FillReport, "fill_qty")
+cdef Py_ssize_t F_FEE = struct_slot(FillReport, "fee")
+cdef Py_ssize_t F_FEE_ASSET = struct_slot(FillReport, "fee_asset")
+cdef Py_ssize_t F_LIQUIDITY = struct_slot(FillReport, "liquidity")
+cdef Py_ssize_t F_FILLED_QTY = struct_slot(FillReport, "filled_qty")
+cdef Py_ssize_t F_REMAINING_QTY = struct_slot(FillReport, "remaining_qty")
+cdef Py_ssize_t F_STATUS = struct_slot(FillReport, "status")
+cdef Py_ssize_t F_TS = struct_slot(FillReport, "ts")
 
 
 # -- which reports an answer is about -----------------------------------------------------
@@ -131,19 +103,21 @@ def placed_reports(list reports, participant_id):
     for report in reports:
         kind = type(report)
         if kind is OrderReport:
-            if not _same(_get(report, O_PARTICIPANT_ID), participant_id):
+            if not _same(slot_value(report, O_PARTICIPANT_ID), participant_id):
                 continue
             # The new order's first report says "new" or "rejected"; reports of older
             # orders (a licence sweep, self-trade cancels) are about something else.
             if mine is None:
-                status = _get(report, O_STATUS)
+                status = slot_value(report, O_STATUS)
                 if _same(status, _NEW) or _same(status, _REJECTED):
                     mine = report
-            if mine is not None and _same(_get(report, O_ORDER_ID), _get(mine, O_ORDER_ID)):
+            if mine is not None and _same(
+                slot_value(report, O_ORDER_ID), slot_value(mine, O_ORDER_ID)
+            ):
                 last = report
                 after = None
         elif kind is FillReport and mine is not None:
-            if _same(_get(report, F_ORDER_ID), _get(mine, O_ORDER_ID)):
+            if _same(slot_value(report, F_ORDER_ID), slot_value(mine, O_ORDER_ID)):
                 fills.append(report)
                 after = report
     return mine, last, fills, after
@@ -165,16 +139,16 @@ def changed_reports(list reports, participant_id):
     for report in reports:
         kind = type(report)
         if kind is OrderReport:
-            if not _same(_get(report, O_PARTICIPANT_ID), participant_id):
+            if not _same(slot_value(report, O_PARTICIPANT_ID), participant_id):
                 continue
-            order_id = _get(report, O_ORDER_ID)
+            order_id = slot_value(report, O_ORDER_ID)
             if not PyObject_IsTrue(target):
                 target = order_id
             if _same(order_id, target):
                 last = report
                 after = None
         elif kind is FillReport and target is not None:
-            if _same(_get(report, F_ORDER_ID), target):
+            if _same(slot_value(report, F_ORDER_ID), target):
                 fills.append(report)
                 after = report
     return None, target, last, fills, after
@@ -312,33 +286,33 @@ cdef int _put_string(Out* out, object text) except -1:
 cdef int _put_fill(Out* out, object fill, int quote_scale, int base_scale) except -1:
     """One of ``fills``: ``gateway.wire.views.fill_result``'s fields, in its order."""
     _text(out, "{\"order_id\":")
-    _put_int(out, _get(fill, F_ORDER_ID))
+    _put_int(out, slot_value(fill, F_ORDER_ID))
     _text(out, ",\"client_order_id\":")
-    _put_string(out, _get(fill, F_CLIENT_ORDER_ID))
+    _put_string(out, slot_value(fill, F_CLIENT_ORDER_ID))
     _text(out, ",\"market\":")
-    _put_string(out, _get(fill, F_MARKET))
+    _put_string(out, slot_value(fill, F_MARKET))
     _text(out, ",\"side\":")
-    _put_string(out, _get(fill, F_SIDE))
+    _put_string(out, slot_value(fill, F_SIDE))
     _text(out, ",\"trade_id\":")
-    _put_int(out, _get(fill, F_TRADE_ID))
+    _put_int(out, slot_value(fill, F_TRADE_ID))
     _text(out, ",\"fill_price\":")
-    _put_decimal(out, _get(fill, F_FILL_PRICE), quote_scale)
+    _put_decimal(out, slot_value(fill, F_FILL_PRICE), quote_scale)
     _text(out, ",\"fill_qty\":")
-    _put_decimal(out, _get(fill, F_FILL_QTY), base_scale)
+    _put_decimal(out, slot_value(fill, F_FILL_QTY), base_scale)
     _text(out, ",\"fee\":")
-    _put_decimal(out, _get(fill, F_FEE), quote_scale)
+    _put_decimal(out, slot_value(fill, F_FEE), quote_scale)
     _text(out, ",\"fee_asset\":")
-    _put_string(out, _get(fill, F_FEE_ASSET))
+    _put_string(out, slot_value(fill, F_FEE_ASSET))
     _text(out, ",\"liquidity\":")
-    _put_string(out, _get(fill, F_LIQUIDITY))
+    _put_string(out, slot_value(fill, F_LIQUIDITY))
     _text(out, ",\"filled_qty\":")
-    _put_decimal(out, _get(fill, F_FILLED_QTY), base_scale)
+    _put_decimal(out, slot_value(fill, F_FILLED_QTY), base_scale)
     _text(out, ",\"remaining_qty\":")
-    _put_decimal(out, _get(fill, F_REMAINING_QTY), base_scale)
+    _put_decimal(out, slot_value(fill, F_REMAINING_QTY), base_scale)
     _text(out, ",\"status\":")
-    _put_string(out, _get(fill, F_STATUS))
+    _put_string(out, slot_value(fill, F_STATUS))
     _text(out, ",\"ts\":")
-    _put_int(out, _get(fill, F_TS))
+    _put_int(out, slot_value(fill, F_TS))
     return _text(out, "}")
 
 
@@ -380,32 +354,34 @@ cdef int _put_answer(
     else:
         _put_string(out, request_id)
     _text(out, ",\"ok\":true,\"result\":{\"order_id\":")
-    _put_int(out, _get(report, O_ORDER_ID))
+    _put_int(out, slot_value(report, O_ORDER_ID))
     _text(out, ",\"client_order_id\":")
-    _put_string(out, _get(report, O_CLIENT_ORDER_ID))
+    _put_string(out, slot_value(report, O_CLIENT_ORDER_ID))
     _text(out, ",\"market\":")
-    _put_string(out, _get(report, O_MARKET))
+    _put_string(out, slot_value(report, O_MARKET))
     _text(out, ",\"side\":")
-    _put_string(out, _get(report, O_SIDE))
+    _put_string(out, slot_value(report, O_SIDE))
     _text(out, ",\"order_type\":")
-    _put_string(out, _get(report, O_ORDER_TYPE))
+    _put_string(out, slot_value(report, O_ORDER_TYPE))
     _text(out, ",\"price\":")
-    _put_decimal(out, _get(report, O_PRICE), quote_scale)
+    _put_decimal(out, slot_value(report, O_PRICE), quote_scale)
     _text(out, ",\"qty\":")
-    _put_decimal(out, _get(report, O_QTY), base_scale)
+    _put_decimal(out, slot_value(report, O_QTY), base_scale)
     _text(out, ",\"filled_qty\":")
-    _put_decimal(out, _get(state, F_FILLED_QTY if from_fill else O_FILLED_QTY), base_scale)
+    _put_decimal(out, slot_value(state, F_FILLED_QTY if from_fill else O_FILLED_QTY), base_scale)
     _text(out, ",\"remaining_qty\":")
-    _put_decimal(out, _get(state, F_REMAINING_QTY if from_fill else O_REMAINING_QTY), base_scale)
+    _put_decimal(
+        out, slot_value(state, F_REMAINING_QTY if from_fill else O_REMAINING_QTY), base_scale
+    )
     _text(out, ",\"status\":")
-    _put_string(out, _get(state, F_STATUS if from_fill else O_STATUS))
+    _put_string(out, slot_value(state, F_STATUS if from_fill else O_STATUS))
     _text(out, ",\"ts\":")
-    _put_int(out, _get(state, F_TS if from_fill else O_TS))
-    reason = _get(report, O_REASON)
+    _put_int(out, slot_value(state, F_TS if from_fill else O_TS))
+    reason = slot_value(report, O_REASON)
     if reason is not None:
         _text(out, ",\"reason\":")
         _put_string(out, reason)
-    message = _get(report, O_MESSAGE)
+    message = slot_value(report, O_MESSAGE)
     if message is not None:
         _text(out, ",\"message\":")
         _put_string(out, message)

@@ -36,22 +36,16 @@ words the errors.  tests/test_intake.py holds the two paths to the same commands
 randomized frames, near misses included.
 """
 
-from cpython.object cimport PyObject, PyTypeObject
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.string cimport memcmp
+
+from gateway.wire._structs cimport slot_value, struct_slot
 
 from engine.markets import Market
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 
 
 cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef* d_member
-    PyTypeObject PyMemberDescr_Type
-    int T_OBJECT_EX
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     bint PyUnicode_IS_ASCII(object)
     void* PyUnicode_DATA(object)
@@ -118,28 +112,9 @@ for _i in range(1, 19):
     _POW10[_i] = _POW10[_i - 1] * 10
 
 
-cdef Py_ssize_t _slot(object cls, str name) except -1:
-    """The offset of a Struct field's object slot (as in ``gateway.wire._answers``): an
-    unexpected layout stops the import instead of reading the wrong memory."""
-    descr = cls.__dict__.get(name)
-    descr_type = type(descr)
-    if descr is None or <PyTypeObject*>descr_type is not &PyMemberDescr_Type:
-        raise ImportError(f"{cls.__name__}.{name} is not a Struct field slot")
-    cdef PyMemberDef* member = (<PyMemberDescrObject*><PyObject*>descr).d_member
-    if member.type != T_OBJECT_EX or member.offset < <Py_ssize_t>sizeof(PyObject):
-        raise ImportError(f"{cls.__name__}.{name} is not an object slot")
-    return member.offset
-
-
-cdef Py_ssize_t M_BASE_SCALE = _slot(Market, "base_scale")
-cdef Py_ssize_t M_QUOTE_SCALE = _slot(Market, "quote_scale")
-
-
-cdef inline object _field_of(object struct, Py_ssize_t offset):
-    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>struct) + offset))[0]
-    if value is NULL:
-        raise AttributeError("a Market field is unset")
-    return <object>value
+# The market's scales, read from their slots (gateway/wire/_structs.pxd).
+cdef Py_ssize_t M_BASE_SCALE = struct_slot(Market, "base_scale")
+cdef Py_ssize_t M_QUOTE_SCALE = struct_slot(Market, "quote_scale")
 
 
 # -- reading JSON ------------------------------------------------------------------------
@@ -442,8 +417,8 @@ cdef object _place(object request_id, Field* f, dict markets):
         is_market = True
     else:
         return None
-    cdef long long base_scale = _field_of(market, M_BASE_SCALE)
-    cdef long long quote_scale = _field_of(market, M_QUOTE_SCALE)
+    cdef long long base_scale = slot_value(market, M_BASE_SCALE)
+    cdef long long quote_scale = slot_value(market, M_QUOTE_SCALE)
     cdef long long qty = _units(&f[F_QTY], base_scale)
     if qty < 0:
         return None

@@ -9,6 +9,9 @@
 ``tests.kit.reports``
     Engine reports built by hand (``order_report``, ``fill_report``: defaults, any field
     overridden), for the tests of what reads them.
+``tests.kit.connections``
+    A session's connection that keeps what is sent to it (``RecordingConnection``), for
+    tests that drive ``Session.on_frame`` without a socket.
 
 The kit belongs to the tests: no test imports ``benchmarks`` for its inputs (only the tests
 of a benchmark import that benchmark; ``tests/test_tools_layout.py`` checks it).  The soak
