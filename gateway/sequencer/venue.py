@@ -329,11 +329,28 @@ class Venue:
         if not commands:
             return
         self.published_seq += len(commands)
-        if self.on_published is not None:
-            try:
-                self.on_published(self.published_seq, commands)
-            except Exception:  # history is not the record of truth: never stop the venue
-                log.exception("feeding the published batch on failed")
+        if self.on_published is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a test driving the venue by hand): now
+            self._feed_published(self.published_seq, commands)
+            return
+        # After this turn's answers are written: the output flush was scheduled when the
+        # first of them was queued, so it runs first, and the history's encoding is not on
+        # the answers' path (measured: 12 of 16 alternating runs ahead, medians +3-10 %,
+        # issue 16's sixth pass).  Callbacks run in order, so batches are fed in order, and
+        # before anything that waits for the publication (the venue's stop) resumes.
+        loop.call_soon(self._feed_published, self.published_seq, commands)
+
+    def _feed_published(self, seq: int, commands: list[list[Report]]) -> None:
+        """Hand a published batch to ``on_published`` (the history database's writer)."""
+        if self.on_published is None:
+            return
+        try:
+            self.on_published(seq, commands)
+        except Exception:  # history is not the record of truth: never stop the venue
+            log.exception("feeding the published batch on failed")
 
     def _fail(self, error: BaseException | None) -> None:
         """A batch could not be made durable: acknowledge nothing more, and answer every
