@@ -338,7 +338,7 @@ class Venue:
             return
         # After this turn's answers are written: the output flush was scheduled when the
         # first of them was queued, so it runs first, and the history's encoding is not on
-        # the answers' path (measured: 12 of 16 alternating runs ahead, medians +3-10 %,
+        # the answers' path (measured: 19 of 26 alternating runs ahead, medians +2-10 %,
         # issue 16's sixth pass).  Callbacks run in order, so batches are fed in order, and
         # before anything that waits for the publication (the venue's stop) resumes.
         loop.call_soon(self._feed_published, self.published_seq, commands)
