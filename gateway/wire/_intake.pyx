@@ -41,8 +41,11 @@ from libc.string cimport memcmp
 
 from gateway.wire._structs cimport slot_value, struct_slot
 
+from typing import get_args
+
 from engine.markets import Market
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
+from gateway.wire import protocol
 
 
 cdef extern from "Python.h":
@@ -56,11 +59,29 @@ CANCEL = 2
 
 cdef enum:
     MAX_DIGITS = 18  # integers and scaled numerals: always inside a C long long
-    MAX_ID_LENGTH = 256  # gateway.wire.protocol.MAX_ID_LENGTH
-    MAX_SYMBOL = 32
-    MAX_DECIMAL = 40
-    MAX_CLIENT_ORDER_ID = 64
-    MAX_ORDER_ID_DIGITS = 18  # every such id is below 2**62, protocol's OrderId bound
+
+
+def _meta(alias):
+    """The ``msgspec.Meta`` of one of the protocol's ``Annotated`` field types."""
+    return get_args(alias)[1]
+
+
+# The protocol's own bounds (gateway.wire.protocol), read once: this reader must refuse
+# whatever the general path refuses, so it takes them from there rather than repeating
+# them, and stops the import if a rule changed into one it does not implement.
+cdef Py_ssize_t MAX_ID_LENGTH = protocol.MAX_ID_LENGTH
+cdef Py_ssize_t MAX_SYMBOL = _meta(protocol.Symbol).max_length
+cdef Py_ssize_t MAX_DECIMAL = _meta(protocol.Decimal).max_length
+cdef Py_ssize_t MAX_CLIENT_ORDER_ID = _meta(protocol.ClientOrderId).max_length
+if (
+    _meta(protocol.Symbol).min_length != 1
+    or _meta(protocol.Decimal).min_length != 1
+    or _meta(protocol.ClientOrderId).min_length != 1
+    or _meta(protocol.ClientOrderId).pattern != r"^[A-Za-z0-9._:\-]+$"
+    or _meta(protocol.OrderId).ge != 1
+    or _meta(protocol.OrderId).le < 10**MAX_DIGITS
+):
+    raise ImportError("the protocol's field rules changed: gateway/wire/_intake.pyx reads the old")
 
 # What a JSON value was read as.
 cdef enum Kind:
@@ -496,7 +517,7 @@ cdef object _cancel(object request_id, Field* f, dict markets):
         if (
             f[F_ORDER_ID].kind != INTEGER
             or f[F_ORDER_ID].integer < 1
-            or f[F_ORDER_ID].length > MAX_ORDER_ID_DIGITS
+            or f[F_ORDER_ID].length > MAX_DIGITS  # below the protocol's bound (checked above)
         ):
             return None
         order_id = f[F_ORDER_ID].integer
