@@ -160,3 +160,19 @@ def test_a_steady_stream_is_written_in_few_transactions_and_a_lone_batch_alone(
     assert history_process.ACK.unpack(os.read(process._acks, 8))[0] == seq + 1
     writer.close()
     assert rows(tmp_path / "h.sqlite") == [(i,) for i in range(1, seq + 2)]
+
+
+def test_the_writer_process_runs_only_in_the_cores_spare_time(tmp_path: Path) -> None:
+    """The order path first: the writer is in Linux's idle scheduling class, so it never
+    takes a core from the server or its clients (issue 16's saturation runs)."""
+    writer = HistoryWriter(tmp_path / "h.sqlite", retention_days=0)
+    writer.start()
+    try:
+        writer.offer(1, [[trade(1)]])
+        assert writer.flush(10.0)  # written: the child has set itself up
+        process = writer._process
+        assert process is not None and process._process is not None
+        assert os.sched_getscheduler(process._process.pid) == os.SCHED_IDLE
+    finally:
+        writer.close()
+    assert rows(tmp_path / "h.sqlite") == [(1,)]
