@@ -55,7 +55,6 @@ from benchmarks.exchange_bench import (
 )
 from engine.compiled import CompiledExchange
 from engine.reports import Report
-from gateway.hosts.start import settle_collector
 from gateway.storage import history, history_process
 from gateway.storage.history import HistoryWriter
 
@@ -206,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     chunked = {size: transactions(frames, size) for size in sizes}
     runs: dict[int, list[tuple[float, float]]] = {size: [] for size in sizes}
     found: dict[int, set[tuple[str, str]]] = {size: set() for size in sizes}
-    settle_collector()  # as the writer process does before it writes (run_child)
+    history_process.settle_collector()  # as the writer process does before it writes
     with tempfile.TemporaryDirectory(prefix="history-bench-") as tmp:
         for run in range(args.runs):  # sizes in turn, so that each sees the same moments
             for size in sizes:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import select
@@ -419,6 +420,22 @@ def write_frames(
     return (batches[-1][0] if batches else None), stale_written
 
 
+COLLECTOR_THRESHOLD = 10_000
+"""The writer's young-generation threshold of the cyclic garbage collector (the default is
+700), as the server's once it has started (``gateway.hosts.start.COLLECTOR_THRESHOLD``):
+each transaction's decoded reports and rows die by reference counting, and the default
+collected them over and over on the way (``benchmarks/history_bench.py``, 1,000 commands
+a transaction: decode 1.6-2.6 against 1.1-1.5 µs a command)."""
+
+
+def settle_collector() -> None:
+    """Once the database is open: what start-up built out of the collector's generations
+    for good, and the young generation collected only every ``COLLECTOR_THRESHOLD``."""
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(COLLECTOR_THRESHOLD, middle, old)
+
+
 def run_child(path: str, retention_days: int) -> int:
     """Write what arrives on stdin until it ends (see the module docstring)."""
     from gateway.storage import history
@@ -430,11 +447,6 @@ def run_child(path: str, retention_days: int) -> int:
     yield_to_the_order_path()  # the order path first: this runs in the cores' spare time
     conn = history.connect(path)
     stale_written = history.is_stale(conn)
-    # As the server does once started: each transaction's decoded reports and rows die by
-    # reference counting, and the default threshold collected them over and over on the
-    # way (``benchmarks/history_bench.py``: decode 1.6-2.6 against 1.1-1.5 µs a command).
-    from gateway.hosts.start import settle_collector
-
     settle_collector()
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     buffer = bytearray()
