@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,6 +409,7 @@ def test_a_lost_book_update_makes_the_page_resync(browser: Browser) -> None:
     server = _serve(port, http_port)
     sent: list[str] = []
     dropped: list[str] = []
+    snapshots: list[str] = []
 
     def route(page_side: Any) -> None:
         venue_side = page_side.connect_to_server()
@@ -421,6 +423,8 @@ def test_a_lost_book_update_makes_the_page_resync(browser: Browser) -> None:
             if not dropped and '"channel":"book"' in text and '"type":"update"' in text:
                 dropped.append(text)
                 return
+            if '"channel":"book"' in text and '"type":"snapshot"' in text:
+                snapshots.append(text)
             page_side.send(message)
 
         page_side.on_message(to_venue)
@@ -433,6 +437,13 @@ def test_a_lost_book_update_makes_the_page_resync(browser: Browser) -> None:
         page.route_web_socket(re.compile(r"^ws://"), route)
         page.goto(f"http://127.0.0.1:{http_port}/#ETH-KZT")
         expect(page.locator(".spread")).to_have_text("the book is empty")
+        # The empty book is also what the page shows before its snapshot comes: the orders
+        # must come after it, as updates (else the snapshot holds them, and no update is
+        # there to lose: the flake of an earlier run under load).
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not snapshots and time.monotonic() < deadline:
+            page.wait_for_timeout(20)
+        assert snapshots, "the page's book snapshot never came"
         _other_client(
             f"ws://127.0.0.1:{port}",
             (
