@@ -33,13 +33,15 @@ import asyncio
 import logging
 from ssl import SSLContext
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+import picows.picows
+from picows import WSCloseCode, WSFrame, WSMsgType, WSTransport, ws_create_server
 
 from gateway.sessions.ratelimit import LogLimiter
 from gateway.sessions.session import TOO_MANY_FROM_ADDRESS, Gateway, Session
 
 # Enum members read once: each read off the class (``WSMsgType.TEXT``) goes through the
-# enum metaclass, about 850 instructions, on every frame.
+# enum metaclass, about 850 instructions, on every frame.  Compiled, they are C values, and
+# so is a frame's type (``picows_server.pxd``).
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
@@ -92,7 +94,7 @@ class OutputFlusher:
             connection.flush()
 
 
-class PicowsConnection(WSListener):
+class PicowsConnection(picows.picows.WSListener):
     """One websocket connection: picows listener and the session's ``Connection``."""
 
     def __init__(self, gateway: Gateway, flusher: OutputFlusher | None = None) -> None:
@@ -127,13 +129,13 @@ class PicowsConnection(WSListener):
             if session is None:
                 return
             msg_type = frame.msg_type
-            if msg_type is _TEXT and frame.fin and self._fragments is None:
+            if msg_type == _TEXT and frame.fin and self._fragments is None:
                 session.on_frame(frame.get_payload_as_bytes())
-            elif msg_type is _TEXT or msg_type is _BINARY:
+            elif msg_type in (_TEXT, _BINARY):
                 self._start_fragments(session, frame)
-            elif msg_type is _CONTINUATION:
+            elif msg_type == _CONTINUATION:
                 self._continue_fragments(session, frame)
-            elif msg_type is _CLOSE:
+            elif msg_type == _CLOSE:
                 self.flush()  # answers already queued go out before the closing handshake
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
@@ -183,7 +185,7 @@ class PicowsConnection(WSListener):
             message = b"".join(self._fragments)
             kind = self._fragment_type
             self._fragments = None
-            if kind is _TEXT:
+            if kind == _TEXT:
                 session.on_frame(message)
             else:
                 session.send(_BINARY_REFUSED)
