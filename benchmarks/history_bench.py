@@ -33,6 +33,7 @@ the same flow wrote the same history, whatever their SQL, indexes or decoding.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import random
@@ -118,12 +119,14 @@ def write_once(path: Path, chunks: list[bytearray]) -> tuple[float, float]:
     clock = time.process_time
     try:
         for chunk in chunks:
-            started = clock()
-            frames, used = history_process.read_frames(chunk)
-            decoded = clock()
-            history_process.write_frames(conn, frames, stale)
-            write_s += clock() - decoded
-            decode_s += decoded - started
+            with history_process.collector_paused():  # as the writer process does
+                started = clock()
+                frames, used = history_process.read_frames(chunk)
+                decoded = clock()
+                history_process.write_frames(conn, frames, stale)
+                write_s += clock() - decoded
+                decode_s += decoded - started
+                del frames
             assert used == len(chunk)
     finally:
         conn.close()
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     chunked = {size: transactions(frames, size) for size in sizes}
     runs: dict[int, list[tuple[float, float]]] = {size: [] for size in sizes}
     found: dict[int, set[tuple[str, str]]] = {size: set() for size in sizes}
-    history_process.settle_collector()  # as the writer process does before it writes
+    gc.freeze()  # what the run built so far stays, as the writer process's start-up does
     with tempfile.TemporaryDirectory(prefix="history-bench-") as tmp:
         for run in range(args.runs):  # sizes in turn, so that each sees the same moments
             for size in sizes:
