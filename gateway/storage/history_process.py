@@ -425,11 +425,12 @@ def collector_paused() -> Iterator[None]:
     """No cyclic garbage collection while a chunk is decoded and written: its reports and
     rows (tens of thousands of tuples and lists) all live until the transaction is done,
     then die by reference counting, and the collector, triggered by their allocation, only
-    walked them over and over on the way (about a tenth of the writer's CPU at the default
-    threshold and still 8 % at 10,000, sampled with ``perf`` at saturation; on
-    ``benchmarks/history_bench.py``, 1,000 commands a transaction, decode 1.6-2.6 µs a
-    command at the default against 1.1-1.5 at 10,000).  The writer makes no reference
-    cycles of its own; what start-up built is frozen out of the collector's way first
+    walked them over and over on the way.  Sampled with ``perf`` at saturation, the
+    collector was 8 % of the writer's CPU with its young generation collected every 10,000
+    allocations, and nothing with the pause; on ``benchmarks/history_bench.py`` (1,000
+    commands a transaction) the decode took 1.6-2.6 µs a command at the default threshold
+    (700), 1.1-1.5 at 10,000 and 0.9-1.4 paused.  The writer makes no reference cycles of
+    its own; what start-up built is frozen out of the collector's way first
     (``run_child``)."""
     gc.disable()
     try:
