@@ -69,6 +69,9 @@ _TABLE: tuple[RejectCode, ...] = (
         87, "VENUE_STOPPED", "the venue stopped (a failed journal or engine, or shutting down)"
     ),
     RejectCode(88, "TOO_MANY_CONNECTIONS", "the participant has its maximum of sessions logged in"),
+    RejectCode(
+        89, "HISTORY_BEHIND", "the order is not open and the order history has not caught up"
+    ),
 )
 
 BY_NUMBER: dict[int, RejectCode] = {entry.number: entry for entry in _TABLE}

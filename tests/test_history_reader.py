@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from gateway.sessions import lookups
 from gateway.sessions.http import HttpApi, HttpRequest, HttpResponse
 from gateway.storage.history import HistoryWriter
 
@@ -289,3 +290,56 @@ async def test_wait_written_is_woken_when_the_writer_falls_behind() -> None:
     finally:
         writer.start()
         writer.close()
+
+
+@async_test
+async def test_a_closed_order_the_history_has_not_written_yet_is_history_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An order that closed in a batch the history's writer has not written (it runs in the
+    cores' idle time, and may be slow) is not answered ``UNKNOWN_ORDER``, which would tell
+    the client it never existed: after the wait, ``HISTORY_BEHIND`` (503 over HTTP), and
+    the order itself once the writer has caught up."""
+    monkeypatch.setattr(lookups, "CLOSED_ORDER_WAIT_S", 0.2)
+    async with running_venue() as running:
+        writer = HistoryWriter(None)  # not started yet: it writes nothing
+        running.venue.on_published = writer.offer
+        running.gateway.history = writer
+        try:
+            mm = await running.login("mm1")
+            placed = await mm.ok("order.place", place("sell", "46000000.00", "1.00000000"))
+            order_id = placed["order_id"]
+            await mm.ok("order.cancel", {"market": BTC, "order_id": order_id})
+            slow = {"code": "HISTORY_BEHIND", "message": lookups.HISTORY_SLOW}
+            assert await mm.error("order.status", {"order_id": order_id}) == slow
+            response = await get(HttpApi(running.gateway), "/order", f"order_id={order_id}", "mm1")
+            assert (response.status, response.json()) == (503, {"error": slow})
+            writer.start()
+            assert writer.flush()
+            found = await mm.ok("order.status", {"order_id": order_id})
+            assert (found["order_id"], found["status"]) == (order_id, "canceled")
+            unknown = await mm.error("order.status", {"order_id": order_id + 1000})
+            assert unknown["code"] == "UNKNOWN_ORDER"  # caught up: nobody's id is unknown
+        finally:
+            writer.close()
+
+
+@async_test
+async def test_a_closed_order_missed_by_a_history_that_fell_behind_is_history_behind() -> None:
+    """A writer that dropped batches (marked behind, caught up only at the next start) is not
+    waited for, and an order it may have missed is ``HISTORY_BEHIND``, saying so."""
+    async with running_venue() as running:
+        writer = HistoryWriter(None)
+        running.venue.on_published = writer.offer
+        running.gateway.history = writer
+        try:
+            writer.behind = True
+            mm = await running.login("mm1")
+            placed = await mm.ok("order.place", place("sell", "46000000.00", "1.00000000"))
+            await mm.ok("order.cancel", {"market": BTC, "order_id": placed["order_id"]})
+            started = time.monotonic()
+            error = await mm.error("order.status", {"order_id": placed["order_id"]})
+            assert error == {"code": "HISTORY_BEHIND", "message": lookups.HISTORY_STALE}
+            assert time.monotonic() - started < lookups.CLOSED_ORDER_WAIT_S
+        finally:
+            writer.close()

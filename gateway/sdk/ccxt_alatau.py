@@ -66,6 +66,7 @@ EXACT_ERRORS: dict[str, Any] = {
     "PARTICIPANT_UNKNOWN": ccxt.AuthenticationError,
     "RATE_LIMITED": ccxt.RateLimitExceeded,
     "VENUE_STOPPED": ccxt.ExchangeNotAvailable,
+    "HISTORY_BEHIND": ccxt.ExchangeNotAvailable,
     "MARKET_HALTED": ccxt.ExchangeNotAvailable,
     "UNKNOWN_MARKET": ccxt.BadSymbol,
     "UNKNOWN_ORDER": ccxt.OrderNotFound,

@@ -46,6 +46,15 @@ CLOSED_ORDER_WAIT_S = 2.0
 """How long ``order.status`` waits for the history's writer to reach the batch an order
 closed in (it commits every ``WRITE_EVERY_S``, 50 ms, under load; at once when idle)."""
 
+HISTORY_SLOW = (
+    "the order is not open, and the order history has not caught up with the venue yet: "
+    "ask again shortly"
+)
+HISTORY_STALE = (
+    "the order is not open, and the order history misses recent orders (its writer fell "
+    "behind; the next start catches it up from the journal)"
+)
+
 log = logging.getLogger("alatau.history")
 _waiting: set[asyncio.Task[None]] = set()
 T = TypeVar("T")
@@ -257,18 +266,26 @@ async def _closed_order(
     hears ``UNKNOWN_ORDER`` for an order it has just seen close (the writer commits every
     ``WRITE_EVERY_S`` under load).  An id that is nobody's waits as long, then gets
     ``UNKNOWN_ORDER``; a writer that is behind (batches dropped) or slower than
-    ``CLOSED_ORDER_WAIT_S`` is not waited for further."""
+    ``CLOSED_ORDER_WAIT_S`` is not waited for further, and an order not found then is
+    ``HISTORY_BEHIND``, not ``UNKNOWN_ORDER``: it may well exist, closed in a batch the
+    history has not written (the writer runs in the cores' idle time, and a machine busy
+    for long enough leaves it behind: ``gateway.storage.history_process``)."""
     await asyncio.sleep(0)  # the query's own batch is counted as published after its answers
-    await writer.wait_written(venue.published_seq, CLOSED_ORDER_WAIT_S)
+    published = venue.published_seq
+    await writer.wait_written(published, CLOSED_ORDER_WAIT_S)
     try:
         row = await read(writer, lambda w: w.order(participant_id, order_id, client_order_id))
     except WireError as exc:  # the database failed (INTERNAL): the answer says so
         done(exc)
         return
-    if row is None:
-        done(WireError("UNKNOWN_ORDER", "no order of yours has this id"))
-    else:
+    if row is not None:
         done(order_row_view(venue, row))
+    elif writer.behind:
+        done(WireError("HISTORY_BEHIND", HISTORY_STALE))
+    elif writer.written_seq < published:
+        done(WireError("HISTORY_BEHIND", HISTORY_SLOW))
+    else:
+        done(WireError("UNKNOWN_ORDER", "no order of yours has this id"))
 
 
 def order_row_view(venue: Venue, row: tuple[Any, ...]) -> dict[str, Any]:
