@@ -343,12 +343,9 @@ class HttpApi:
         if "market" in params:
             symbol = self._market(params).symbol
         else:
-            row = await lookups.read(
-                self.gateway.history, lambda w: w.order(participant, order_id, client_order_id)
+            symbol = await lookups.open_order_market(
+                self.venue, participant, order_id, client_order_id
             )
-            if row is None:
-                raise HttpError("UNKNOWN_ORDER", "no order of yours has this id")
-            symbol = row[2]
         wire: dict[str, Any] = {"market": symbol}
         if order_id is not None:
             wire["order_id"] = order_id

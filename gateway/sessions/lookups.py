@@ -253,6 +253,24 @@ def order_status(
     venue.query(OrderStatusQuery(participant_id, order_id, client_order_id), answered)
 
 
+async def open_order_market(
+    venue: Venue, participant_id: str, order_id: int | None, client_order_id: str | None
+) -> str:
+    """The market of one of the participant's open orders, as the engine holds it (a query
+    in sequence with the commands before it): what a cancel without a market needs.  Not
+    the history database, whose writer may not have written an order placed a moment ago.
+    ``UNKNOWN_ORDER`` when the participant has no open order by that id."""
+    found: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    venue.query(OrderStatusQuery(participant_id, order_id, client_order_id), found.set_result)
+    report = await found
+    if report is STOPPED:
+        raise WireError("VENUE_STOPPED", f"{venue.health()['reason']}: the query did not run")
+    if report is None:
+        raise WireError("UNKNOWN_ORDER", "no open order of yours has this id")
+    market: str = report.market
+    return market
+
+
 async def _closed_order(
     venue: Venue,
     writer: HistoryWriter,
