@@ -25,6 +25,7 @@ serve`` (a warning) tell when a compiled module is older than its source.
 """
 
 import hashlib
+import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -65,11 +66,15 @@ def _source(module: str) -> Path:
 
 def _source_hash(module: str) -> str:
     """The hash of what a module is compiled from: its ``.py``, and its ``.pxd`` (the C
-    types Cython reads beside it) when it has one; ``gateway.app.compiled`` hashes alike."""
+    types Cython reads beside it) when it has one, with picows' version when the ``.pxd``
+    cimports picows (built against its declarations); ``gateway.app.compiled`` hashes alike."""
     digest = hashlib.sha256(_source(module).read_bytes())
     pxd = _source(module).with_suffix(".pxd")
     if pxd.exists():
-        digest.update(pxd.read_bytes())
+        declarations = pxd.read_bytes()
+        digest.update(declarations)
+        if b"cimport picows" in declarations:
+            digest.update(importlib.metadata.version("picows").encode())
     return digest.hexdigest()
 
 

@@ -70,3 +70,23 @@ def test_no_manifest_means_nothing_compiled(
     monkeypatch.setattr(compiled, "MANIFEST", tmp_path / "absent.json")
     assert compiled.compiled_modules() == {}
     assert compiled.stale() == []
+
+
+def test_a_picows_upgrade_makes_the_transport_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The picows transport is compiled against picows' C declarations
+    (``picows_server.pxd``): built with one picows and run with another, it is reported
+    stale, and the report names picows."""
+    source = Path(compiled.__file__).parents[1] / "transport" / "picows_server.py"
+    assert compiled.BUILT_AGAINST_PICOWS in source.with_suffix(".pxd").read_bytes()
+    manifest = tmp_path / "compiled_sources.json"
+    name = "gateway.transport.picows_server"
+    manifest.write_text(json.dumps({name: compiled.source_hash(source)}))
+    monkeypatch.setattr(compiled, "MANIFEST", manifest)
+    assert not [line for line in compiled.stale() if "changed" in line]
+    monkeypatch.setattr(compiled, "picows_version", lambda: "9.9.9")
+    assert compiled.stale() == [
+        "gateway/transport/picows_server.py changed after it was compiled (or picows, now "
+        "9.9.9, whose C declarations it is built against)"
+    ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.machinery
+import importlib.metadata
 import importlib.util
 import json
 from pathlib import Path
@@ -37,13 +38,29 @@ def is_extension(module: str) -> bool:
     return origin is not None and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
+BUILT_AGAINST_PICOWS = b"cimport picows"
+"""In a ``.pxd``: the module is compiled against picows' C declarations (its extension
+types' layouts), so a build is stale once another picows is installed, too."""
+
+
+def picows_version() -> str:
+    try:
+        return importlib.metadata.version("picows")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 def source_hash(source: Path) -> str:
     """The hash of what a module is compiled from: its ``.py`` and, when it has one, its
-    ``.pxd`` (the C types Cython reads beside it; editing it changes the build too)."""
+    ``.pxd`` (the C types Cython reads beside it; editing it changes the build too), with
+    the version of picows when the ``.pxd`` cimports it (``setup.py`` hashes alike)."""
     digest = hashlib.sha256(source.read_bytes())
     pxd = source.with_suffix(".pxd")
     if pxd.exists():
-        digest.update(pxd.read_bytes())
+        declarations = pxd.read_bytes()
+        digest.update(declarations)
+        if BUILT_AGAINST_PICOWS in declarations:
+            digest.update(picows_version().encode())
     return digest.hexdigest()
 
 
@@ -58,7 +75,13 @@ def stale() -> list[str]:
         except OSError:
             continue  # an installed wheel may carry no sources: nothing to go stale
         if now != digest:
-            found.append(f"{source.relative_to(root)} changed after it was compiled")
+            pxd = source.with_suffix(".pxd")
+            also = (
+                f" (or picows, now {picows_version()}, whose C declarations it is built against)"
+                if pxd.exists() and BUILT_AGAINST_PICOWS in pxd.read_bytes()
+                else ""
+            )
+            found.append(f"{source.relative_to(root)} changed after it was compiled{also}")
         elif not is_extension(module):
             found.append(f"{module} was compiled but its extension is missing")
     return found
