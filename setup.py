@@ -24,11 +24,11 @@ included), and both the test suite (``tests/test_compiled_modules.py``) and ``al
 serve`` (a warning) tell when a compiled module is older than its source.
 """
 
-import hashlib
-import importlib.metadata
+import importlib.util
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -64,23 +64,23 @@ def _source(module: str) -> Path:
     return Path(*module.split(".")).with_suffix(".py")
 
 
-def _source_hash(module: str) -> str:
-    """The hash of what a module is compiled from: its ``.py``, and its ``.pxd`` (the C
-    types Cython reads beside it) when it has one, with picows' version when the ``.pxd``
-    cimports picows (built against its declarations); ``gateway.app.compiled`` hashes alike."""
-    digest = hashlib.sha256(_source(module).read_bytes())
-    pxd = _source(module).with_suffix(".pxd")
-    if pxd.exists():
-        declarations = pxd.read_bytes()
-        digest.update(declarations)
-        if b"cimport picows" in declarations:
-            digest.update(importlib.metadata.version("picows").encode())
-    return digest.hexdigest()
+def _stale_check() -> ModuleType:
+    """``gateway.app.compiled``, loaded from its file (the build may not have the project on
+    ``sys.path``): the one definition of a module's source hash, which the stale-build
+    checks compare with what this build records (a standard-library-only module)."""
+    spec = importlib.util.spec_from_file_location(
+        "_alatau_compiled", Path("gateway/app/compiled.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _write_manifest(modules: list[str]) -> None:
     """Each compiled module's source hash, for the stale-build checks (``gateway.app.compiled``)."""
-    hashes = {m: _source_hash(m) for m in modules}
+    source_hash = _stale_check().source_hash  # a .py, its .pxd, the picows built against
+    hashes = {m: source_hash(_source(m)) for m in modules}
     MANIFEST.write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
 
 

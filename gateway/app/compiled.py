@@ -53,7 +53,8 @@ def picows_version() -> str:
 def source_hash(source: Path) -> str:
     """The hash of what a module is compiled from: its ``.py`` and, when it has one, its
     ``.pxd`` (the C types Cython reads beside it; editing it changes the build too), with
-    the version of picows when the ``.pxd`` cimports it (``setup.py`` hashes alike)."""
+    the version of picows when the ``.pxd`` cimports it.  ``setup.py`` records it with each
+    build (it loads this module from its file: keep it to the standard library)."""
     digest = hashlib.sha256(source.read_bytes())
     pxd = source.with_suffix(".pxd")
     if pxd.exists():
