@@ -451,6 +451,50 @@ def test_batch_keeps_the_flow_mix():
     assert 0.30 < sent[10][flow.CANCEL] / 6000 < 0.40 and 0.07 < sent[10][flow.CROSS] / 6000 < 0.13
 
 
+def test_the_flow_spreads_sides_prices_quantities_and_cancels_evenly():
+    """Each passive place rests 1 to SPREAD_TICKS ticks from the reference on either side,
+    each quantity step as often as another, and a cancel takes any open order alike: the
+    book the bench builds is as deep and as varied as its parameters say, whatever the
+    draw is made of."""
+    from collections import Counter
+
+    async def make() -> bots.Bot:
+        return _bot(count=0)
+
+    bot = asyncio.run(make())
+    bot.max_open = 10**6
+    mid = flow.SPREAD_TICKS
+    sides, offsets, qtys = Counter(), Counter(), Counter()
+    for _ in range(40_000):
+        params, kind = bot.operation()
+        if kind == flow.PLACE:
+            order = msgspec.json.decode(params)
+            index = PRICES.index(order["price"])
+            sides[order["side"]] += 1
+            offsets[mid - index if order["side"] == "buy" else index - mid] += 1
+            qtys[order["qty"]] += 1
+        bot.placing = 0
+        bot.open.clear()
+    places = sum(sides.values())
+    assert abs(sides["buy"] - sides["sell"]) / places < 0.03
+    assert set(offsets) == set(range(1, flow.SPREAD_TICKS + 1))
+    expected = places / flow.SPREAD_TICKS
+    assert all(abs(n - expected) / expected < 0.2 for n in offsets.values()), offsets
+    assert set(qtys) == {q for q in QTYS}
+    assert all(abs(n - places / len(QTYS)) / (places / len(QTYS)) < 0.1 for n in qtys.values())
+
+    picked = Counter()
+    for _ in range(20_000):
+        bot.open[:] = list(range(10))
+        while True:
+            params, kind = bot.operation()
+            if kind == flow.CANCEL:
+                picked[msgspec.json.decode(params)["order_id"]] += 1
+                break
+    assert set(picked) == set(range(10))
+    assert all(abs(n - 2_000) / 2_000 < 0.1 for n in picked.values()), picked
+
+
 def test_batch_learns_order_ids_from_items_and_counts_rejects_per_item():
     async def run() -> None:
         bot = _bot(count=40, window=2, batch=4)
