@@ -251,7 +251,12 @@ class Replica:
                         elif now - seen_at >= self.lease_seconds:
                             revision = await kv.update(LEASE_KEY, me, last=seen_revision)
                             await self._take(revision, now)
-            except nats.js.errors.KeyWrongLastSequenceError:
+            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError):
+                # Another replica wrote or deleted the lease between our read and our write.
+                # nats-py's ``create`` also raises KeyNotFoundError when the key it was told
+                # exists is gone when it looks again (a leader's clean stop deletes it, and a
+                # direct read may be served by a node that has not caught up): the standby
+                # must not die of that race, only try again next round.
                 if self.leader:
                     self.leader = False
                     self.emit("standby", applied=self.applied, reason="lease lost")
