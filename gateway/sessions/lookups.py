@@ -212,6 +212,11 @@ async def fills_history(
     return {"fills": fills, "next": following, "stale": writer.behind}
 
 
+def _query_stopped(venue: Venue) -> WireError:
+    """The answer to a query the venue stopped before running."""
+    return WireError("VENUE_STOPPED", f"{venue.health()['reason']}: the query did not run")
+
+
 def order_status(
     venue: Venue,
     history: HistoryWriter | None,
@@ -230,7 +235,7 @@ def order_status(
 
     def answered(report: Any) -> None:  # OrderReport | None, or STOPPED
         if report is STOPPED:
-            done(WireError("VENUE_STOPPED", f"{venue.health()['reason']}: the query did not run"))
+            done(_query_stopped(venue))
             return
         if report is not None:
             view = order_view(report, venue.markets[report.market])
@@ -264,7 +269,7 @@ async def open_order_market(
     venue.query(OrderStatusQuery(participant_id, order_id, client_order_id), found.set_result)
     report = await found
     if report is STOPPED:
-        raise WireError("VENUE_STOPPED", f"{venue.health()['reason']}: the query did not run")
+        raise _query_stopped(venue)
     if report is None:
         raise WireError("UNKNOWN_ORDER", "no open order of yours has this id")
     market: str = report.market
